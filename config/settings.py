@@ -1,0 +1,240 @@
+"""Feedsync settings: environment variables (and `.env`) plus an optional TOML file (SPEC §8).
+
+Everything is validated once, at start; a bad value raises `ConfigError` with one sentence naming
+the setting and what is accepted.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from feeds.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/feedsync.db"
+DEFAULT_EXPORT_URL = "file://./var/export"
+
+
+class ExportMode(StrEnum):
+    IMMEDIATE = "immediate"
+    LEGACY = "legacy"
+
+
+class IndexerMode(StrEnum):
+    REALTIME = "realtime"
+    SCHEDULE = "schedule"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedSettings(_Strict):
+    export_mode: ExportMode = ExportMode.IMMEDIATE
+    # Only the mode an indexer starts with; `indexer:set-mode` changes it afterwards.
+    indexer_mode: IndexerMode = IndexerMode.SCHEDULE
+    batch_size: int | None = Field(default=None, ge=1, le=100_000)
+    destination: str | None = None
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, value: str | None) -> str | None:
+        return None if value is None else check_export_url(value, "destination")
+
+
+class JobSettings(_Strict):
+    cron: str
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression; accepted: five fields such as '* * * * *' or '*/5 * * * *'"
+            )
+        return value
+
+
+class RetrySettings(_Strict):
+    backoff_base_s: float = Field(default=60, gt=0)
+    backoff_max_s: float = Field(default=3600, gt=0)
+    max_attempts: int = Field(default=10, ge=1)
+
+
+class RetentionSettings(_Strict):
+    days: int = Field(default=5, ge=1)
+
+
+class NotificationSettings(_Strict):
+    frequency: Literal["off", "immediately", "daily", "weekly"] = "off"
+    webhook_url: str | None = None
+
+
+class FileConfig(_Strict):
+    """The TOML file named by FEEDSYNC_CONFIG; every key is optional."""
+
+    feed_modules: list[str] = []
+    builtin_feeds: bool = True
+    feeds: dict[str, FeedSettings] = {}
+    jobs: dict[str, JobSettings] = {}
+    retry: RetrySettings = RetrySettings()
+    retention: RetentionSettings = RetentionSettings()
+    notifications: NotificationSettings = NotificationSettings()
+
+
+class _Env(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    DATABASE_URL: str = DEFAULT_DATABASE_URL
+    SOURCE_DATABASE_URL: str | None = None
+    BROKER_URL: str | None = None
+    EXPORT_URL: str = DEFAULT_EXPORT_URL
+    EXPORT_TOKEN: str | None = None
+    EXPORT_TIMEOUT_S: float = Field(default=30, gt=0)
+    EXPORT_BATCH_SIZE: int = Field(default=500, ge=1, le=100_000)
+    EXPORT_DAILY_CALL_ALLOCATION: int | None = Field(default=None, ge=1)
+    FEEDSYNC_CONFIG: str | None = None
+    LOG_FORMAT: Literal["console", "json"] | None = None
+
+
+class Settings(BaseModel):
+    """All settings, validated. Build with `load_settings()`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    database_url: str
+    source_database_url: str
+    broker_url: str | None
+    export_url: str
+    export_token: str | None = Field(default=None, repr=False)
+    export_timeout_s: float
+    export_batch_size: int
+    export_daily_call_allocation: int | None
+    config_path: str | None
+    log_format: Literal["console", "json"] | None
+    file: FileConfig = FileConfig()
+
+    def feed(self, name: str) -> FeedSettings:
+        return self.file.feeds.get(name, FeedSettings())
+
+    def batch_size(self, feed: str) -> int:
+        return self.feed(feed).batch_size or self.export_batch_size
+
+    def destination(self, feed: str) -> str:
+        return self.feed(feed).destination or self.export_url
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read and validate the settings from `env` (default: the process environment and `.env`)."""
+    try:
+        raw = _Env(**_only_env_fields(env)) if env is not None else _Env()
+    except ValidationError as exc:
+        raise ConfigError(_sentence(exc)) from None
+    database_url = normalise_database_url(raw.DATABASE_URL, "DATABASE_URL")
+    source_url = normalise_database_url(raw.SOURCE_DATABASE_URL or raw.DATABASE_URL, "SOURCE_DATABASE_URL")
+    return Settings(
+        database_url=database_url,
+        source_database_url=source_url,
+        broker_url=_check_broker_url(raw.BROKER_URL),
+        export_url=check_export_url(raw.EXPORT_URL, "EXPORT_URL"),
+        export_token=raw.EXPORT_TOKEN or None,
+        export_timeout_s=raw.EXPORT_TIMEOUT_S,
+        export_batch_size=raw.EXPORT_BATCH_SIZE,
+        export_daily_call_allocation=raw.EXPORT_DAILY_CALL_ALLOCATION,
+        config_path=raw.FEEDSYNC_CONFIG,
+        log_format=raw.LOG_FORMAT,
+        file=read_config_file(raw.FEEDSYNC_CONFIG) if raw.FEEDSYNC_CONFIG else FileConfig(),
+    )
+
+
+def read_config_file(path: str) -> FileConfig:
+    """Parse and validate the TOML configuration file."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"FEEDSYNC_CONFIG names {path!r}, which does not exist; accepted: the path of a TOML file.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"FEEDSYNC_CONFIG file {path!r} is not valid TOML: {exc}.") from None
+    try:
+        return FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_sentence(exc, prefix=f"In {path}, ")) from None
+
+
+def normalise_database_url(url: str, setting: str) -> str:
+    """Check an SQLAlchemy URL; plain `postgresql://` means psycopg 3, the driver Feedsync ships."""
+    accepted = "an SQLAlchemy URL such as sqlite:///./var/feedsync.db or postgresql://user@host:5432/db"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{setting} {url!r} is not a database URL; accepted: {accepted}.") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"{setting} uses {parsed.get_backend_name()!r}, which is not supported; accepted: sqlite or postgresql URLs."
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def check_export_url(url: str, setting: str) -> str:
+    if url.startswith("file://") and len(url) > len("file://"):
+        return url
+    if url.startswith(("http://", "https://")) and len(url.split("://", 1)[1].strip("/")) > 0:
+        return url.rstrip("/")
+    raise ConfigError(
+        f"{setting} {url!r} is not a destination; accepted: file:///path/to/dir, file://./relative/dir or http(s)://host[/path]."
+    )
+
+
+def file_destination_path(url: str) -> Path:
+    """`file:///abs/dir` → /abs/dir, `file://./rel/dir` → ./rel/dir."""
+    return Path(url[len("file://") :])
+
+
+def _check_broker_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    if url.split("://", 1)[0] in ("redis", "rediss", "amqp", "memory"):
+        return url
+    raise ConfigError(f"BROKER_URL {url!r} is not a broker URL; accepted: unset (embedded mode) or redis://host:6379/0.")
+
+
+def _only_env_fields(env: dict[str, str]) -> dict[str, Any]:
+    return {key: value for key, value in env.items() if key in _Env.model_fields}
+
+
+def _sentence(exc: ValidationError, prefix: str = "") -> str:
+    """Turn the first pydantic error into one sentence: the setting, the value, what is accepted."""
+    error = exc.errors()[0]
+    setting = ".".join(str(part) for part in error["loc"])
+    value = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{prefix}the setting {setting} is unknown; accepted keys: {_accepted_keys(error['loc'])}."
+    if error["type"] == "enum" or error["type"] == "literal_error":
+        accepted = message.removeprefix("Input should be ")
+        return f"{prefix}{setting} = {value!r} is not accepted; accepted values are {accepted}."
+    return f"{prefix}{setting} = {value!r} is not accepted: {message}."
+
+
+def _accepted_keys(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = FileConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidate = args[-1] if args else annotation
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            model = candidate
+    return ", ".join(model.model_fields)

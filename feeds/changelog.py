@@ -1,0 +1,196 @@
+"""Change tracking in the source database (Magento's mview): changelog tables, triggers, backlog.
+
+In `schedule` mode every source table a feed watches gets INSERT/UPDATE/DELETE triggers that write
+the affected entity ids into the feed's changelog `<indexer_id>_cl` (version_id, entity_id). An
+UPDATE that changes no column writes nothing. The version processed so far is kept in the worker
+database (`indexer_state.version_id`), and advanced only once the work it covers is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, Table, func, inspect, select, text
+from sqlalchemy.engine import Connection
+
+from feeds.definitions import Feed, Watch
+from feeds.errors import SourceSchemaError
+
+OPERATIONS = ("insert", "update", "delete")
+
+
+def changelog_name(feed: Feed) -> str:
+    return f"{feed.indexer_id}_cl"
+
+
+def changelog_table(feed: Feed) -> Table:
+    return Table(
+        changelog_name(feed),
+        MetaData(),
+        # AUTOINCREMENT on SQLite: versions must never be reused after rows are cleaned.
+        Column("version_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("entity_id", BigInteger, nullable=False),
+        sqlite_autoincrement=True,
+    )
+
+
+def trigger_name(feed: Feed, table: str, operation: str) -> str:
+    name = f"fsync_{feed.name}_{table}_{operation}"
+    if len(name) <= 60:
+        return name
+    # PostgreSQL cuts identifiers at 63 bytes: keep names unique and recognisable.
+    suffix = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[:50]}_{suffix}"
+
+
+def missing_tables(conn: Connection, feed: Feed) -> list[str]:
+    present = set(inspect(conn).get_table_names())
+    return [t for t in feed.tables if t not in present]
+
+
+def subscribe(engine: Engine, feed: Feed) -> int:
+    """Create the changelog and install the triggers; returns the current changelog version."""
+    with engine.begin() as conn:
+        missing = missing_tables(conn, feed)
+        if missing:
+            raise SourceSchemaError(
+                f"Feed {feed.name!r} watches source tables that do not exist: {', '.join(missing)}; "
+                "create the application schema first (for the sample catalog: python -m worker demo:seed)."
+            )
+        changelog_table(feed).create(conn, checkfirst=True)
+        _drop_triggers(conn, feed)
+        for table, watches in _by_table(feed).items():
+            for statement in _trigger_sql(conn, feed, table, watches):
+                conn.exec_driver_sql(statement)
+        return _max_version(conn, feed)
+
+
+def unsubscribe(engine: Engine, feed: Feed) -> None:
+    """Remove the triggers (the changelog table and its rows stay)."""
+    with engine.begin() as conn:
+        _drop_triggers(conn, feed)
+
+
+def installed_triggers(conn: Connection, feed: Feed) -> set[str]:
+    expected = {trigger_name(feed, t, op) for t in feed.tables for op in OPERATIONS}
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text("SELECT DISTINCT trigger_name FROM information_schema.triggers WHERE trigger_schema = current_schema()")
+        )
+    else:
+        rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+    return {r[0] for r in rows} & expected
+
+
+def is_subscribed(conn: Connection, feed: Feed) -> bool:
+    return len(installed_triggers(conn, feed)) == len(feed.tables) * len(OPERATIONS)
+
+
+def current_version(conn: Connection, feed: Feed) -> int:
+    """The newest version in the changelog (0 when there is none yet)."""
+    if not inspect(conn).has_table(changelog_name(feed)):
+        return 0
+    return _max_version(conn, feed)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Changelog rows after a version: the distinct entity ids and the version they reach."""
+
+    entity_ids: tuple[int, ...]
+    to_version: int
+
+
+def read(conn: Connection, feed: Feed, after: int, upto: int, limit: int) -> Chunk | None:
+    """The next `limit` changelog rows after version `after` (up to `upto`), or None when caught up."""
+    cl = changelog_table(feed)
+    rows = conn.execute(
+        select(cl.c.version_id, cl.c.entity_id)
+        .where(cl.c.version_id > after, cl.c.version_id <= upto)
+        .order_by(cl.c.version_id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return None
+    return Chunk(tuple(sorted({r[1] for r in rows})), rows[-1][0])
+
+
+def backlog(conn: Connection, feed: Feed, after: int) -> int:
+    """How many distinct entities changed after version `after`."""
+    if not inspect(conn).has_table(changelog_name(feed)):
+        return 0
+    cl = changelog_table(feed)
+    query = select(func.count(func.distinct(cl.c.entity_id))).where(cl.c.version_id > after)
+    return int(conn.scalar(query) or 0)
+
+
+def clean(engine: Engine, feed: Feed, processed: int) -> int:
+    """Delete processed rows, keeping the newest processed one; returns how many were removed."""
+    with engine.begin() as conn:
+        if not inspect(conn).has_table(changelog_name(feed)):
+            return 0
+        cl = changelog_table(feed)
+        return conn.execute(cl.delete().where(cl.c.version_id < processed)).rowcount
+
+
+def _max_version(conn: Connection, feed: Feed) -> int:
+    cl = changelog_table(feed)
+    return int(conn.scalar(select(func.coalesce(func.max(cl.c.version_id), 0))) or 0)
+
+
+def _by_table(feed: Feed) -> dict[str, list[Watch]]:
+    grouped: dict[str, list[Watch]] = defaultdict(list)
+    for watch in feed.watches:
+        grouped[watch.table].append(watch)
+    return grouped
+
+
+def _entities(watches: Sequence[Watch], rows: Sequence[str]) -> str:
+    """A SELECT of the distinct, non-NULL entity ids the changed row(s) point to."""
+    union = " UNION ".join(f"SELECT CAST({w.expression(row)} AS BIGINT) AS e" for w in watches for row in rows)
+    return f"SELECT e FROM ({union}) AS affected WHERE e IS NOT NULL"
+
+
+def _trigger_sql(conn: Connection, feed: Feed, table: str, watches: Sequence[Watch]) -> list[str]:
+    cl = changelog_name(feed)
+    rows_of = {"insert": ("NEW",), "update": ("NEW", "OLD"), "delete": ("OLD",)}
+    if conn.dialect.name == "postgresql":
+        statements = []
+        for operation in OPERATIONS:
+            name = trigger_name(feed, table, operation)
+            statements.append(
+                f'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+                f'INSERT INTO "{cl}" (entity_id) {_entities(watches, rows_of[operation])}; RETURN NULL; END $$'
+            )
+            when = " WHEN (OLD.* IS DISTINCT FROM NEW.*)" if operation == "update" else ""
+            statements.append(
+                f'CREATE TRIGGER "{name}" AFTER {operation.upper()} ON "{table}" FOR EACH ROW{when} '
+                f'EXECUTE FUNCTION "{name}"()'
+            )
+        return statements
+    columns = [c["name"] for c in inspect(conn).get_columns(table)]
+    changed = " OR ".join(f'NEW."{c}" IS NOT OLD."{c}"' for c in columns)
+    statements = []
+    for operation in OPERATIONS:
+        when = f" WHEN {changed}" if operation == "update" else ""
+        statements.append(
+            f'CREATE TRIGGER "{trigger_name(feed, table, operation)}" AFTER {operation.upper()} ON "{table}" '
+            f'FOR EACH ROW{when} BEGIN INSERT INTO "{cl}" (entity_id) {_entities(watches, rows_of[operation])}; END'
+        )
+    return statements
+
+
+def _drop_triggers(conn: Connection, feed: Feed) -> None:
+    present = set(inspect(conn).get_table_names())
+    for table in feed.tables:
+        for operation in OPERATIONS:
+            name = trigger_name(feed, table, operation)
+            if conn.dialect.name == "postgresql":
+                if table in present:
+                    conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{name}" ON "{table}"')
+                conn.exec_driver_sql(f'DROP FUNCTION IF EXISTS "{name}"()')
+            else:
+                conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{name}"')

@@ -1,0 +1,61 @@
+"""Everything an operation needs, opened once: settings, feeds, both databases, destinations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from config.settings import Settings
+from feeds import database, store
+from feeds.definitions import Feed, FeedRegistry, load_registry
+from feeds.errors import ConfigError
+from feeds.export import Destination, open_destination
+from feeds.schedule import job_names
+
+
+@dataclass
+class Context:
+    settings: Settings
+    registry: FeedRegistry
+    db: Engine
+    source: Engine
+    _destinations: dict[str, Destination] = field(default_factory=dict)
+
+    def destination(self, feed: Feed) -> Destination:
+        url = self.settings.destination(feed.name)
+        if url not in self._destinations:
+            self._destinations[url] = open_destination(url)
+        return self._destinations[url]
+
+    def close(self) -> None:
+        for destination in self._destinations.values():
+            destination.close()
+        self._destinations.clear()
+        self.db.dispose()
+        if self.source is not self.db:
+            self.source.dispose()
+
+
+def open_context(settings: Settings, *, registry: FeedRegistry | None = None, migrate: bool = True) -> Context:
+    """Open both databases, migrate the worker database when behind, and create missing indexer states."""
+    registry = registry or load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
+    check_against_feeds(settings, registry)
+    db = database.create_db_engine(settings.database_url)
+    source = db if settings.source_database_url == settings.database_url else database.create_db_engine(settings.source_database_url)
+    if migrate:
+        database.upgrade(db)
+    with db.begin() as conn:
+        store.ensure_states(conn, {feed.indexer_id: settings.feed(feed.name).indexer_mode for feed in registry})
+    return Context(settings, registry, db, source)
+
+
+def check_against_feeds(settings: Settings, registry: FeedRegistry) -> None:
+    """Refuse feed and job tables in the TOML file that name nothing this deployment has."""
+    for name in settings.file.feeds:
+        if name not in registry.names():
+            raise ConfigError(f"[feeds.{name}] names an unknown feed; accepted feeds: {', '.join(registry.names())}.")
+    jobs = job_names(registry.names())
+    for name in settings.file.jobs:
+        if name not in jobs:
+            raise ConfigError(f"[jobs.{name}] names an unknown job; accepted jobs: {', '.join(jobs)}.")

@@ -1,0 +1,34 @@
+"""The errors Feedsync raises for people: each message is one sentence the CLI and API print as is."""
+
+
+class FeedsyncError(Exception):
+    """Base of every error Feedsync reports to a user."""
+
+
+class ConfigError(FeedsyncError):
+    """A setting has a value that is not accepted."""
+
+
+class UnknownIndexerError(FeedsyncError):
+    """An indexer id or feed name that is not defined."""
+
+    def __init__(self, unknown: list[str], supported: list[str]) -> None:
+        self.unknown = unknown
+        self.supported = supported
+        names = ", ".join(f"'{name}'" for name in unknown)
+        super().__init__(
+            f"The following requested index types are not supported: {names}.\n"
+            f"Supported types: {', '.join(supported)}"
+        )
+
+
+class FeedDefinitionError(FeedsyncError):
+    """A feed definition is inconsistent (duplicate name, bad watch, ...)."""
+
+
+class SourceSchemaError(FeedsyncError):
+    """The source database lacks a table a feed depends on."""
+
+
+class DestinationError(FeedsyncError):
+    """The destination cannot be used (bad URL, unwritable directory, ...)."""

@@ -1,0 +1,44 @@
+"""The file destination: appends each batch to `<dir>/<feed>.jsonl`, one item envelope per line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from config.settings import file_destination_path
+from feeds.diff import FeedItem
+from feeds.errors import DestinationError
+from feeds.export.destination import ItemResult
+from feeds.store import ItemStatus
+
+
+class FileDestination:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.name = f"file://{directory}"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"The export directory {str(directory)!r} cannot be created: {exc.strerror}.") from None
+
+    @classmethod
+    def from_url(cls, url: str) -> FileDestination:
+        return cls(file_destination_path(url))
+
+    def path(self, feed: str) -> Path:
+        return self.directory / f"{feed}.jsonl"
+
+    def send(self, feed: str, items: Sequence[FeedItem]) -> list[ItemResult]:
+        """Append the batch in one write; every item is accepted once it is written."""
+        if not items:
+            return []
+        data = b"\n".join(item.envelope() for item in items) + b"\n"
+        try:
+            with self.path(feed).open("ab") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise DestinationError(f"Cannot write to {str(self.path(feed))!r}: {exc.strerror}.") from None
+        return [ItemResult(item.id, ItemStatus.SENT) for item in items]
+
+    def close(self) -> None:
+        pass

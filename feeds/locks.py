@@ -1,0 +1,87 @@
+"""Named locks in the worker database, shared by every process that uses it.
+
+A lock has a TTL so that a worker that dies frees it by itself; the holder renews it while it works
+(each batch), and learns that it lost the lock if someone took it over after it expired.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from feeds.errors import FeedsyncError
+from feeds.store import locks, utcnow
+
+DEFAULT_TTL_S = 120.0
+
+
+class LockedError(FeedsyncError):
+    """The lock is held by another process."""
+
+
+class LockLostError(FeedsyncError):
+    """The lock expired and another process took it: the holder must stop."""
+
+
+class Lock:
+    def __init__(self, engine: Engine, name: str, ttl_s: float = DEFAULT_TTL_S) -> None:
+        self.engine = engine
+        self.name = name
+        self.ttl = timedelta(seconds=ttl_s)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def acquire(self) -> bool:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(locks)
+            created = conn.execute(
+                insert.values(name=self.name, owner=self.owner, acquired_at=now, expires_at=now + self.ttl)
+                .on_conflict_do_nothing(index_elements=["name"])
+            ).rowcount
+            if created:
+                return True
+            taken = conn.execute(
+                update(locks)
+                .where(locks.c.name == self.name, locks.c.expires_at < now)
+                .values(owner=self.owner, acquired_at=now, expires_at=now + self.ttl)
+            ).rowcount
+            return bool(taken)
+
+    def renew(self) -> None:
+        with self.engine.begin() as conn:
+            renewed = conn.execute(
+                update(locks)
+                .where(locks.c.name == self.name, locks.c.owner == self.owner)
+                .values(expires_at=utcnow() + self.ttl)
+            ).rowcount
+        if not renewed:
+            raise LockLostError(f"Lost the lock {self.name!r}: it expired and another process took it.")
+
+    def release(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(locks.delete().where(locks.c.name == self.name, locks.c.owner == self.owner))
+
+
+def is_locked(engine: Engine, name: str) -> bool:
+    with engine.connect() as conn:
+        expires = conn.scalar(select(locks.c.expires_at).where(locks.c.name == name))
+    return expires is not None and expires >= utcnow()
+
+
+@contextmanager
+def hold(engine: Engine, name: str, ttl_s: float = DEFAULT_TTL_S) -> Iterator[Lock]:
+    """Hold the lock for the block, or raise LockedError at once if another process has it."""
+    lock = Lock(engine, name, ttl_s)
+    if not lock.acquire():
+        raise LockedError(f"{name} is locked by another process.")
+    try:
+        yield lock
+    finally:
+        lock.release()

@@ -1,0 +1,242 @@
+"""The worker database: indexer state, the feed table, and locks (SQLAlchemy models and queries)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from config.settings import IndexerMode
+from feeds.definitions import Keys
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: what every timestamp column of the worker database holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class IndexerStatus(StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    WORKING = "working"
+    SUSPENDED = "suspended"
+
+
+class ItemStatus(IntEnum):
+    """Export status of a feed item, with the codes Adobe's data exporter stores (SPEC §5); NULL = never sent."""
+
+    SENT = 200
+    REJECTED = 400
+    RETRYABLE = 2
+    APP_ERROR = 0
+    SKIPPED = -1
+
+
+class IndexerState(Base):
+    __tablename__ = "indexer_state"
+
+    indexer_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[str] = mapped_column(String(20))
+    # Changelog version processed up to (Magento's mview_state.version_id).
+    version_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    mode_updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class FeedItemRow(Base):
+    """The feed table: one row per feed item id, with its last hash and export status."""
+
+    __tablename__ = "feed_items"
+    __table_args__ = (
+        Index("ix_feed_items_entity", "feed", "entity_key"),
+        Index("ix_feed_items_status", "feed", "status"),
+    )
+
+    feed: Mapped[str] = mapped_column(String(100), primary_key=True)
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    entity_key: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(32))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    modified_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sent_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    error_category: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Legacy export mode only: the canonical JSON of `data`, kept until sent.
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LockRow(Base):
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+states = IndexerState.__table__
+items = FeedItemRow.__table__
+locks = LockRow.__table__
+
+
+# --- indexer state -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class State:
+    indexer_id: str
+    status: IndexerStatus
+    mode: IndexerMode
+    version_id: int
+    updated_at: datetime
+
+
+def ensure_states(conn: Connection, initial_modes: dict[str, IndexerMode]) -> None:
+    """Create the state of every indexer not seen before: `invalid` (a first full reindex is due)."""
+    known = set(conn.scalars(select(states.c.indexer_id)))
+    now = utcnow()
+    rows = [
+        {"indexer_id": indexer_id, "status": IndexerStatus.INVALID.value, "mode": mode.value, "version_id": 0, "updated_at": now}
+        for indexer_id, mode in initial_modes.items()
+        if indexer_id not in known
+    ]
+    if rows:
+        conn.execute(states.insert(), rows)
+
+
+def get_state(conn: Connection, indexer_id: str) -> State:
+    row = conn.execute(select(states).where(states.c.indexer_id == indexer_id)).one()
+    return State(row.indexer_id, IndexerStatus(row.status), IndexerMode(row.mode), row.version_id, row.updated_at)
+
+
+def all_states(conn: Connection) -> dict[str, State]:
+    return {
+        row.indexer_id: State(row.indexer_id, IndexerStatus(row.status), IndexerMode(row.mode), row.version_id, row.updated_at)
+        for row in conn.execute(select(states))
+    }
+
+
+def set_status(conn: Connection, indexer_id: str, status: IndexerStatus) -> None:
+    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(status=status.value, updated_at=utcnow()))
+
+
+def set_mode(conn: Connection, indexer_id: str, mode: IndexerMode, version_id: int | None = None) -> None:
+    values: dict[str, object] = {"mode": mode.value, "mode_updated_at": utcnow()}
+    if version_id is not None:
+        values["version_id"] = version_id
+    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(**values))
+
+
+def set_version(conn: Connection, indexer_id: str, version_id: int) -> None:
+    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(version_id=version_id))
+
+
+# --- feed table ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    entity: int
+    hash: str
+    deleted: bool
+
+
+def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredItem]:
+    """The feed-table rows of the entities in `keys` (a key range also covers entities gone from the source)."""
+    query = select(items.c.id, items.c.entity_key, items.c.hash, items.c.deleted).where(
+        items.c.feed == feed, keys.match(items.c.entity_key)
+    )
+    return {row[0]: StoredItem(row[1], row[2], bool(row[3])) for row in conn.execute(query)}
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """What to write for one item after collection (and export, in immediate mode)."""
+
+    id: str
+    entity: int
+    hash: str
+    deleted: bool
+    modified_at: datetime
+    status: ItemStatus | None
+    payload: bytes | None = None
+    error_code: str | None = None
+    error_category: str | None = None
+    error_message: str | None = None
+
+
+def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> None:
+    """Upsert feed-table rows: the one function that writes item status."""
+    if not records:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "feed": feed,
+            "id": r.id,
+            "entity_key": r.entity,
+            "hash": r.hash,
+            "deleted": r.deleted,
+            "modified_at": r.modified_at,
+            "status": None if r.status is None else int(r.status),
+            "sent_hash": r.hash if r.status is ItemStatus.SENT else None,
+            "attempts": 0 if r.status in (None, ItemStatus.SENT) else 1,
+            "next_attempt_at": None,
+            "error_code": r.error_code,
+            "error_category": r.error_category,
+            "error_message": r.error_message,
+            "payload": r.payload,
+            "updated_at": now,
+        }
+        for r in records
+    ]
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(items)
+    excluded = insert.excluded
+    changing = [c.name for c in items.columns if c.name not in ("feed", "id")]
+    conn.execute(
+        insert.on_conflict_do_update(index_elements=["feed", "id"], set_={name: excluded[name] for name in changing}),
+        rows,
+    )
+
+
+def count_items(conn: Connection, feed: str, *, deleted: bool | None = None) -> int:
+    from sqlalchemy import func
+
+    query = select(func.count()).select_from(items).where(items.c.feed == feed)
+    if deleted is not None:
+        query = query.where(items.c.deleted == deleted)
+    return int(conn.scalar(query) or 0)
+
+
+def delete_feed_items(conn: Connection, feed: str, ids: Iterable[str] | None = None) -> int:
+    query = items.delete().where(items.c.feed == feed)
+    if ids is not None:
+        query = query.where(items.c.id.in_(list(ids)))
+    return conn.execute(query).rowcount

@@ -1,0 +1,1 @@
+"""Feedsync delivery: the CLI (`python -m worker …`), the cron jobs and the embedded runner."""

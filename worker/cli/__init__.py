@@ -1,0 +1,50 @@
+"""`python -m worker <command>`: parse, call the domain, print (SPEC §4)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from config.settings import load_settings
+from feeds.errors import FeedsyncError
+from worker import logs
+from worker.cli import commands
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse's default exit code 2 and usage dump; SPEC §4 wants one sentence and exit 1.
+        print(f"{message[0].upper()}{message[1:]}.", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m worker", description="Feedsync worker command line.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
+    for register in commands.REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    try:
+        settings = load_settings()
+        quiet = getattr(args, "quiet_logs", True) and not args.verbose
+        logs.configure(settings.log_format, logging.WARNING if quiet else logging.DEBUG if args.verbose else logging.INFO)
+        return int(args.handler(args, settings) or 0)
+    except FeedsyncError as exc:
+        if args.verbose:
+            raise
+        print(str(exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130

@@ -1,0 +1,35 @@
+"""`cron:run JOB`: run one scheduled job now, in this process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from config.settings import Settings
+from feeds.context import open_context
+from feeds.schedule import job_names
+from worker.jobs import JOBS, run_job
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("cron:run", help="run one scheduled job now, in this process")
+    p.add_argument("job")
+    p.set_defaults(handler=cron_run, quiet_logs=False)
+
+
+def cron_run(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = open_context(settings)
+    if args.job not in JOBS:
+        known = job_names(ctx.registry.names())
+        if args.job in known:
+            print(f"The job '{args.job}' is not available in this version; available: {', '.join(JOBS)}.", file=sys.stderr)
+        else:
+            print(f"Unknown job '{args.job}'; accepted jobs: {', '.join(known)}.", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    for line in run_job(ctx, args.job):
+        print(line)
+    print(f"{args.job} finished in {time.monotonic() - started:.2f} s")
+    return 0

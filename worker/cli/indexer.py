@@ -1,0 +1,175 @@
+"""The `indexer:*` commands, printing what Magento's `bin/magento indexer:*` prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from config.settings import IndexerMode, Settings
+from feeds import changelog, indexer, store
+from feeds.context import Context, open_context
+from feeds.definitions import Feed
+from feeds.locks import LockedError, is_locked
+from feeds.store import IndexerStatus
+from worker.cli.table import render
+
+MODE_LABEL = {IndexerMode.REALTIME: "Update on Save", IndexerMode.SCHEDULE: "Update by Schedule"}
+STATUS_LABEL = {
+    IndexerStatus.VALID: "Ready",
+    IndexerStatus.INVALID: "Reindex required",
+    IndexerStatus.WORKING: "Processing",
+    IndexerStatus.SUSPENDED: "Suspended",
+}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("indexer:info", help="list the indexers: id and title")
+    p.set_defaults(handler=info)
+    p = sub.add_parser("indexer:show-mode", help="show the mode of indexers")
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(handler=show_mode)
+    p = sub.add_parser("indexer:set-mode", help="set the mode of indexers: realtime or schedule")
+    p.add_argument("mode", nargs="?")
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(handler=set_mode)
+    p = sub.add_parser("indexer:status", help="status, mode and changelog backlog of indexers")
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(handler=status)
+    p = sub.add_parser("indexer:reindex", help="full reindex of indexers")
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(handler=reindex)
+    p = sub.add_parser("indexer:reset", help="invalidate indexers (reindex required)")
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(handler=reset)
+    p = sub.add_parser("indexer:set-status", help="set the status of indexers: invalid, suspended or valid")
+    p.add_argument("status", nargs="?")
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(handler=set_status)
+
+
+def _open(settings: Settings) -> Context:
+    return open_context(settings)
+
+
+def info(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = _open(settings)
+    for feed in ctx.registry:
+        print("%-40s %s" % (feed.indexer_id, feed.title))
+    return 0
+
+
+def show_mode(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = _open(settings)
+    feeds = ctx.registry.select(args.ids)
+    with ctx.db.connect() as conn:
+        states = store.all_states(conn)
+    for feed in feeds:
+        print("%-50s " % (feed.title + ":") + MODE_LABEL[states[feed.indexer_id].mode])
+    return 0
+
+
+def set_mode(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        mode = IndexerMode(args.mode)
+    except ValueError:
+        print("Accepted values for mode are 'realtime' or 'schedule'", file=sys.stderr)
+        return 1
+    ctx = _open(settings)
+    for feed in ctx.registry.select(args.ids):
+        old = indexer.set_mode(ctx, feed, mode)
+        if old is mode:
+            print(f"Index mode for Indexer {feed.title} has not been changed")
+        else:
+            print(f"Index mode for Indexer {feed.title} was changed from '{MODE_LABEL[old]}' to '{MODE_LABEL[mode]}'")
+    return 0
+
+
+def status(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = _open(settings)
+    feeds = sorted(ctx.registry.select(args.ids), key=lambda f: f.title)
+    with ctx.db.connect() as conn:
+        states = store.all_states(conn)
+    rows = []
+    for feed in feeds:
+        state = states[feed.indexer_id]
+        schedule_status = schedule_updated = ""
+        if state.mode is IndexerMode.SCHEDULE:
+            with ctx.source.connect() as src:
+                pending = changelog.backlog(src, feed, state.version_id)
+            running = "working" if is_locked(ctx.db, indexer.lock_name(feed)) else "idle"
+            schedule_status = f"{running} ({pending} in backlog)"
+            schedule_updated = state.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(
+            [
+                feed.indexer_id,
+                feed.title,
+                STATUS_LABEL[state.status],
+                "Schedule" if state.mode is IndexerMode.SCHEDULE else "Save",
+                schedule_status,
+                schedule_updated,
+            ]
+        )
+    print(render(["ID", "Title", "Status", "Update On", "Schedule Status", "Schedule Updated"], rows))
+    return 0
+
+
+def reindex(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = _open(settings)
+    feeds = ctx.registry.select(args.ids)
+    indexer.ensure_subscriptions(ctx)
+    failed = False
+    for feed in feeds:
+        if _status_of(ctx, feed) is IndexerStatus.SUSPENDED:
+            print(f"{feed.title} index is suspended. Skipping.")
+            continue
+        try:
+            outcome = indexer.reindex(ctx, feed)
+        except LockedError:
+            print(f"{feed.title} index is locked by another reindex process. Skipping.")
+            continue
+        except Exception as exc:  # one feed failing must not stop the others; it is left invalid
+            failed = True
+            print(f"{feed.title} index process error during indexation process:\n{exc}", file=sys.stderr)
+            if args.verbose:
+                raise
+            continue
+        print(f"{feed.title} index has been rebuilt successfully in {_hms(outcome.seconds)}")
+    return 1 if failed else 0
+
+
+def reset(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = _open(settings)
+    for feed in ctx.registry.select(args.ids):
+        with ctx.db.begin() as conn:
+            store.set_status(conn, feed.indexer_id, IndexerStatus.INVALID)
+        print(f"{feed.title} indexer has been invalidated.")
+    return 0
+
+
+SETTABLE = (IndexerStatus.INVALID, IndexerStatus.SUSPENDED, IndexerStatus.VALID)
+
+
+def set_status(args: argparse.Namespace, settings: Settings) -> int:
+    if args.status not in [s.value for s in SETTABLE]:
+        accepted = ", ".join(f'"{s.value}"' for s in SETTABLE)
+        print(f'Invalid status "{args.status or ""}". Accepted values are {accepted}.', file=sys.stderr)
+        return 1
+    new = IndexerStatus(args.status)
+    ctx = _open(settings)
+    for feed in ctx.registry.select(args.ids):
+        with ctx.db.begin() as conn:
+            old = store.get_state(conn, feed.indexer_id).status
+            store.set_status(conn, feed.indexer_id, new)
+        print(f"Index status for Indexer '{feed.title}' was changed from '{old.value}' to '{new.value}'.")
+    return 0
+
+
+def _status_of(ctx: Context, feed: Feed) -> IndexerStatus:
+    with ctx.db.connect() as conn:
+        return store.get_state(conn, feed.indexer_id).status
+
+
+def _hms(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
