@@ -150,7 +150,14 @@ def _by_table(feed: Feed) -> dict[str, list[Watch]]:
 
 def _entities(watches: Sequence[Watch], rows: Sequence[str]) -> str:
     """A SELECT of the distinct, non-NULL entity ids the changed row(s) point to."""
-    union = " UNION ".join(f"SELECT CAST({w.expression(row)} AS BIGINT) AS e" for w in watches for row in rows)
+    arms = []
+    for watch in watches:
+        for row in rows:
+            if watch.is_query:
+                arms.append(f"SELECT CAST(entity_id AS BIGINT) AS e FROM ({watch.expression(row)}) AS q")
+            else:
+                arms.append(f"SELECT CAST({watch.expression(row)} AS BIGINT) AS e")
+    union = " UNION ".join(arms)
     return f"SELECT e FROM ({union}) AS affected WHERE e IS NOT NULL"
 
 

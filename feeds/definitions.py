@@ -62,13 +62,20 @@ class Document:
 class Watch:
     """A source table whose row changes affect entities of a feed.
 
-    `entity` is a column of `table` holding the entity id, or an SQL expression in which `{row}`
-    stands for the changed row (NEW or OLD in the trigger), e.g.
-    `"(SELECT parent_id FROM products WHERE id = {row}.product_id)"`. NULL results are ignored.
+    `entity` says which entities a changed row (NEW or OLD in the trigger, written `{row}`) affects:
+    - a column of `table` holding the entity id: `"product_id"`;
+    - an SQL expression giving one id: `"(SELECT parent_id FROM products WHERE id = {row}.product_id)"`;
+    - a query giving many ids, its column named `entity_id`:
+      `"SELECT id AS entity_id FROM books WHERE author_id = {row}.id"`.
+    NULL ids are ignored.
     """
 
     table: str
     entity: str
+
+    @property
+    def is_query(self) -> bool:
+        return self.entity.lstrip().upper().startswith("SELECT")
 
     def expression(self, row: str) -> str:
         if "{row}" in self.entity:

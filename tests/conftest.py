@@ -1,0 +1,114 @@
+"""Shared fixtures: real SQLite files and real PostgreSQL schemas, settings, an opened context.
+
+PostgreSQL tests use FEEDSYNC_TEST_POSTGRES_URL (default: the CI server on 127.0.0.1:5432, database
+`test`), each in a schema of its own. Without a server they skip with the reason, except under
+CI=true, where they fail: CI must never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from config.settings import Settings, load_settings
+from feeds.context import Context, open_context
+from feeds.definitions import FeedRegistry
+
+POSTGRES_URL = os.environ.get("FEEDSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_postgres_error: list[str | None] = []
+
+
+def _postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used (None when it can); checked once per session."""
+    if not _postgres_error:
+        try:
+            engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            engine.dispose()
+            _postgres_error.append(None)
+        except Exception as exc:  # any failure to connect means "not available here"
+            _postgres_error.append(f"PostgreSQL is not reachable at {POSTGRES_URL}: {type(exc).__name__}")
+    return _postgres_error[0]
+
+
+def require_postgres() -> None:
+    reason = _postgres_unavailable()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason}; under CI=true the PostgreSQL tests must run.")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The worker and source database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedsync.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path) -> Path:
+    return tmp_path / "export"
+
+
+def make_settings(db_url: str, export_dir: Path, config_path: Path | None = None) -> Settings:
+    env = {"DATABASE_URL": db_url, "EXPORT_URL": f"file://{export_dir}", "LOG_FORMAT": "json"}
+    if config_path is not None:
+        env["FEEDSYNC_CONFIG"] = str(config_path)
+    return load_settings(env)
+
+
+@pytest.fixture
+def settings(db_url: str, export_dir: Path) -> Settings:
+    return make_settings(db_url, export_dir)
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[Context]:
+    context = open_context(settings)
+    yield context
+    context.close()
+
+
+def context_with(settings: Settings, registry: FeedRegistry) -> Context:
+    return open_context(settings, registry=registry)
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, db_url: str, export_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the CLI in-process (and for subprocesses) against the test databases."""
+    env = {"DATABASE_URL": db_url, "EXPORT_URL": f"file://{export_dir}", "LOG_FORMAT": "json"}
+    for key in ("SOURCE_DATABASE_URL", "FEEDSYNC_CONFIG", "BROKER_URL", "EXPORT_BATCH_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)  # no stray .env is read
+    return env
