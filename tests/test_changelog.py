@@ -1,0 +1,190 @@
+"""Change tracking: triggers on SQLite and PostgreSQL, backlog, pointer safety, cleaning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from config.settings import IndexerMode
+from feeds import changelog, indexer, store
+from feeds.context import Context, open_context
+from feeds.diff import FeedItem
+from feeds.errors import DestinationError, SourceSchemaError
+from feeds.export.file import FileDestination
+from tests.conftest import make_settings
+from tests.library_feeds import authors, books, metadata
+from tests.test_custom_feed import exported
+
+
+@pytest.fixture
+def library(db_url: str, export_dir: Path, tmp_path: Path) -> Iterator[Context]:
+    config = tmp_path / "feedsync.toml"
+    config.write_text('feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n[feeds.books]\nbatch_size = 2\n')
+    ctx = open_context(make_settings(db_url, export_dir, config))
+    metadata.create_all(ctx.source)
+    with ctx.source.begin() as conn:
+        conn.execute(authors.insert(), [{"id": 1, "name": "Le Guin"}])
+        conn.execute(books.insert(), [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, 6)])
+    indexer.ensure_subscriptions(ctx)
+    yield ctx
+    ctx.close()
+
+
+def logged(ctx: Context) -> list[int]:
+    """Entity ids in the changelog, in version order."""
+    table = changelog.changelog_table(ctx.registry.get("books"))
+    with ctx.source.connect() as conn:
+        return list(conn.scalars(select(table.c.entity_id).order_by(table.c.version_id)))
+
+
+def sql(ctx: Context, statement: str) -> None:
+    with ctx.source.begin() as conn:
+        conn.execute(text(statement))
+
+
+def state(ctx: Context) -> store.State:
+    with ctx.db.connect() as conn:
+        return store.get_state(conn, "library_books")
+
+
+def test_insert_update_delete_write_the_entity_ids(library: Context) -> None:
+    sql(library, "INSERT INTO books (book_no, title, author_id) VALUES (9, 'New', 1)")
+    sql(library, "UPDATE books SET title = 'Renamed' WHERE book_no = 2")
+    sql(library, "DELETE FROM books WHERE book_no = 3")
+    assert logged(library) == [9, 2, 3]
+
+
+def test_update_that_changes_nothing_writes_nothing(library: Context) -> None:
+    sql(library, "UPDATE books SET title = title WHERE book_no = 2")
+    sql(library, "UPDATE authors SET name = 'Le Guin'")
+    assert logged(library) == []
+
+
+def test_update_moving_a_row_logs_old_and_new_entity(library: Context) -> None:
+    sql(library, "INSERT INTO book_tags (book_no, tag) VALUES (1, 'x')")
+    sql(library, "UPDATE book_tags SET book_no = 4 WHERE book_no = 1")
+    assert sorted(logged(library)[1:]) == [1, 4]
+
+
+def test_one_to_many_watch_logs_every_affected_entity(library: Context) -> None:
+    sql(library, "UPDATE authors SET name = 'Ursula' WHERE id = 1")
+    assert sorted(logged(library)) == [1, 2, 3, 4, 5]
+
+
+def test_backlog_counts_distinct_entities_after_the_pointer(library: Context) -> None:
+    feed = library.registry.get("books")
+    sql(library, "UPDATE books SET title = 'a' WHERE book_no = 2")
+    sql(library, "UPDATE books SET title = 'b' WHERE book_no = 2")
+    sql(library, "UPDATE books SET title = 'c' WHERE book_no = 4")
+    with library.source.connect() as conn:
+        assert changelog.backlog(conn, feed, state(library).version_id) == 2
+
+
+def test_realtime_mode_removes_the_triggers_and_schedule_puts_them_back(library: Context) -> None:
+    feed = library.registry.get("books")
+    assert indexer.set_mode(library, feed, IndexerMode.REALTIME) is IndexerMode.SCHEDULE
+    with library.source.connect() as conn:
+        assert changelog.installed_triggers(conn, feed) == set()
+    sql(library, "UPDATE books SET title = 'unseen' WHERE book_no = 1")
+    assert logged(library) == []
+    indexer.set_mode(library, feed, IndexerMode.SCHEDULE)
+    with library.source.connect() as conn:
+        assert changelog.is_subscribed(conn, feed)
+    sql(library, "UPDATE books SET title = 'seen' WHERE book_no = 1")
+    assert logged(library) == [1]
+
+
+def test_partial_reindex_advances_the_pointer_to_the_processed_version(library: Context) -> None:
+    indexer.reindex(library, library.registry.get("books"))
+    sql(library, "UPDATE books SET title = 'changed' WHERE book_no = 2")
+    [outcome] = indexer.update_all_views(library)
+    assert outcome.counts.updated == 1
+    with library.source.connect() as conn:
+        assert state(library).version_id == changelog.current_version(conn, library.registry.get("books"))
+
+
+class FailingAfter:
+    """A file destination that fails once `ok_batches` batches went through: a crash mid-run."""
+
+    def __init__(self, directory: Path, ok_batches: int) -> None:
+        self.inner = FileDestination(directory)
+        self.name = self.inner.name
+        self.left = ok_batches
+
+    def send(self, feed: str, items: Sequence[FeedItem]) -> list:
+        if self.left == 0:
+            raise DestinationError("destination went away")
+        self.left -= 1
+        return self.inner.send(feed, items)
+
+    def close(self) -> None:
+        pass
+
+
+def test_crash_mid_partial_reindex_keeps_the_unprocessed_backlog(library: Context, export_dir: Path) -> None:
+    feed = library.registry.get("books")
+    indexer.reindex(library, feed)
+    for n in range(1, 6):  # five entities; batch size 2 → three chunks
+        sql(library, f"UPDATE books SET title = 'v2 {n}' WHERE book_no = {n}")
+    library._destinations[library.settings.destination("books")] = FailingAfter(export_dir, ok_batches=1)
+    with pytest.raises(DestinationError):
+        indexer.update_all_views(library)
+    # The first chunk (books 1, 2) was committed with its pointer; the rest is still in the backlog.
+    with library.source.connect() as conn:
+        assert changelog.backlog(conn, feed, state(library).version_id) == 3
+    library._destinations.clear()
+    [outcome] = indexer.update_all_views(library)
+    assert outcome.counts.updated == 3
+    titles = {i["id"]: i["data"]["title"] for i in exported(export_dir, "books") if i["data"]}
+    assert all(titles[f"book-{n}"] == f"v2 {n}" for n in range(1, 6))
+
+
+def test_crash_before_commit_resends_instead_of_losing(library: Context, export_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    feed = library.registry.get("books")
+    indexer.reindex(library, feed)
+    sql(library, "UPDATE books SET title = 'sent twice' WHERE book_no = 1")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed between send and commit")
+
+    monkeypatch.setattr(store, "record_items", crash)
+    with pytest.raises(RuntimeError):
+        indexer.update_all_views(library)
+    monkeypatch.undo()
+    [outcome] = indexer.update_all_views(library)
+    assert outcome.counts.updated == 1
+    sent = [i for i in exported(export_dir, "books") if i["id"] == "book-1" and i["data"]["title"] == "sent twice"]
+    assert len(sent) == 2  # sent before the crash, and again after: at least once, never lost
+
+
+def test_full_reindex_failure_leaves_indexer_invalid(library: Context, export_dir: Path) -> None:
+    library._destinations[library.settings.destination("books")] = FailingAfter(export_dir, ok_batches=0)
+    with pytest.raises(DestinationError):
+        indexer.reindex(library, library.registry.get("books"))
+    assert state(library).status is store.IndexerStatus.INVALID
+
+
+def test_cleaning_removes_processed_rows_but_keeps_the_newest_processed(library: Context) -> None:
+    feed = library.registry.get("books")
+    indexer.reindex(library, feed)
+    for n in (1, 2, 3):
+        sql(library, f"UPDATE books SET title = 'x{n}' WHERE book_no = {n}")
+    indexer.update_all_views(library)
+    sql(library, "UPDATE books SET title = 'pending' WHERE book_no = 5")
+    removed = indexer.clean_all_changelogs(library)
+    assert removed == {"books": 2}
+    assert logged(library) == [3, 5]
+    with library.source.connect() as conn:
+        assert changelog.backlog(conn, feed, state(library).version_id) == 1
+
+
+def test_subscribing_without_the_source_tables_names_them(db_url: str, export_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "feedsync.toml"
+    config.write_text('feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n')
+    ctx = open_context(make_settings(db_url, export_dir, config))
+    with pytest.raises(SourceSchemaError, match="watches source tables that do not exist: books, book_tags, authors"):
+        changelog.subscribe(ctx.source, ctx.registry.get("books"))
+    ctx.close()
