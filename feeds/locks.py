@@ -41,11 +41,13 @@ class Lock:
         now = utcnow()
         with self.engine.begin() as conn:
             insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(locks)
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
             created = conn.execute(
                 insert.values(name=self.name, owner=self.owner, acquired_at=now, expires_at=now + self.ttl)
                 .on_conflict_do_nothing(index_elements=["name"])
-            ).rowcount
-            if created:
+                .returning(locks.c.name)
+            ).first()
+            if created is not None:
                 return True
             taken = conn.execute(
                 update(locks)
