@@ -1,0 +1,194 @@
+"""The `python -m worker` commands print what SPEC §4 (and Magento's bin/magento) print."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from feeds.locks import Lock
+from worker.cli import main
+
+ALL_IDS = [
+    "catalog_data_exporter_products",
+    "catalog_data_exporter_product_attributes",
+    "catalog_data_exporter_categories",
+    "catalog_data_exporter_product_prices",
+    "catalog_data_exporter_product_variants",
+    "sales_data_exporter_orders",
+]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def seeded(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    code, out, err = run(capsys, "demo:seed", "--products", "300", "--seed", "3")
+    assert code == 0, err
+    return cli_env
+
+
+def exported(export_dir: Path, feed: str) -> list[dict]:
+    path = export_dir / f"{feed}.jsonl"
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def test_info_lists_every_indexer_with_its_title(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "indexer:info")
+    assert code == 0
+    assert out.splitlines() == [
+        "%-40s %s" % pair
+        for pair in [
+            ("catalog_data_exporter_products", "Product Feed"),
+            ("catalog_data_exporter_product_attributes", "Product Attributes Feed"),
+            ("catalog_data_exporter_categories", "Category Feed"),
+            ("catalog_data_exporter_product_prices", "Prices Feed"),
+            ("catalog_data_exporter_product_variants", "Product Variant Feed"),
+            ("sales_data_exporter_orders", "Sales Order Feed"),
+        ]
+    ]
+
+
+def test_show_mode_prints_title_and_mode(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "indexer:show-mode", "catalog_data_exporter_products", "sales_data_exporter_orders")
+    assert code == 0
+    assert out.splitlines() == [
+        "%-50s " % "Product Feed:" + "Update by Schedule",
+        "%-50s " % "Sales Order Feed:" + "Update by Schedule",
+    ]
+
+
+def test_set_mode_reports_change_then_no_change(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "indexer:set-mode", "realtime", "catalog_data_exporter_categories")
+    assert (code, out) == (0, "Index mode for Indexer Category Feed was changed from 'Update by Schedule' to 'Update on Save'\n")
+    code, out, _ = run(capsys, "indexer:set-mode", "realtime", "catalog_data_exporter_categories")
+    assert (code, out) == (0, "Index mode for Indexer Category Feed has not been changed\n")
+    _, out, _ = run(capsys, "indexer:show-mode", "catalog_data_exporter_categories")
+    assert out.endswith("Update on Save\n")
+
+
+@pytest.mark.parametrize("argv", [["indexer:set-mode"], ["indexer:set-mode", "sometimes"]])
+def test_set_mode_refuses_a_missing_or_wrong_mode(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (1, "", "Accepted values for mode are 'realtime' or 'schedule'\n")
+
+
+@pytest.mark.parametrize("command", ["indexer:show-mode", "indexer:status", "indexer:reindex", "indexer:reset", "indexer:set-mode schedule", "indexer:set-status valid"])
+def test_unknown_indexer_id_is_refused_before_any_work(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path, command: str) -> None:
+    code, out, err = run(capsys, *command.split(), "catalog_data_exporter_products", "foo")
+    assert code == 1 and out == ""
+    assert err == (
+        "The following requested index types are not supported: 'foo'.\n"
+        f"Supported types: {', '.join(ALL_IDS)}\n"
+    )
+    assert not export_dir.exists()
+
+
+def test_status_table_shows_status_mode_and_backlog(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "indexer:reindex", "catalog_data_exporter_products")
+    run(capsys, "demo:change", "--update", "3", "--delete", "1", "--seed", "5")
+    run(capsys, "indexer:set-mode", "realtime", "sales_data_exporter_orders")
+    code, out, _ = run(capsys, "indexer:status")
+    assert code == 0
+    lines = out.splitlines()
+    assert re.fullmatch(r"\| ID +\| Title +\| Status +\| Update On +\| Schedule Status +\| Schedule Updated +\|", lines[1])
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[3:-1]]
+    titles = [r[1] for r in rows]
+    assert titles == sorted(titles)
+    by_id = {r[0]: r for r in rows}
+    products = by_id["catalog_data_exporter_products"]
+    assert products[2:5] == ["Ready", "Schedule", "idle (4 in backlog)"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", products[5])
+    assert by_id["catalog_data_exporter_categories"][2] == "Reindex required"
+    assert by_id["sales_data_exporter_orders"][3:] == ["Save", "", ""]
+
+
+def test_reindex_prints_rebuilt_line_and_exports(seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path) -> None:
+    code, out, _ = run(capsys, "indexer:reindex", "catalog_data_exporter_products", "catalog_data_exporter_categories")
+    assert code == 0
+    assert re.fullmatch(
+        r"Product Feed index has been rebuilt successfully in 00:00:\d\d\n"
+        r"Category Feed index has been rebuilt successfully in 00:00:\d\d\n",
+        out,
+    )
+    assert len(exported(export_dir, "products")) == 300
+
+
+def test_reindex_of_a_locked_indexer_is_skipped(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from feeds.database import create_db_engine
+
+    engine = create_db_engine(os.environ["DATABASE_URL"])
+    other = Lock(engine, "indexer:catalog_data_exporter_products")
+    assert other.acquire()
+    code, out, _ = run(capsys, "indexer:reindex", "catalog_data_exporter_products", "catalog_data_exporter_categories")
+    other.release()
+    engine.dispose()
+    assert code == 0
+    assert out.splitlines()[0] == "Product Feed index is locked by another reindex process. Skipping."
+    assert out.splitlines()[1].startswith("Category Feed index has been rebuilt successfully in ")
+
+
+def test_reset_and_set_status(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "indexer:reindex", "catalog_data_exporter_products")
+    code, out, _ = run(capsys, "indexer:reset", "catalog_data_exporter_products")
+    assert (code, out) == (0, "Product Feed indexer has been invalidated.\n")
+    code, out, _ = run(capsys, "indexer:set-status", "suspended", "catalog_data_exporter_products")
+    assert (code, out) == (0, "Index status for Indexer 'Product Feed' was changed from 'invalid' to 'suspended'.\n")
+    _, out, _ = run(capsys, "indexer:status", "catalog_data_exporter_products")
+    assert "| Suspended " in out
+    code, _, err = run(capsys, "indexer:set-status", "broken")
+    assert (code, err) == (1, 'Invalid status "broken". Accepted values are "invalid", "suspended", "valid".\n')
+
+
+def test_cron_jobs_reindex_invalid_then_sync_changes_then_clean(seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path) -> None:
+    code, out, _ = run(capsys, "cron:run", "indexer_reindex_all_invalid")
+    assert code == 0
+    assert "products: new 300, updated 0, deleted 0, skipped 0, failed 0" in out
+    _, out, _ = run(capsys, "demo:change", "--update", "4", "--delete", "2", "--seed", "8")
+    changed = orjson.loads(out)
+    code, out, _ = run(capsys, "cron:run", "indexer_update_all_views")
+    assert code == 0
+    assert "products: new 0, updated 4, deleted 2, skipped 0, failed 0" in out
+    tail = {i["id"]: i for i in exported(export_dir, "products")[300:]}
+    assert sorted(tail, key=int) == sorted(changed["updated"] + changed["deleted"], key=int)
+    assert all(tail[i]["deleted"] and tail[i]["data"] is None for i in changed["deleted"])
+    code, out, _ = run(capsys, "cron:run", "indexer_clean_all_changelogs")
+    assert code == 0 and "products: " in out
+
+
+def test_cron_run_refuses_an_unknown_job(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "cron:run", "make_coffee")
+    assert code == 1 and err.startswith("Unknown job 'make_coffee'; accepted jobs: indexer_reindex_all_invalid, ")
+
+
+def test_demo_change_prints_affected_product_ids(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo:change", "--update", "5", "--delete", "2", "--seed", "1")
+    assert code == 0
+    changed = orjson.loads(out)
+    assert set(changed) == {"updated", "deleted"}
+    assert len(changed["updated"]) == 5 and len(changed["deleted"]) == 2
+    assert not set(changed["updated"]) & set(changed["deleted"])
+
+
+def test_db_upgrade_reports_the_revision(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "db:upgrade")
+    assert code == 0 and re.fullmatch(r"Database schema upgraded from empty to revision \d{4}\.\n", out)
+    code, out, _ = run(capsys, "db:upgrade")
+    assert code == 0 and re.fullmatch(r"Database schema is up to date \(revision \d{4}\)\.\n", out)
+
+
+def test_module_entry_point_runs_as_a_real_process(cli_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "indexer:show-mode", "nope"], capture_output=True, text=True, env={**os.environ, **cli_env}, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("The following requested index types are not supported: 'nope'.\nSupported types: ")
