@@ -42,6 +42,8 @@ class FeedSettings(_Strict):
     # Only the mode an indexer starts with; `indexer:set-mode` changes it afterwards.
     indexer_mode: IndexerMode = IndexerMode.SCHEDULE
     batch_size: int | None = Field(default=None, ge=1, le=100_000)
+    # Entities read from the source per round; changed items are then sent in `batch_size` batches.
+    collect_batch_size: int = Field(default=2000, ge=1, le=100_000)
     destination: str | None = None
 
     @field_validator("destination")

@@ -21,7 +21,7 @@ from config.settings import ExportMode, IndexerMode
 from feeds import changelog, store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
-from feeds.diff import Change, Diff, classify
+from feeds.diff import Change, FeedItem, classify
 from feeds.export import ItemResult
 from feeds.locks import Lock, LockedError, is_locked
 from feeds.store import IndexerStatus, ItemRecord, ItemStatus, utcnow
@@ -72,7 +72,7 @@ def process_batch(
     with ctx.db.connect() as conn:
         stored = store.stored_items(conn, feed.name, keys)
     diff = classify(documents, stored, utcnow())
-    records, failed = _export(ctx, feed, diff)
+    records, failed = _export(ctx, feed, diff.changed)
     with ctx.db.begin() as conn:
         store.record_items(conn, feed.name, records)
         if then is not None:
@@ -86,17 +86,19 @@ def process_batch(
     )
 
 
-def _export(ctx: Context, feed: Feed, diff: Diff) -> tuple[list[ItemRecord], int]:
-    """Send the changed items (immediate mode) or keep their payload for the exporter job (legacy)."""
-    if not diff.changed:
+def _export(ctx: Context, feed: Feed, changed: list[FeedItem]) -> tuple[list[ItemRecord], int]:
+    """Send the changed items in batches (immediate mode) or keep their payload for the exporter job (legacy)."""
+    if not changed:
         return [], 0
     if ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY:
-        return [
-            ItemRecord(i.id, i.entity, i.hash, i.deleted, i.modified_at, None, payload=i.body) for i in diff.changed
-        ], 0
-    results: dict[str, ItemResult] = {r.id: r for r in ctx.destination(feed).send(feed.name, diff.changed)}
+        return [ItemRecord(i.id, i.entity, i.hash, i.deleted, i.modified_at, None, payload=i.body) for i in changed], 0
+    destination = ctx.destination(feed)
+    size = ctx.settings.batch_size(feed.name)
+    results: dict[str, ItemResult] = {}
+    for start in range(0, len(changed), size):
+        results.update((r.id, r) for r in destination.send(feed.name, changed[start : start + size]))
     records = []
-    for item in diff.changed:
+    for item in changed:
         result = results.get(item.id) or ItemResult(item.id, ItemStatus.RETRYABLE, None, "missing from the destination's answer")
         records.append(
             ItemRecord(
@@ -134,7 +136,7 @@ def count_entities(ctx: Context, feed: Feed) -> int:
 def full_reindex(ctx: Context, feed: Feed, *, progress: Progress | None = None, lock: Lock | None = None) -> Counts:
     """Rebuild the whole feed: every entity of the source, and deletes for entities gone from it."""
     counts = Counts()
-    for keys in entity_batches(ctx, feed, ctx.settings.batch_size(feed.name)):
+    for keys in entity_batches(ctx, feed, ctx.settings.feed(feed.name).collect_batch_size):
         counts += process_batch(ctx, feed, keys)
         if lock is not None:
             lock.renew()
@@ -150,10 +152,10 @@ def partial_reindex(ctx: Context, feed: Feed, *, lock: Lock | None = None) -> Co
     with ctx.source.connect() as src:
         upto = changelog.current_version(src, feed)
     counts = Counts()
-    batch_size = ctx.settings.batch_size(feed.name)
+    chunk_size = ctx.settings.feed(feed.name).collect_batch_size
     while after < upto:
         with ctx.source.connect() as src:
-            chunk = changelog.read(src, feed, after, upto, batch_size)
+            chunk = changelog.read(src, feed, after, upto, chunk_size)
         if chunk is None:
             break
         version = chunk.to_version

@@ -173,7 +173,7 @@ def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredIte
     query = select(items.c.id, items.c.entity_key, items.c.hash, items.c.deleted).where(
         items.c.feed == feed, keys.match(items.c.entity_key)
     )
-    return {row[0]: StoredItem(row[1], row[2], bool(row[3])) for row in conn.execute(query)}
+    return {item_id: StoredItem(entity, hashed, bool(deleted)) for item_id, entity, hashed, deleted in conn.execute(query)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ def exported(export_dir: Path, feed: str) -> list[dict]:
 @pytest.fixture
 def library(db_url: str, export_dir: Path, tmp_path: Path) -> Iterator[Context]:
     config = tmp_path / "feedsync.toml"
-    config.write_text('feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n\n[feeds.books]\nbatch_size = 2\n')
+    config.write_text('feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n\n[feeds.books]\nbatch_size = 2\ncollect_batch_size = 2\n')
     ctx = open_context(make_settings(db_url, export_dir, config))
     metadata.create_all(ctx.source)
     with ctx.source.begin() as conn:
