@@ -8,6 +8,7 @@ before the commit means the batch is done again (and resent), never lost.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -112,8 +113,7 @@ def _export(ctx: Context, feed: Feed, changed: list[FeedItem]) -> tuple[list[Ite
 
 def entity_batches(ctx: Context, feed: Feed, batch_size: int) -> Iterator[Keys]:
     """Key ranges covering the whole driving table, then everything past its last key (deleted tail)."""
-    key = column(feed.key_column)
-    driving = table(feed.key_table, key)
+    key = table(feed.key_table, column(feed.key_column)).c[feed.key_column]
     last: int | None = None
     while True:
         query = select(key).order_by(key).limit(batch_size)
@@ -158,15 +158,17 @@ def partial_reindex(ctx: Context, feed: Feed, *, lock: Lock | None = None) -> Co
             chunk = changelog.read(src, feed, after, upto, chunk_size)
         if chunk is None:
             break
-        version = chunk.to_version
         # The pointer moves in the same transaction as the feed rows: done work and pointer agree.
-        counts += process_batch(
-            ctx, feed, Keys(ids=chunk.entity_ids), then=lambda conn, v=version: store.set_version(conn, feed.indexer_id, v)
-        )
-        after = version
+        advance = functools.partial(_advance, indexer_id=feed.indexer_id, version=chunk.to_version)
+        counts += process_batch(ctx, feed, Keys(ids=chunk.entity_ids), then=advance)
+        after = chunk.to_version
         if lock is not None:
             lock.renew()
     return counts
+
+
+def _advance(conn: Connection, *, indexer_id: str, version: int) -> None:
+    store.set_version(conn, indexer_id, version)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     select,
     update,
@@ -100,9 +102,9 @@ class LockRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-states = IndexerState.__table__
-items = FeedItemRow.__table__
-locks = LockRow.__table__
+states = cast(Table, IndexerState.__table__)
+items = cast(Table, FeedItemRow.__table__)
+locks = cast(Table, LockRow.__table__)
 
 
 # --- indexer state -------------------------------------------------------------------------
