@@ -44,6 +44,8 @@ class FeedSettings(_Strict):
     batch_size: int | None = Field(default=None, ge=1, le=100_000)
     # Entities read from the source per round; changed items are then sent in `batch_size` batches.
     collect_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    # Processes sharing a full reindex; None = one per core (max 4) for feeds of 5+ chunks.
+    reindex_processes: int | None = Field(default=None, ge=1, le=64)
     destination: str | None = None
 
     @field_validator("destination")

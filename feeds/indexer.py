@@ -9,6 +9,7 @@ before the commit means the batch is done again (and resent), never lost.
 from __future__ import annotations
 
 import functools
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from sqlalchemy import column, func, select, table
 from sqlalchemy.engine import Connection
 
 from config.settings import ExportMode, IndexerMode
-from feeds import changelog, store
+from feeds import changelog, parallel, store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
 from feeds.diff import Change, FeedItem, classify
@@ -136,13 +137,30 @@ def count_entities(ctx: Context, feed: Feed) -> int:
 def full_reindex(ctx: Context, feed: Feed, *, progress: Progress | None = None, lock: Lock | None = None) -> Counts:
     """Rebuild the whole feed: every entity of the source, and deletes for entities gone from it."""
     counts = Counts()
-    for keys in entity_batches(ctx, feed, ctx.settings.feed(feed.name).collect_batch_size):
-        counts += process_batch(ctx, feed, keys)
+    batches = entity_batches(ctx, feed, ctx.settings.feed(feed.name).collect_batch_size)
+    processes = reindex_processes(ctx, feed)
+    if processes > 1:
+        done: Iterator[Counts] = parallel.map_batches(ctx.settings, feed.name, batches, processes)
+    else:
+        done = (process_batch(ctx, feed, keys) for keys in batches)
+    for batch_counts in done:
+        counts += batch_counts
         if lock is not None:
             lock.renew()
         if progress is not None:
             progress(counts)
     return counts
+
+
+def reindex_processes(ctx: Context, feed: Feed) -> int:
+    """How many processes share a full reindex: configured, or one per core for a large feed."""
+    configured = ctx.settings.feed(feed.name).reindex_processes
+    if configured is not None:
+        return configured
+    cores = min(os.cpu_count() or 1, 4)
+    if cores == 1 or count_entities(ctx, feed) < 5 * ctx.settings.feed(feed.name).collect_batch_size:
+        return 1  # starting processes costs more than it saves on a small feed
+    return cores
 
 
 def partial_reindex(ctx: Context, feed: Feed, *, lock: Lock | None = None) -> Counts:

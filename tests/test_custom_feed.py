@@ -69,3 +69,26 @@ def test_custom_feed_changes_reach_the_destination_through_its_triggers(library:
     assert last["book-10"]["data"] == {"title": "The Dispossessed", "author": "Ursula K. Le Guin", "tags": ["utopia"]}
     assert last["book-12"]["data"]["author"] == "Ursula K. Le Guin"
     assert last["book-11"]["deleted"] is True and last["book-11"]["data"] is None
+
+
+def test_full_reindex_shared_by_two_processes_gives_the_same_result(db_url: str, export_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "parallel.toml"
+    config.write_text(
+        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n'
+        "[feeds.books]\ncollect_batch_size = 7\nreindex_processes = 2\n"
+    )
+    ctx = open_context(make_settings(db_url, export_dir, config))
+    metadata.create_all(ctx.source)
+    with ctx.source.begin() as conn:
+        conn.execute(authors.insert(), [{"id": 1, "name": "A"}])
+        conn.execute(books.insert(), [{"book_no": n, "title": f"T{n}", "author_id": 1} for n in range(1, 101)])
+    feed = ctx.registry.get("books")
+    assert indexer.reindex(ctx, feed).counts.new == 100
+    with ctx.source.begin() as conn:
+        conn.execute(text("DELETE FROM books WHERE book_no > 90"))
+        conn.execute(text("UPDATE books SET title = 'new' WHERE book_no = 5"))
+    counts = indexer.reindex(ctx, feed).counts
+    assert (counts.updated, counts.deleted, counts.skipped, counts.new) == (1, 10, 89, 0)
+    ids = [item["id"] for item in exported(export_dir, "books")]
+    assert len(ids) == 111 and len(set(ids)) == 100
+    ctx.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class FileDestination:
         data = b"\n".join(item.envelope() for item in items) + b"\n"
         try:
             with self.path(feed).open("ab") as handle:
+                # Several processes may append to one feed file: whole batches, never interleaved lines.
+                fcntl.flock(handle, fcntl.LOCK_EX)
                 handle.write(data)
         except OSError as exc:
             raise DestinationError(f"Cannot write to {str(self.path(feed))!r}: {exc.strerror}.") from None
