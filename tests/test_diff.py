@@ -8,8 +8,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feeds.diff import Change, canonical, classify, digest
 from feeds.definitions import Document
+from feeds.diff import Change, canonical, classify, digest
 from feeds.store import StoredItem
 
 NOW = datetime(2026, 11, 22, 10, 0, 0)

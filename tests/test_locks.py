@@ -38,7 +38,6 @@ def test_expired_lock_of_a_dead_holder_is_taken_over(ctx: Context) -> None:
 
 
 def test_hold_raises_when_locked_and_frees_on_exit(ctx: Context) -> None:
-    with hold(ctx.db, "job"):
-        with pytest.raises(LockedError), hold(ctx.db, "job"):
-            pass
+    with hold(ctx.db, "job"), pytest.raises(LockedError), hold(ctx.db, "job"):
+        pass
     assert not is_locked(ctx.db, "job")
