@@ -74,7 +74,7 @@ def test_bad_environment_value_is_refused_naming_setting_and_accepted_values(env
         ('[feeds.products]\nindexer_mode = "nightly"\n', "feeds.products.indexer_mode = 'nightly' is not accepted; accepted values are 'realtime' or 'schedule'"),
         ('[jobs.indexer_update_all_views]\ncron = "every minute"\n', "jobs.indexer_update_all_views.cron = 'every minute' is not accepted: 'every minute' is not a cron expression"),
         ('[notifications]\nfrequency = "hourly"\n', "notifications.frequency = 'hourly' is not accepted; accepted values are 'off', 'immediately', 'daily' or 'weekly'"),
-        ('[feeds.products]\nexport_mod = "legacy"\n', "the setting feeds.products.export_mod is unknown; accepted keys: export_mode, indexer_mode, batch_size, collect_batch_size, destination"),
+        ('[feeds.products]\nexport_mod = "legacy"\n', "the setting feeds.products.export_mod is unknown; accepted keys: export_mode, indexer_mode, batch_size, collect_batch_size, reindex_processes, destination"),
         ("[retry]\nmax_attempts = 0\n", "retry.max_attempts = 0 is not accepted"),
         ("[feeds.products\n", "is not valid TOML"),
     ],
