@@ -194,19 +194,16 @@ class ItemRecord:
 
 
 _COLUMNS = [c.name for c in items.columns]
-_UPSERT_SQL: dict[str, str] = {}
+# PostgreSQL takes many rows per statement (one round trip each); SQLite, in-process, takes executemany.
+_ROWS_PER_STATEMENT = 1000
 
 
-def _upsert_sql(dialect: str) -> str:
-    """INSERT … ON CONFLICT DO UPDATE for the feed table, in the driver's parameter style."""
-    if dialect not in _UPSERT_SQL:
-        marker = "%s" if dialect == "postgresql" else "?"
-        changing = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("feed", "id"))
-        _UPSERT_SQL[dialect] = (
-            f"INSERT INTO feed_items ({', '.join(_COLUMNS)}) VALUES ({', '.join([marker] * len(_COLUMNS))}) "
-            f"ON CONFLICT (feed, id) DO UPDATE SET {changing}"
-        )
-    return _UPSERT_SQL[dialect]
+def _upsert_sql(dialect: str, rows: int = 1) -> str:
+    """INSERT … ON CONFLICT DO UPDATE for the feed table, `rows` rows, in the driver's parameter style."""
+    marker = "%s" if dialect == "postgresql" else "?"
+    values = ", ".join(["(" + ", ".join([marker] * len(_COLUMNS)) + ")"] * rows)
+    changing = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("feed", "id"))
+    return f"INSERT INTO feed_items ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT (feed, id) DO UPDATE SET {changing}"
 
 
 def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> None:
@@ -235,7 +232,12 @@ def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> 
                 None, r.error_code, r.error_category, r.error_message, r.payload, now,
             )
         )
-    conn.exec_driver_sql(_upsert_sql(conn.dialect.name), rows)
+    if on_sqlite:
+        conn.exec_driver_sql(_upsert_sql("sqlite"), rows)
+        return
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        conn.exec_driver_sql(_upsert_sql("postgresql", len(chunk)), tuple(value for row in chunk for value in row))
 
 
 def _sql_datetime(on_sqlite: bool) -> Callable[[datetime], object]:
