@@ -156,7 +156,8 @@ def set_mode(conn: Connection, indexer_id: str, mode: IndexerMode, version_id: i
 
 
 def set_version(conn: Connection, indexer_id: str, version_id: int) -> None:
-    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(version_id=version_id))
+    """Advance the changelog pointer; `updated_at` is what `indexer:status` shows as Schedule Updated."""
+    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(version_id=version_id, updated_at=utcnow()))
 
 
 # --- feed table ----------------------------------------------------------------------------
