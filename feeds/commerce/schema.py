@@ -16,11 +16,15 @@ from sqlalchemy import (
     Text,
 )
 
-metadata = MetaData()
-
-# Link tables are clustered on their primary key in SQLite (WITHOUT ROWID): builders read them by
-# product id range, which then is one contiguous scan instead of index lookups.
-_CLUSTERED = {"sqlite_with_rowid": False}
+# Named constraints, so that a bulk load can drop and re-add foreign keys by name.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 
 def _money(name: str, nullable: bool = False) -> Column:
@@ -54,13 +58,15 @@ products = Table(
     Index("ix_products_parent_id", "parent_id"),
 )
 
+# The product link tables are WITHOUT ROWID in SQLite, i.e. clustered on their primary key: builders
+# read them by product id range, which then is one contiguous scan instead of index lookups.
 product_categories = Table(
     "product_categories",
     metadata,
     Column("product_id", Integer, ForeignKey("products.id"), primary_key=True),
     Column("category_id", Integer, ForeignKey("categories.id"), primary_key=True),
     Column("position", Integer, nullable=False, default=0),
-    **_CLUSTERED,
+    sqlite_with_rowid=False,
 )
 
 customer_groups = Table(
@@ -77,7 +83,7 @@ product_prices = Table(
     Column("customer_group_id", Integer, ForeignKey("customer_groups.id"), primary_key=True),
     _money("price"),
     _money("special_price", nullable=True),
-    **_CLUSTERED,
+    sqlite_with_rowid=False,
 )
 
 attributes = Table(
@@ -105,7 +111,7 @@ product_attribute_values = Table(
     Column("product_id", Integer, ForeignKey("products.id"), primary_key=True),
     Column("attribute_id", Integer, ForeignKey("attributes.id"), primary_key=True),
     Column("value", String(255), nullable=False),
-    **_CLUSTERED,
+    sqlite_with_rowid=False,
 )
 
 orders = Table(
