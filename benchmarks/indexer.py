@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-POSTGRES_URL = os.environ.get("FEEDSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "FEEDSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 SCHEMA = "feedsync_bench"
 
 
@@ -52,7 +54,10 @@ def phase(name: str, products: int) -> dict[str, object]:
 
 def run_phase(name: str, products: int, env: dict[str, str]) -> dict[str, object]:
     child = subprocess.Popen(
-        [sys.executable, __file__, "--phase", name, "--products", str(products)], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--phase", name, "--products", str(products)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     output = child.stdout.read()
@@ -95,14 +100,22 @@ def main() -> None:
             "LOG_FORMAT": "json",
         }
         env.pop("FEEDSYNC_CONFIG", None)
-        print(f"# {args.db}, {args.products:,} products, products feed, file destination, {os.cpu_count()} cores")
+        print(
+            f"# {args.db}, {args.products:,} products, products feed, file destination, {os.cpu_count()} cores"
+        )
         for name in ("seed", "full", "unchanged", "change", "partial"):
             figures = run_phase(name, args.products, env)
             seconds = float(figures["seconds"])  # type: ignore[arg-type]
             items = sum(int(figures.get(k, 0)) for k in ("new", "updated", "deleted", "skipped"))  # type: ignore[call-overload]
             rate = f"{items / seconds:>10,.0f} items/s" if items else " " * 18
-            detail = ", ".join(f"{k} {figures[k]}" for k in ("new", "updated", "deleted", "skipped") if k in figures)
-            print(f"{name:<10} {seconds:8.2f} s {rate}  peak RSS {figures['peak_rss_mb']:6.0f} MB  {detail}")
+            detail = ", ".join(
+                f"{k} {figures[k]}"
+                for k in ("new", "updated", "deleted", "skipped")
+                if k in figures
+            )
+            print(
+                f"{name:<10} {seconds:8.2f} s {rate}  peak RSS {figures['peak_rss_mb']:6.0f} MB  {detail}"
+            )
         size = sum(f.stat().st_size for f in (workdir / "export").glob("*.jsonl"))
         print(f"export file: {size / 1e6:,.0f} MB")
 

@@ -143,7 +143,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_sentence(exc)) from None
     database_url = normalise_database_url(raw.DATABASE_URL, "DATABASE_URL")
-    source_url = normalise_database_url(raw.SOURCE_DATABASE_URL or raw.DATABASE_URL, "SOURCE_DATABASE_URL")
+    source_url = normalise_database_url(
+        raw.SOURCE_DATABASE_URL or raw.DATABASE_URL, "SOURCE_DATABASE_URL"
+    )
     return Settings(
         database_url=database_url,
         source_database_url=source_url,
@@ -164,7 +166,9 @@ def read_config_file(path: str) -> FileConfig:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"FEEDSYNC_CONFIG names {path!r}, which does not exist; accepted: the path of a TOML file.") from None
+        raise ConfigError(
+            f"FEEDSYNC_CONFIG names {path!r}, which does not exist; accepted: the path of a TOML file."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"FEEDSYNC_CONFIG file {path!r} is not valid TOML: {exc}.") from None
     try:
@@ -175,11 +179,15 @@ def read_config_file(path: str) -> FileConfig:
 
 def normalise_database_url(url: str, setting: str) -> str:
     """Check an SQLAlchemy URL; plain `postgresql://` means psycopg 3, the driver Feedsync ships."""
-    accepted = "an SQLAlchemy URL such as sqlite:///./var/feedsync.db or postgresql://user@host:5432/db"
+    accepted = (
+        "an SQLAlchemy URL such as sqlite:///./var/feedsync.db or postgresql://user@host:5432/db"
+    )
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{setting} {url!r} is not a database URL; accepted: {accepted}.") from None
+        raise ConfigError(
+            f"{setting} {url!r} is not a database URL; accepted: {accepted}."
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -209,7 +217,9 @@ def _check_broker_url(url: str | None) -> str | None:
         return None
     if url.split("://", 1)[0] in ("redis", "rediss", "amqp", "memory"):
         return url
-    raise ConfigError(f"BROKER_URL {url!r} is not a broker URL; accepted: unset (embedded mode) or redis://host:6379/0.")
+    raise ConfigError(
+        f"BROKER_URL {url!r} is not a broker URL; accepted: unset (embedded mode) or redis://host:6379/0."
+    )
 
 
 def _only_env_fields(env: dict[str, str]) -> dict[str, Any]:

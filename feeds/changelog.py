@@ -42,7 +42,12 @@ def changelog_table(feed: Feed) -> Table:
         changelog_name(feed),
         MetaData(),
         # AUTOINCREMENT on SQLite: versions must never be reused after rows are cleaned.
-        Column("version_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column(
+            "version_id",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         Column("entity_id", BigInteger, nullable=False),
         sqlite_autoincrement=True,
     )
@@ -89,7 +94,9 @@ def installed_triggers(conn: Connection, feed: Feed) -> set[str]:
     expected = {trigger_name(feed, t, op) for t in feed.tables for op in OPERATIONS}
     if conn.dialect.name == "postgresql":
         rows = conn.execute(
-            text("SELECT DISTINCT trigger_name FROM information_schema.triggers WHERE trigger_schema = current_schema()")
+            text(
+                "SELECT DISTINCT trigger_name FROM information_schema.triggers WHERE trigger_schema = current_schema()"
+            )
         )
     else:
         rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
@@ -165,7 +172,9 @@ def _entities(watches: Sequence[Watch], rows: Sequence[str]) -> str:
     for watch in watches:
         for row in rows:
             if watch.is_query:
-                arms.append(f"SELECT CAST(entity_id AS BIGINT) AS e FROM ({watch.expression(row)}) AS q")
+                arms.append(
+                    f"SELECT CAST(entity_id AS BIGINT) AS e FROM ({watch.expression(row)}) AS q"
+                )
             else:
                 arms.append(f"SELECT CAST({watch.expression(row)} AS BIGINT) AS e")
     union = " UNION ".join(arms)

@@ -37,16 +37,24 @@ class Context:
             self.source.dispose()
 
 
-def open_context(settings: Settings, *, registry: FeedRegistry | None = None, migrate: bool = True) -> Context:
+def open_context(
+    settings: Settings, *, registry: FeedRegistry | None = None, migrate: bool = True
+) -> Context:
     """Open both databases, migrate the worker database when behind, and create missing indexer states."""
     registry = registry or load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
     check_against_feeds(settings, registry)
     db = database.create_db_engine(settings.database_url)
-    source = db if settings.source_database_url == settings.database_url else database.create_db_engine(settings.source_database_url)
+    source = (
+        db
+        if settings.source_database_url == settings.database_url
+        else database.create_db_engine(settings.source_database_url)
+    )
     if migrate:
         database.upgrade(db)
     with db.begin() as conn:
-        store.ensure_states(conn, {feed.indexer_id: settings.feed(feed.name).indexer_mode for feed in registry})
+        store.ensure_states(
+            conn, {feed.indexer_id: settings.feed(feed.name).indexer_mode for feed in registry}
+        )
     return Context(settings, registry, db, source)
 
 
@@ -54,8 +62,12 @@ def check_against_feeds(settings: Settings, registry: FeedRegistry) -> None:
     """Refuse feed and job tables in the TOML file that name nothing this deployment has."""
     for name in settings.file.feeds:
         if name not in registry.names():
-            raise ConfigError(f"[feeds.{name}] names an unknown feed; accepted feeds: {', '.join(registry.names())}.")
+            raise ConfigError(
+                f"[feeds.{name}] names an unknown feed; accepted feeds: {', '.join(registry.names())}."
+            )
     jobs = job_names(registry.names())
     for name in settings.file.jobs:
         if name not in jobs:
-            raise ConfigError(f"[jobs.{name}] names an unknown job; accepted jobs: {', '.join(jobs)}.")
+            raise ConfigError(
+                f"[jobs.{name}] names an unknown job; accepted jobs: {', '.join(jobs)}."
+            )

@@ -44,7 +44,14 @@ class Keys:
         """The SQL condition selecting this batch's entities on `column` (an entity-id column)."""
         if self.ids is not None:
             return column.in_(self.ids)
-        bounds = [c for c in (None if self.lo is None else column > self.lo, None if self.hi is None else column <= self.hi) if c is not None]
+        bounds = [
+            c
+            for c in (
+                None if self.lo is None else column > self.lo,
+                None if self.hi is None else column <= self.hi,
+            )
+            if c is not None
+        ]
         return and_(true(), *bounds)
 
 
@@ -109,7 +116,9 @@ class Feed:
                     f"Feed {label} {value!r} is not accepted; use letters, digits and underscores, starting with a letter."
                 )
         if not self.watches:
-            raise FeedDefinitionError(f"Feed {self.name!r} watches no table; name at least its driving table in watches.")
+            raise FeedDefinitionError(
+                f"Feed {self.name!r} watches no table; name at least its driving table in watches."
+            )
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -125,7 +134,9 @@ class FeedRegistry:
         by_indexer: dict[str, Feed] = {}
         for feed in feeds:
             if feed.name in self._feeds or feed.indexer_id in by_indexer:
-                raise FeedDefinitionError(f"Feed {feed.name!r} ({feed.indexer_id}) is defined twice.")
+                raise FeedDefinitionError(
+                    f"Feed {feed.name!r} ({feed.indexer_id}) is defined twice."
+                )
             self._feeds[feed.name] = feed
             by_indexer[feed.indexer_id] = feed
         self._by_indexer = by_indexer
@@ -173,9 +184,15 @@ def load_registry(modules: Sequence[str] = (), builtin: bool = True) -> FeedRegi
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"feed_modules names {module_name!r}, which cannot be imported: {exc}.") from None
+            raise ConfigError(
+                f"feed_modules names {module_name!r}, which cannot be imported: {exc}."
+            ) from None
         declared = getattr(module, "FEEDS", None)
-        if not isinstance(declared, (list, tuple)) or not all(isinstance(f, Feed) for f in declared):
-            raise ConfigError(f"feed_modules names {module_name!r}, which has no FEEDS list of feeds.Feed definitions.")
+        if not isinstance(declared, (list, tuple)) or not all(
+            isinstance(f, Feed) for f in declared
+        ):
+            raise ConfigError(
+                f"feed_modules names {module_name!r}, which has no FEEDS list of feeds.Feed definitions."
+            )
         feeds.extend(declared)
     return FeedRegistry(feeds)

@@ -80,7 +80,9 @@ class Diff:
         return sum(1 for item in self.changed if item.change is change)
 
 
-def classify(documents: Iterable[Document], stored: Mapping[str, StoredItem], now: datetime) -> Diff:
+def classify(
+    documents: Iterable[Document], stored: Mapping[str, StoredItem], now: datetime
+) -> Diff:
     """Compare built documents with stored rows of the same entities.
 
     A stored item that was not built again is deleted (unless already marked so); a built item is
@@ -92,7 +94,9 @@ def classify(documents: Iterable[Document], stored: Mapping[str, StoredItem], no
         if doc.id in seen:
             continue  # a builder yielding an id twice: the first one wins, deterministically
         seen.add(doc.id)
-        if doc.updated_at is not None and (diff.newest_update is None or doc.updated_at > diff.newest_update):
+        if doc.updated_at is not None and (
+            diff.newest_update is None or doc.updated_at > diff.newest_update
+        ):
             diff.newest_update = doc.updated_at
         body = canonical(doc.data)
         hashed = digest(body)
@@ -105,7 +109,9 @@ def classify(documents: Iterable[Document], stored: Mapping[str, StoredItem], no
     deleted_hash = digest(NULL)
     for item_id, previous in stored.items():
         if item_id not in seen and not previous.deleted:
-            diff.changed.append(FeedItem(item_id, previous.entity, True, now, deleted_hash, NULL, Change.DELETED))
+            diff.changed.append(
+                FeedItem(item_id, previous.entity, True, now, deleted_hash, NULL, Change.DELETED)
+            )
     return diff
 
 

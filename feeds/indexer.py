@@ -93,19 +93,32 @@ def _export(ctx: Context, feed: Feed, changed: list[FeedItem]) -> tuple[list[Ite
     if not changed:
         return [], 0
     if ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY:
-        return [ItemRecord(i.id, i.entity, i.hash, i.deleted, i.modified_at, None, payload=i.body) for i in changed], 0
+        return [
+            ItemRecord(i.id, i.entity, i.hash, i.deleted, i.modified_at, None, payload=i.body)
+            for i in changed
+        ], 0
     destination = ctx.destination(feed)
     size = ctx.settings.batch_size(feed.name)
     results: dict[str, ItemResult] = {}
     for start in range(0, len(changed), size):
-        results.update((r.id, r) for r in destination.send(feed.name, changed[start : start + size]))
+        results.update(
+            (r.id, r) for r in destination.send(feed.name, changed[start : start + size])
+        )
     records = []
     for item in changed:
-        result = results.get(item.id) or ItemResult(item.id, ItemStatus.RETRYABLE, None, "missing from the destination's answer")
+        result = results.get(item.id) or ItemResult(
+            item.id, ItemStatus.RETRYABLE, None, "missing from the destination's answer"
+        )
         records.append(
             ItemRecord(
-                item.id, item.entity, item.hash, item.deleted, item.modified_at, result.status,
-                error_code=result.code, error_message=result.message,
+                item.id,
+                item.entity,
+                item.hash,
+                item.deleted,
+                item.modified_at,
+                result.status,
+                error_code=result.code,
+                error_message=result.message,
             )
         )
     failed = sum(1 for r in records if r.status is not ItemStatus.SENT)
@@ -134,7 +147,9 @@ def count_entities(ctx: Context, feed: Feed) -> int:
         return int(conn.scalar(select(func.count()).select_from(table(feed.key_table))) or 0)
 
 
-def full_reindex(ctx: Context, feed: Feed, *, progress: Progress | None = None, lock: Lock | None = None) -> Counts:
+def full_reindex(
+    ctx: Context, feed: Feed, *, progress: Progress | None = None, lock: Lock | None = None
+) -> Counts:
     """Rebuild the whole feed: every entity of the source, and deletes for entities gone from it."""
     counts = Counts()
     batches = entity_batches(ctx, feed, ctx.settings.feed(feed.name).collect_batch_size)
@@ -158,7 +173,10 @@ def reindex_processes(ctx: Context, feed: Feed) -> int:
     if configured is not None:
         return configured
     cores = min(os.cpu_count() or 1, 4)
-    if cores == 1 or count_entities(ctx, feed) < 5 * ctx.settings.feed(feed.name).collect_batch_size:
+    if (
+        cores == 1
+        or count_entities(ctx, feed) < 5 * ctx.settings.feed(feed.name).collect_batch_size
+    ):
         return 1  # starting processes costs more than it saves on a small feed
     return cores
 
@@ -228,7 +246,11 @@ def reindex(ctx: Context, feed: Feed, *, progress: Progress | None = None) -> Ou
         with ctx.db.begin() as conn:
             current = store.get_state(conn, feed.indexer_id)
             store.set_status(
-                conn, feed.indexer_id, IndexerStatus.SUSPENDED if current.status is IndexerStatus.SUSPENDED else IndexerStatus.VALID
+                conn,
+                feed.indexer_id,
+                IndexerStatus.SUSPENDED
+                if current.status is IndexerStatus.SUSPENDED
+                else IndexerStatus.VALID,
             )
             if version > current.version_id:
                 store.set_version(conn, feed.indexer_id, version)
@@ -290,7 +312,10 @@ def clean_all_changelogs(ctx: Context) -> dict[str, int]:
     """`indexer_clean_all_changelogs`: delete processed changelog rows (the newest processed one stays)."""
     with ctx.db.connect() as conn:
         states = store.all_states(conn)
-    removed = {feed.name: changelog.clean(ctx.source, feed, states[feed.indexer_id].version_id) for feed in ctx.registry}
+    removed = {
+        feed.name: changelog.clean(ctx.source, feed, states[feed.indexer_id].version_id)
+        for feed in ctx.registry
+    }
     log.info("changelogs.cleaned", removed=sum(removed.values()))
     return removed
 
@@ -307,7 +332,10 @@ def ensure_subscriptions(ctx: Context) -> None:
                 continue
         version = changelog.subscribe(ctx.source, feed)
         with ctx.db.begin() as conn:
-            if states[feed.indexer_id].version_id < version and states[feed.indexer_id].status is not IndexerStatus.VALID:
+            if (
+                states[feed.indexer_id].version_id < version
+                and states[feed.indexer_id].status is not IndexerStatus.VALID
+            ):
                 store.set_version(conn, feed.indexer_id, version)
         log.info("changelog.subscribed", feed=feed.name)
 

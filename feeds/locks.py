@@ -40,10 +40,14 @@ class Lock:
     def acquire(self) -> bool:
         now = utcnow()
         with self.engine.begin() as conn:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(locks)
+            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+                locks
+            )
             # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
             created = conn.execute(
-                insert.values(name=self.name, owner=self.owner, acquired_at=now, expires_at=now + self.ttl)
+                insert.values(
+                    name=self.name, owner=self.owner, acquired_at=now, expires_at=now + self.ttl
+                )
                 .on_conflict_do_nothing(index_elements=["name"])
                 .returning(locks.c.name)
             ).first()
@@ -64,11 +68,15 @@ class Lock:
                 .values(expires_at=utcnow() + self.ttl)
             ).rowcount
         if not renewed:
-            raise LockLostError(f"Lost the lock {self.name!r}: it expired and another process took it.")
+            raise LockLostError(
+                f"Lost the lock {self.name!r}: it expired and another process took it."
+            )
 
     def release(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(locks.delete().where(locks.c.name == self.name, locks.c.owner == self.owner))
+            conn.execute(
+                locks.delete().where(locks.c.name == self.name, locks.c.owner == self.owner)
+            )
 
 
 def is_locked(engine: Engine, name: str) -> bool:

@@ -37,11 +37,15 @@ def _batch(feed_name: str, keys: Keys) -> Counts:
     return process_batch(_context, _context.registry.get(feed_name), keys)
 
 
-def map_batches(settings: Settings, feed_name: str, batches: Iterable[Keys], processes: int) -> Iterator[Counts]:
+def map_batches(
+    settings: Settings, feed_name: str, batches: Iterable[Keys], processes: int
+) -> Iterator[Counts]:
     """The counts of each batch, in order, processed by `processes` spawned workers."""
     # spawn, not fork: a forked child would share the parent's database connections.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_start, initargs=(settings,)) as pool:
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_start, initargs=(settings,)
+    ) as pool:
         pending: deque[Future[Counts]] = deque()
         try:
             for keys in batches:

@@ -124,7 +124,13 @@ def ensure_states(conn: Connection, initial_modes: dict[str, IndexerMode]) -> No
     known = set(conn.scalars(select(states.c.indexer_id)))
     now = utcnow()
     rows = [
-        {"indexer_id": indexer_id, "status": IndexerStatus.INVALID.value, "mode": mode.value, "version_id": 0, "updated_at": now}
+        {
+            "indexer_id": indexer_id,
+            "status": IndexerStatus.INVALID.value,
+            "mode": mode.value,
+            "version_id": 0,
+            "updated_at": now,
+        }
         for indexer_id, mode in initial_modes.items()
         if indexer_id not in known
     ]
@@ -134,21 +140,39 @@ def ensure_states(conn: Connection, initial_modes: dict[str, IndexerMode]) -> No
 
 def get_state(conn: Connection, indexer_id: str) -> State:
     row = conn.execute(select(states).where(states.c.indexer_id == indexer_id)).one()
-    return State(row.indexer_id, IndexerStatus(row.status), IndexerMode(row.mode), row.version_id, row.updated_at)
+    return State(
+        row.indexer_id,
+        IndexerStatus(row.status),
+        IndexerMode(row.mode),
+        row.version_id,
+        row.updated_at,
+    )
 
 
 def all_states(conn: Connection) -> dict[str, State]:
     return {
-        row.indexer_id: State(row.indexer_id, IndexerStatus(row.status), IndexerMode(row.mode), row.version_id, row.updated_at)
+        row.indexer_id: State(
+            row.indexer_id,
+            IndexerStatus(row.status),
+            IndexerMode(row.mode),
+            row.version_id,
+            row.updated_at,
+        )
         for row in conn.execute(select(states))
     }
 
 
 def set_status(conn: Connection, indexer_id: str, status: IndexerStatus) -> None:
-    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(status=status.value, updated_at=utcnow()))
+    conn.execute(
+        update(states)
+        .where(states.c.indexer_id == indexer_id)
+        .values(status=status.value, updated_at=utcnow())
+    )
 
 
-def set_mode(conn: Connection, indexer_id: str, mode: IndexerMode, version_id: int | None = None) -> None:
+def set_mode(
+    conn: Connection, indexer_id: str, mode: IndexerMode, version_id: int | None = None
+) -> None:
     values: dict[str, object] = {"mode": mode.value, "mode_updated_at": utcnow()}
     if version_id is not None:
         values["version_id"] = version_id
@@ -157,7 +181,11 @@ def set_mode(conn: Connection, indexer_id: str, mode: IndexerMode, version_id: i
 
 def set_version(conn: Connection, indexer_id: str, version_id: int) -> None:
     """Advance the changelog pointer; `updated_at` is what `indexer:status` shows as Schedule Updated."""
-    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(version_id=version_id, updated_at=utcnow()))
+    conn.execute(
+        update(states)
+        .where(states.c.indexer_id == indexer_id)
+        .values(version_id=version_id, updated_at=utcnow())
+    )
 
 
 # --- feed table ----------------------------------------------------------------------------
@@ -175,7 +203,10 @@ def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredIte
     query = select(items.c.id, items.c.entity_key, items.c.hash, items.c.deleted).where(
         items.c.feed == feed, keys.match(items.c.entity_key)
     )
-    return {item_id: StoredItem(entity, hashed, bool(deleted)) for item_id, entity, hashed, deleted in conn.execute(query)}
+    return {
+        item_id: StoredItem(entity, hashed, bool(deleted))
+        for item_id, entity, hashed, deleted in conn.execute(query)
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +254,21 @@ def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> 
         status = None if r.status is None else int(r.status)
         rows.append(
             (
-                feed, r.id, r.entity, r.hash, int(r.deleted) if on_sqlite else r.deleted, modified, status,
+                feed,
+                r.id,
+                r.entity,
+                r.hash,
+                int(r.deleted) if on_sqlite else r.deleted,
+                modified,
+                status,
                 r.hash if r.status is ItemStatus.SENT else None,
                 0 if r.status in (None, ItemStatus.SENT) else 1,
-                None, r.error_code, r.error_category, r.error_message, r.payload, now,
+                None,
+                r.error_code,
+                r.error_category,
+                r.error_message,
+                r.payload,
+                now,
             )
         )
     if on_sqlite:
@@ -235,9 +277,11 @@ def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> 
         _copy_upsert(conn, rows)
 
 
-def _copy_upsert(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+def _copy_upsert(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
     columns = ", ".join(_COLUMNS)
-    conn.exec_driver_sql("CREATE TEMPORARY TABLE IF NOT EXISTS feed_items_in (LIKE feed_items) ON COMMIT DELETE ROWS")
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS feed_items_in (LIKE feed_items) ON COMMIT DELETE ROWS"
+    )
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY feed_items_in ({columns}) FROM STDIN") as copy:
         for row in rows:

@@ -16,7 +16,9 @@ def run_migrations_online() -> None:
 
         engine = create_db_engine(load_settings().database_url)
     with engine.begin() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True
+        )
         context.run_migrations()
 
 

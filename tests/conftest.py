@@ -20,7 +20,9 @@ from config.settings import Settings, load_settings
 from feeds.context import Context, open_context
 from feeds.definitions import FeedRegistry
 
-POSTGRES_URL = os.environ.get("FEEDSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "FEEDSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _postgres_error: list[str | None] = []
@@ -36,7 +38,9 @@ def _postgres_unavailable() -> str | None:
             engine.dispose()
             _postgres_error.append(None)
         except Exception as exc:  # any failure to connect means "not available here"
-            _postgres_error.append(f"PostgreSQL is not reachable at {POSTGRES_URL}: {type(exc).__name__}")
+            _postgres_error.append(
+                f"PostgreSQL is not reachable at {POSTGRES_URL}: {type(exc).__name__}"
+            )
     return _postgres_error[0]
 
 
@@ -103,7 +107,9 @@ def context_with(settings: Settings, registry: FeedRegistry) -> Context:
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, db_url: str, export_dir: Path, tmp_path: Path) -> dict[str, str]:
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, export_dir: Path, tmp_path: Path
+) -> dict[str, str]:
     """Environment for running the CLI in-process (and for subprocesses) against the test databases."""
     env = {"DATABASE_URL": db_url, "EXPORT_URL": f"file://{export_dir}", "LOG_FORMAT": "json"}
     for key in ("SOURCE_DATABASE_URL", "FEEDSYNC_CONFIG", "BROKER_URL", "EXPORT_BATCH_SIZE"):

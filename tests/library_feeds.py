@@ -14,7 +14,9 @@ from sqlalchemy.engine import Connection
 from feeds.definitions import Document, Feed, Keys, Watch
 
 metadata = MetaData()
-authors = Table("authors", metadata, Column("id", Integer, primary_key=True), Column("name", String(100)))
+authors = Table(
+    "authors", metadata, Column("id", Integer, primary_key=True), Column("name", String(100))
+)
 books = Table(
     "books",
     metadata,
@@ -27,7 +29,9 @@ book_tags = Table("book_tags", metadata, Column("book_no", Integer), Column("tag
 
 def build_books(conn: Connection, keys: Keys) -> Iterator[Document]:
     tags: dict[int, list[str]] = defaultdict(list)
-    for book_no, tag in conn.execute(select(book_tags.c.book_no, book_tags.c.tag).where(keys.match(book_tags.c.book_no))):
+    for book_no, tag in conn.execute(
+        select(book_tags.c.book_no, book_tags.c.tag).where(keys.match(book_tags.c.book_no))
+    ):
         tags[book_no].append(tag)
     query = (
         select(books.c.book_no, books.c.title, authors.c.name)

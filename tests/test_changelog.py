@@ -22,12 +22,17 @@ from tests.test_custom_feed import exported
 @pytest.fixture
 def library(db_url: str, export_dir: Path, tmp_path: Path) -> Iterator[Context]:
     config = tmp_path / "feedsync.toml"
-    config.write_text('feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n[feeds.books]\nbatch_size = 2\ncollect_batch_size = 2\n')
+    config.write_text(
+        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n[feeds.books]\nbatch_size = 2\ncollect_batch_size = 2\n'
+    )
     ctx = open_context(make_settings(db_url, export_dir, config))
     metadata.create_all(ctx.source)
     with ctx.source.begin() as conn:
         conn.execute(authors.insert(), [{"id": 1, "name": "Le Guin"}])
-        conn.execute(books.insert(), [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, 6)])
+        conn.execute(
+            books.insert(),
+            [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, 6)],
+        )
     indexer.ensure_subscriptions(ctx)
     yield ctx
     ctx.close()
@@ -103,7 +108,9 @@ def test_partial_reindex_advances_the_pointer_to_the_processed_version(library: 
     [outcome] = indexer.update_all_views(library)
     assert outcome.counts.updated == 1
     with library.source.connect() as conn:
-        assert state(library).version_id == changelog.current_version(conn, library.registry.get("books"))
+        assert state(library).version_id == changelog.current_version(
+            conn, library.registry.get("books")
+        )
 
 
 class FailingAfter:
@@ -124,12 +131,16 @@ class FailingAfter:
         pass
 
 
-def test_crash_mid_partial_reindex_keeps_the_unprocessed_backlog(library: Context, export_dir: Path) -> None:
+def test_crash_mid_partial_reindex_keeps_the_unprocessed_backlog(
+    library: Context, export_dir: Path
+) -> None:
     feed = library.registry.get("books")
     indexer.reindex(library, feed)
     for n in range(1, 6):  # five entities; batch size 2 → three chunks
         sql(library, f"UPDATE books SET title = 'v2 {n}' WHERE book_no = {n}")
-    library._destinations[library.settings.destination("books")] = FailingAfter(export_dir, ok_batches=1)
+    library._destinations[library.settings.destination("books")] = FailingAfter(
+        export_dir, ok_batches=1
+    )
     with pytest.raises(DestinationError):
         indexer.update_all_views(library)
     # The first chunk (books 1, 2) was committed with its pointer; the rest is still in the backlog.
@@ -142,7 +153,9 @@ def test_crash_mid_partial_reindex_keeps_the_unprocessed_backlog(library: Contex
     assert all(titles[f"book-{n}"] == f"v2 {n}" for n in range(1, 6))
 
 
-def test_crash_before_commit_resends_instead_of_losing(library: Context, export_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_before_commit_resends_instead_of_losing(
+    library: Context, export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     feed = library.registry.get("books")
     indexer.reindex(library, feed)
     sql(library, "UPDATE books SET title = 'sent twice' WHERE book_no = 1")
@@ -156,12 +169,18 @@ def test_crash_before_commit_resends_instead_of_losing(library: Context, export_
     monkeypatch.undo()
     [outcome] = indexer.update_all_views(library)
     assert outcome.counts.updated == 1
-    sent = [i for i in exported(export_dir, "books") if i["id"] == "book-1" and i["data"]["title"] == "sent twice"]
+    sent = [
+        i
+        for i in exported(export_dir, "books")
+        if i["id"] == "book-1" and i["data"]["title"] == "sent twice"
+    ]
     assert len(sent) == 2  # sent before the crash, and again after: at least once, never lost
 
 
 def test_full_reindex_failure_leaves_indexer_invalid(library: Context, export_dir: Path) -> None:
-    library._destinations[library.settings.destination("books")] = FailingAfter(export_dir, ok_batches=0)
+    library._destinations[library.settings.destination("books")] = FailingAfter(
+        export_dir, ok_batches=0
+    )
     with pytest.raises(DestinationError):
         indexer.reindex(library, library.registry.get("books"))
     assert state(library).status is store.IndexerStatus.INVALID
@@ -181,10 +200,15 @@ def test_cleaning_removes_processed_rows_but_keeps_the_newest_processed(library:
         assert changelog.backlog(conn, feed, state(library).version_id) == 1
 
 
-def test_subscribing_without_the_source_tables_names_them(db_url: str, export_dir: Path, tmp_path: Path) -> None:
+def test_subscribing_without_the_source_tables_names_them(
+    db_url: str, export_dir: Path, tmp_path: Path
+) -> None:
     config = tmp_path / "feedsync.toml"
     config.write_text('feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n')
     ctx = open_context(make_settings(db_url, export_dir, config))
-    with pytest.raises(SourceSchemaError, match="watches source tables that do not exist: books, book_tags, authors"):
+    with pytest.raises(
+        SourceSchemaError,
+        match="watches source tables that do not exist: books, book_tags, authors",
+    ):
         changelog.subscribe(ctx.source, ctx.registry.get("books"))
     ctx.close()

@@ -42,7 +42,9 @@ def exported(export_dir: Path, feed: str) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
 
 
-def test_info_lists_every_indexer_with_its_title(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_lists_every_indexer_with_its_title(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "indexer:info")
     assert code == 0
     assert out.splitlines() == [
@@ -58,8 +60,12 @@ def test_info_lists_every_indexer_with_its_title(cli_env: dict[str, str], capsys
     ]
 
 
-def test_show_mode_prints_title_and_mode(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "indexer:show-mode", "catalog_data_exporter_products", "sales_data_exporter_orders")
+def test_show_mode_prints_title_and_mode(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "indexer:show-mode", "catalog_data_exporter_products", "sales_data_exporter_orders"
+    )
     assert code == 0
     assert out.splitlines() == [
         "%-50s " % "Product Feed:" + "Update by Schedule",
@@ -67,9 +73,14 @@ def test_show_mode_prints_title_and_mode(cli_env: dict[str, str], capsys: pytest
     ]
 
 
-def test_set_mode_reports_change_then_no_change(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_set_mode_reports_change_then_no_change(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "indexer:set-mode", "realtime", "catalog_data_exporter_categories")
-    assert (code, out) == (0, "Index mode for Indexer Category Feed was changed from 'Update by Schedule' to 'Update on Save'\n")
+    assert (code, out) == (
+        0,
+        "Index mode for Indexer Category Feed was changed from 'Update by Schedule' to 'Update on Save'\n",
+    )
     code, out, _ = run(capsys, "indexer:set-mode", "realtime", "catalog_data_exporter_categories")
     assert (code, out) == (0, "Index mode for Indexer Category Feed has not been changed\n")
     _, out, _ = run(capsys, "indexer:show-mode", "catalog_data_exporter_categories")
@@ -77,13 +88,27 @@ def test_set_mode_reports_change_then_no_change(seeded: dict[str, str], capsys: 
 
 
 @pytest.mark.parametrize("argv", [["indexer:set-mode"], ["indexer:set-mode", "sometimes"]])
-def test_set_mode_refuses_a_missing_or_wrong_mode(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+def test_set_mode_refuses_a_missing_or_wrong_mode(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     code, out, err = run(capsys, *argv)
     assert (code, out, err) == (1, "", "Accepted values for mode are 'realtime' or 'schedule'\n")
 
 
-@pytest.mark.parametrize("command", ["indexer:show-mode", "indexer:status", "indexer:reindex", "indexer:reset", "indexer:set-mode schedule", "indexer:set-status valid"])
-def test_unknown_indexer_id_is_refused_before_any_work(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path, command: str) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        "indexer:show-mode",
+        "indexer:status",
+        "indexer:reindex",
+        "indexer:reset",
+        "indexer:set-mode schedule",
+        "indexer:set-status valid",
+    ],
+)
+def test_unknown_indexer_id_is_refused_before_any_work(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path, command: str
+) -> None:
     code, out, err = run(capsys, *command.split(), "catalog_data_exporter_products", "foo")
     assert code == 1 and out == ""
     assert err == (
@@ -93,14 +118,19 @@ def test_unknown_indexer_id_is_refused_before_any_work(cli_env: dict[str, str], 
     assert not export_dir.exists()
 
 
-def test_status_table_shows_status_mode_and_backlog(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_table_shows_status_mode_and_backlog(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "indexer:reindex", "catalog_data_exporter_products")
     run(capsys, "demo:change", "--update", "3", "--delete", "1", "--seed", "5")
     run(capsys, "indexer:set-mode", "realtime", "sales_data_exporter_orders")
     code, out, _ = run(capsys, "indexer:status")
     assert code == 0
     lines = out.splitlines()
-    assert re.fullmatch(r"\| ID +\| Title +\| Status +\| Update On +\| Schedule Status +\| Schedule Updated +\|", lines[1])
+    assert re.fullmatch(
+        r"\| ID +\| Title +\| Status +\| Update On +\| Schedule Status +\| Schedule Updated +\|",
+        lines[1],
+    )
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[3:-1]]
     titles = [r[1] for r in rows]
     assert titles == sorted(titles)
@@ -112,8 +142,15 @@ def test_status_table_shows_status_mode_and_backlog(seeded: dict[str, str], caps
     assert by_id["sales_data_exporter_orders"][3:] == ["Save", "", ""]
 
 
-def test_reindex_prints_rebuilt_line_and_exports(seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path) -> None:
-    code, out, _ = run(capsys, "indexer:reindex", "catalog_data_exporter_products", "catalog_data_exporter_categories")
+def test_reindex_prints_rebuilt_line_and_exports(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "indexer:reindex",
+        "catalog_data_exporter_products",
+        "catalog_data_exporter_categories",
+    )
     assert code == 0
     assert re.fullmatch(
         r"Product Feed index has been rebuilt successfully in 00:00:\d\d\n"
@@ -123,17 +160,26 @@ def test_reindex_prints_rebuilt_line_and_exports(seeded: dict[str, str], capsys:
     assert len(exported(export_dir, "products")) == 300
 
 
-def test_reindex_of_a_locked_indexer_is_skipped(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_reindex_of_a_locked_indexer_is_skipped(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     from feeds.database import create_db_engine
 
     engine = create_db_engine(os.environ["DATABASE_URL"])
     other = Lock(engine, "indexer:catalog_data_exporter_products")
     assert other.acquire()
-    code, out, _ = run(capsys, "indexer:reindex", "catalog_data_exporter_products", "catalog_data_exporter_categories")
+    code, out, _ = run(
+        capsys,
+        "indexer:reindex",
+        "catalog_data_exporter_products",
+        "catalog_data_exporter_categories",
+    )
     other.release()
     engine.dispose()
     assert code == 0
-    assert out.splitlines()[0] == "Product Feed index is locked by another reindex process. Skipping."
+    assert (
+        out.splitlines()[0] == "Product Feed index is locked by another reindex process. Skipping."
+    )
     assert out.splitlines()[1].startswith("Category Feed index has been rebuilt successfully in ")
 
 
@@ -142,14 +188,22 @@ def test_reset_and_set_status(seeded: dict[str, str], capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "indexer:reset", "catalog_data_exporter_products")
     assert (code, out) == (0, "Product Feed indexer has been invalidated.\n")
     code, out, _ = run(capsys, "indexer:set-status", "suspended", "catalog_data_exporter_products")
-    assert (code, out) == (0, "Index status for Indexer 'Product Feed' was changed from 'invalid' to 'suspended'.\n")
+    assert (code, out) == (
+        0,
+        "Index status for Indexer 'Product Feed' was changed from 'invalid' to 'suspended'.\n",
+    )
     _, out, _ = run(capsys, "indexer:status", "catalog_data_exporter_products")
     assert "| Suspended " in out
     code, _, err = run(capsys, "indexer:set-status", "broken")
-    assert (code, err) == (1, 'Invalid status "broken". Accepted values are "invalid", "suspended", "valid".\n')
+    assert (code, err) == (
+        1,
+        'Invalid status "broken". Accepted values are "invalid", "suspended", "valid".\n',
+    )
 
 
-def test_cron_jobs_reindex_invalid_then_sync_changes_then_clean(seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path) -> None:
+def test_cron_jobs_reindex_invalid_then_sync_changes_then_clean(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path
+) -> None:
     code, out, _ = run(capsys, "cron:run", "indexer_reindex_all_invalid")
     assert code == 0
     assert "products: new 300, updated 0, deleted 0, skipped 0, failed 0" in out
@@ -165,12 +219,18 @@ def test_cron_jobs_reindex_invalid_then_sync_changes_then_clean(seeded: dict[str
     assert code == 0 and "products: " in out
 
 
-def test_cron_run_refuses_an_unknown_job(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cron_run_refuses_an_unknown_job(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(capsys, "cron:run", "make_coffee")
-    assert code == 1 and err.startswith("Unknown job 'make_coffee'; accepted jobs: indexer_reindex_all_invalid, ")
+    assert code == 1 and err.startswith(
+        "Unknown job 'make_coffee'; accepted jobs: indexer_reindex_all_invalid, "
+    )
 
 
-def test_demo_change_prints_affected_product_ids(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_change_prints_affected_product_ids(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "demo:change", "--update", "5", "--delete", "2", "--seed", "1")
     assert code == 0
     changed = orjson.loads(out)
@@ -179,16 +239,26 @@ def test_demo_change_prints_affected_product_ids(seeded: dict[str, str], capsys:
     assert not set(changed["updated"]) & set(changed["deleted"])
 
 
-def test_db_upgrade_reports_the_revision(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_db_upgrade_reports_the_revision(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "db:upgrade")
-    assert code == 0 and re.fullmatch(r"Database schema upgraded from empty to revision \d{4}\.\n", out)
+    assert code == 0 and re.fullmatch(
+        r"Database schema upgraded from empty to revision \d{4}\.\n", out
+    )
     code, out, _ = run(capsys, "db:upgrade")
     assert code == 0 and re.fullmatch(r"Database schema is up to date \(revision \d{4}\)\.\n", out)
 
 
 def test_module_entry_point_runs_as_a_real_process(cli_env: dict[str, str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "indexer:show-mode", "nope"], capture_output=True, text=True, env={**os.environ, **cli_env}, timeout=60
+        [sys.executable, "-m", "worker", "indexer:show-mode", "nope"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cli_env},
+        timeout=60,
     )
     assert result.returncode == 1
-    assert result.stderr.startswith("The following requested index types are not supported: 'nope'.\nSupported types: ")
+    assert result.stderr.startswith(
+        "The following requested index types are not supported: 'nope'.\nSupported types: "
+    )

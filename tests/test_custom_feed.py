@@ -23,7 +23,9 @@ def exported(export_dir: Path, feed: str) -> list[dict]:
 @pytest.fixture
 def library(db_url: str, export_dir: Path, tmp_path: Path) -> Iterator[Context]:
     config = tmp_path / "feedsync.toml"
-    config.write_text('feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n\n[feeds.books]\nbatch_size = 2\ncollect_batch_size = 2\n')
+    config.write_text(
+        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n\n[feeds.books]\nbatch_size = 2\ncollect_batch_size = 2\n'
+    )
     ctx = open_context(make_settings(db_url, export_dir, config))
     metadata.create_all(ctx.source)
     with ctx.source.begin() as conn:
@@ -54,24 +56,34 @@ def test_full_reindex_of_custom_feed_exports_every_book(library: Context, export
     assert items["book-10"]["deleted"] is False
 
 
-def test_custom_feed_changes_reach_the_destination_through_its_triggers(library: Context, export_dir: Path) -> None:
+def test_custom_feed_changes_reach_the_destination_through_its_triggers(
+    library: Context, export_dir: Path
+) -> None:
     feed = library.registry.get("books")
     indexer.ensure_subscriptions(library)
     indexer.reindex(library, feed)
     with library.source.begin() as conn:
-        conn.execute(text("UPDATE authors SET name = 'Ursula K. Le Guin' WHERE id = 1"))  # two books
+        conn.execute(
+            text("UPDATE authors SET name = 'Ursula K. Le Guin' WHERE id = 1")
+        )  # two books
         conn.execute(text("INSERT INTO book_tags (book_no, tag) VALUES (10, 'utopia')"))
         conn.execute(text("DELETE FROM books WHERE book_no = 11"))
     outcomes = indexer.update_all_views(library)
     counts = outcomes[0].counts
     assert (counts.updated, counts.deleted, counts.new) == (2, 1, 0)
     last = {i["id"]: i for i in exported(export_dir, "books")[3:]}
-    assert last["book-10"]["data"] == {"title": "The Dispossessed", "author": "Ursula K. Le Guin", "tags": ["utopia"]}
+    assert last["book-10"]["data"] == {
+        "title": "The Dispossessed",
+        "author": "Ursula K. Le Guin",
+        "tags": ["utopia"],
+    }
     assert last["book-12"]["data"]["author"] == "Ursula K. Le Guin"
     assert last["book-11"]["deleted"] is True and last["book-11"]["data"] is None
 
 
-def test_full_reindex_shared_by_two_processes_gives_the_same_result(db_url: str, export_dir: Path, tmp_path: Path) -> None:
+def test_full_reindex_shared_by_two_processes_gives_the_same_result(
+    db_url: str, export_dir: Path, tmp_path: Path
+) -> None:
     config = tmp_path / "parallel.toml"
     config.write_text(
         'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n'
@@ -81,7 +93,10 @@ def test_full_reindex_shared_by_two_processes_gives_the_same_result(db_url: str,
     metadata.create_all(ctx.source)
     with ctx.source.begin() as conn:
         conn.execute(authors.insert(), [{"id": 1, "name": "A"}])
-        conn.execute(books.insert(), [{"book_no": n, "title": f"T{n}", "author_id": 1} for n in range(1, 101)])
+        conn.execute(
+            books.insert(),
+            [{"book_no": n, "title": f"T{n}", "author_id": 1} for n in range(1, 101)],
+        )
     feed = ctx.registry.get("books")
     assert indexer.reindex(ctx, feed).counts.new == 100
     with ctx.source.begin() as conn:

@@ -16,7 +16,9 @@ NOW = datetime(2026, 11, 22, 10, 0, 0)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -59,7 +61,13 @@ def test_stored_item_not_built_again_is_deleted_with_null_data() -> None:
     [item] = diff.changed
     assert (item.id, item.change, item.deleted, item.body) == ("2", Change.DELETED, True, b"null")
     envelope = orjson.loads(item.envelope())
-    assert envelope == {"id": "2", "deleted": True, "modifiedAt": "2026-11-22T10:00:00.000Z", "hash": item.hash, "data": None}
+    assert envelope == {
+        "id": "2",
+        "deleted": True,
+        "modifiedAt": "2026-11-22T10:00:00.000Z",
+        "hash": item.hash,
+        "data": None,
+    }
 
 
 def test_item_already_deleted_is_not_deleted_again() -> None:
@@ -82,7 +90,10 @@ def test_envelope_carries_the_hashed_document() -> None:
     assert set(envelope) == {"id", "deleted", "modifiedAt", "hash", "data"}
 
 
-@given(st.lists(st.tuples(st.integers(0, 20), json_values), max_size=15), st.sets(st.integers(0, 20), max_size=10))
+@given(
+    st.lists(st.tuples(st.integers(0, 20), json_values), max_size=15),
+    st.sets(st.integers(0, 20), max_size=10),
+)
 def test_every_item_is_classified_exactly_once(built: list, previously: set) -> None:
     docs = [Document(k, str(k), {"v": v}) for k, v in built]
     stored = {str(k): StoredItem(k, "old-hash", False) for k in previously}

@@ -14,7 +14,11 @@ from feeds.store import locks, utcnow
 
 def expire(ctx: Context, name: str) -> None:
     with ctx.db.begin() as conn:
-        conn.execute(update(locks).where(locks.c.name == name).values(expires_at=utcnow() - timedelta(seconds=1)))
+        conn.execute(
+            update(locks)
+            .where(locks.c.name == name)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def test_second_holder_is_refused_while_the_first_holds(ctx: Context) -> None:

@@ -34,7 +34,12 @@ def schedule(ctx: Context, now: datetime) -> list[Entry]:
     return entries
 
 
-def run_forever(ctx: Context, stop: threading.Event, extra: Callable[[], None] | None = None, tick_s: float = 1.0) -> None:
+def run_forever(
+    ctx: Context,
+    stop: threading.Event,
+    extra: Callable[[], None] | None = None,
+    tick_s: float = 1.0,
+) -> None:
     """Run due jobs until `stop` is set; a job that was due several times while busy runs once."""
     entries = schedule(ctx, datetime.now(UTC))
     for name in ("indexer_reindex_all_invalid", "indexer_update_all_views"):

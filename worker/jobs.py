@@ -33,7 +33,10 @@ def indexer_reindex_all_invalid(ctx: Context) -> list[str]:
 
 
 def indexer_clean_all_changelogs(ctx: Context) -> list[str]:
-    return [f"{feed}: {removed} changelog rows removed" for feed, removed in indexer.clean_all_changelogs(ctx).items()]
+    return [
+        f"{feed}: {removed} changelog rows removed"
+        for feed, removed in indexer.clean_all_changelogs(ctx).items()
+    ]
 
 
 JOBS: dict[str, Callable[[Context], list[str]]] = {

@@ -20,7 +20,9 @@ class FileDestination:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DestinationError(f"The export directory {str(directory)!r} cannot be created: {exc.strerror}.") from None
+            raise DestinationError(
+                f"The export directory {str(directory)!r} cannot be created: {exc.strerror}."
+            ) from None
 
     @classmethod
     def from_url(cls, url: str) -> FileDestination:
@@ -40,7 +42,9 @@ class FileDestination:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 handle.write(data)
         except OSError as exc:
-            raise DestinationError(f"Cannot write to {str(self.path(feed))!r}: {exc.strerror}.") from None
+            raise DestinationError(
+                f"Cannot write to {str(self.path(feed))!r}: {exc.strerror}."
+            ) from None
         return [ItemResult(item.id, ItemStatus.SENT) for item in items]
 
     def close(self) -> None:

@@ -38,7 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         quiet = getattr(args, "quiet_logs", True) and not args.verbose
-        logs.configure(settings.log_format, logging.WARNING if quiet else logging.DEBUG if args.verbose else logging.INFO)
+        logs.configure(
+            settings.log_format,
+            logging.WARNING if quiet else logging.DEBUG if args.verbose else logging.INFO,
+        )
         return int(args.handler(args, settings) or 0)
     except FeedsyncError as exc:
         if args.verbose:

@@ -24,7 +24,10 @@ def cron_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.job not in JOBS:
         known = job_names(ctx.registry.names())
         if args.job in known:
-            print(f"The job '{args.job}' is not available in this version; available: {', '.join(JOBS)}.", file=sys.stderr)
+            print(
+                f"The job '{args.job}' is not available in this version; available: {', '.join(JOBS)}.",
+                file=sys.stderr,
+            )
         else:
             print(f"Unknown job '{args.job}'; accepted jobs: {', '.join(known)}.", file=sys.stderr)
         return 1

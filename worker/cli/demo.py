@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     p.add_argument("--products", type=_positive, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(handler=seed)
-    p = sub.add_parser("demo:change", help="update and delete sample products as the application would")
+    p = sub.add_parser(
+        "demo:change", help="update and delete sample products as the application would"
+    )
     p.add_argument("--update", type=_not_negative, default=0)
     p.add_argument("--delete", type=_not_negative, default=0)
     p.add_argument("--seed", type=int, default=None)
@@ -33,7 +35,9 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
     # Schedule-mode indexers start tracking the new tables right away.
     indexer.ensure_subscriptions(ctx)
     summary = ", ".join(f"{count} {name}" for name, count in added.items())
-    print(f"Seeded the sample catalog ({summary or 'nothing to add'}) in {time.monotonic() - started:.1f} s")
+    print(
+        f"Seeded the sample catalog ({summary or 'nothing to add'}) in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 

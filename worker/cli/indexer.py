@@ -42,7 +42,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("indexer:reset", help="invalidate indexers (reindex required)")
     p.add_argument("ids", nargs="*")
     p.set_defaults(handler=reset)
-    p = sub.add_parser("indexer:set-status", help="set the status of indexers: invalid, suspended or valid")
+    p = sub.add_parser(
+        "indexer:set-status", help="set the status of indexers: invalid, suspended or valid"
+    )
     p.add_argument("status", nargs="?")
     p.add_argument("ids", nargs="*")
     p.set_defaults(handler=set_status)
@@ -81,7 +83,9 @@ def set_mode(args: argparse.Namespace, settings: Settings) -> int:
         if old is mode:
             print(f"Index mode for Indexer {feed.title} has not been changed")
         else:
-            print(f"Index mode for Indexer {feed.title} was changed from '{MODE_LABEL[old]}' to '{MODE_LABEL[mode]}'")
+            print(
+                f"Index mode for Indexer {feed.title} was changed from '{MODE_LABEL[old]}' to '{MODE_LABEL[mode]}'"
+            )
     return 0
 
 
@@ -110,7 +114,9 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
                 schedule_updated,
             ]
         )
-    print(render(["ID", "Title", "Status", "Update On", "Schedule Status", "Schedule Updated"], rows))
+    print(
+        render(["ID", "Title", "Status", "Update On", "Schedule Status", "Schedule Updated"], rows)
+    )
     return 0
 
 
@@ -130,7 +136,10 @@ def reindex(args: argparse.Namespace, settings: Settings) -> int:
             continue
         except Exception as exc:  # one feed failing must not stop the others; it is left invalid
             failed = True
-            print(f"{feed.title} index process error during indexation process:\n{exc}", file=sys.stderr)
+            print(
+                f"{feed.title} index process error during indexation process:\n{exc}",
+                file=sys.stderr,
+            )
             if args.verbose:
                 raise
             continue
@@ -153,7 +162,10 @@ SETTABLE = (IndexerStatus.INVALID, IndexerStatus.SUSPENDED, IndexerStatus.VALID)
 def set_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.status not in [s.value for s in SETTABLE]:
         accepted = ", ".join(f'"{s.value}"' for s in SETTABLE)
-        print(f'Invalid status "{args.status or ""}". Accepted values are {accepted}.', file=sys.stderr)
+        print(
+            f'Invalid status "{args.status or ""}". Accepted values are {accepted}.',
+            file=sys.stderr,
+        )
         return 1
     new = IndexerStatus(args.status)
     ctx = _open(settings)
@@ -161,7 +173,9 @@ def set_status(args: argparse.Namespace, settings: Settings) -> int:
         with ctx.db.begin() as conn:
             old = store.get_state(conn, feed.indexer_id).status
             store.set_status(conn, feed.indexer_id, new)
-        print(f"Index status for Indexer '{feed.title}' was changed from '{old.value}' to '{new.value}'.")
+        print(
+            f"Index status for Indexer '{feed.title}' was changed from '{old.value}' to '{new.value}'."
+        )
     return 0
 
 

@@ -25,7 +25,11 @@ DEMO_CHANGE_EVERY_S = 20.0
 
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="embedded all-in-one: migrate and run the jobs in this process")
-    p.add_argument("--demo", action="store_true", help="seed the sample catalog and keep changing a few products")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed the sample catalog and keep changing a few products",
+    )
     p.add_argument("--demo-products", type=int, default=DEMO_PRODUCTS, help=argparse.SUPPRESS)
     p.set_defaults(handler=run, quiet_logs=False)
 
@@ -51,7 +55,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _seed_if_empty(ctx: Context, products: int) -> None:
     with ctx.source.connect() as conn:
-        present = inspect(conn).has_table("products") and (conn.scalar(select(func.count()).select_from(table("products"))) or 0)
+        present = inspect(conn).has_table("products") and (
+            conn.scalar(select(func.count()).select_from(table("products"))) or 0
+        )
     if not present:
         print(f"Seeding the sample catalog with {products} products …")
         demo.seed(ctx.source, products)
@@ -74,9 +80,13 @@ def _changer(ctx: Context) -> Any:
 def _print_welcome(ctx: Context, demo_mode: bool) -> None:
     export = ctx.settings.export_url
     where = file_destination_path(export).resolve() if export.startswith("file://") else export
-    print("Feedsync is running (embedded mode: jobs run in this process, no broker). Ctrl-C stops it.")
+    print(
+        "Feedsync is running (embedded mode: jobs run in this process, no broker). Ctrl-C stops it."
+    )
     print(f"  worker database : {ctx.settings.database_url}")
     print(f"  exported items  : {where}/<feed>.jsonl")
     print("  watch it        : python -m worker indexer:status")
     if demo_mode:
-        print(f"  demo            : a few products change every {DEMO_CHANGE_EVERY_S:.0f} s; partial syncs run every minute")
+        print(
+            f"  demo            : a few products change every {DEMO_CHANGE_EVERY_S:.0f} s; partial syncs run every minute"
+        )
