@@ -25,7 +25,7 @@ class Context:
     def destination(self, feed: Feed) -> Destination:
         url = self.settings.destination(feed.name)
         if url not in self._destinations:
-            self._destinations[url] = open_destination(url)
+            self._destinations[url] = open_destination(url, self.settings)
         return self._destinations[url]
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ Pure functions: no database, no clock (callers pass `now`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -25,6 +25,7 @@ class Change(StrEnum):
     UPDATED = "updated"
     DELETED = "deleted"
     SKIPPED = "skipped"
+    RESENT = "resent"  # unchanged, but sent again (its last send failed, or a resync asked for it)
 
 
 def canonical(data: Any) -> bytes:
@@ -81,12 +82,16 @@ class Diff:
 
 
 def classify(
-    documents: Iterable[Document], stored: Mapping[str, StoredItem], now: datetime
+    documents: Iterable[Document],
+    stored: Mapping[str, StoredItem],
+    now: datetime,
+    resend: Collection[str] = (),
 ) -> Diff:
     """Compare built documents with stored rows of the same entities.
 
     A stored item that was not built again is deleted (unless already marked so); a built item is
     new when not stored (or stored as deleted), updated when its hash differs, skipped otherwise.
+    Items named in `resend` are sent again even when unchanged (RESENT), deletions included.
     """
     diff = Diff()
     seen: set[str] = set()
@@ -102,7 +107,12 @@ def classify(
         hashed = digest(body)
         previous = stored.get(doc.id)
         if previous is not None and not previous.deleted and previous.hash == hashed:
-            diff.skipped += 1
+            if doc.id in resend:
+                diff.changed.append(
+                    FeedItem(doc.id, doc.entity, False, now, hashed, body, Change.RESENT)
+                )
+            else:
+                diff.skipped += 1
             continue
         change = Change.NEW if previous is None or previous.deleted else Change.UPDATED
         diff.changed.append(FeedItem(doc.id, doc.entity, False, now, hashed, body, change))

@@ -1,128 +1,35 @@
-"""Indexers: build a feed from the source, diff it with the feed table, export what changed.
-
-One batch goes: build documents (source) → classify against the feed table → export the changed
-items → record them in the feed table, in one worker-database transaction that also advances the
-changelog pointer. An item is recorded as sent only after the destination accepted it; a crash
-before the commit means the batch is done again (and resent), never lost.
-"""
+"""Indexers: full and partial reindex of a feed, its mode and status, and the indexer cron jobs."""
 
 from __future__ import annotations
 
 import functools
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import column, func, select, table
 from sqlalchemy.engine import Connection
 
-from config.settings import ExportMode, IndexerMode
+from config.settings import IndexerMode
 from feeds import changelog, parallel, store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
-from feeds.diff import Change, FeedItem, classify
-from feeds.export import ItemResult
 from feeds.locks import Lock, LockedError, is_locked
-from feeds.store import IndexerStatus, ItemRecord, ItemStatus, utcnow
+from feeds.runs import Counts, Operation
+from feeds.store import IndexerStatus
+from feeds.sync import Run, RunOptions, collect_only, open_run, process_batch
 
 log = structlog.get_logger("feeds.indexer")
 
-
-@dataclass
-class Counts:
-    """What one operation did, item by item."""
-
-    new: int = 0
-    updated: int = 0
-    deleted: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-    def __iadd__(self, other: Counts) -> Counts:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        return self
-
-    @property
-    def items(self) -> int:
-        return self.new + self.updated + self.deleted + self.skipped
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
 Progress = Callable[[Counts], None]
+
+__all__ = ["Counts", "Outcome", "reindex", "update_view", "update_all_views", "reindex_all_invalid"]
 
 
 def lock_name(feed: Feed) -> str:
     return f"indexer:{feed.indexer_id}"
-
-
-def process_batch(
-    ctx: Context,
-    feed: Feed,
-    keys: Keys,
-    *,
-    then: Callable[[Connection], None] | None = None,
-) -> Counts:
-    """Build, diff, export and record the entities in `keys`; `then` runs in the recording transaction."""
-    with ctx.source.connect() as src:
-        documents = list(feed.build(src, keys))
-    with ctx.db.connect() as conn:
-        stored = store.stored_items(conn, feed.name, keys)
-    diff = classify(documents, stored, utcnow())
-    records, failed = _export(ctx, feed, diff.changed)
-    with ctx.db.begin() as conn:
-        store.record_items(conn, feed.name, records)
-        if then is not None:
-            then(conn)
-    return Counts(
-        new=diff.count(Change.NEW),
-        updated=diff.count(Change.UPDATED),
-        deleted=diff.count(Change.DELETED),
-        skipped=diff.skipped,
-        failed=failed,
-    )
-
-
-def _export(ctx: Context, feed: Feed, changed: list[FeedItem]) -> tuple[list[ItemRecord], int]:
-    """Send the changed items in batches (immediate mode) or keep their payload for the exporter job (legacy)."""
-    if not changed:
-        return [], 0
-    if ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY:
-        return [
-            ItemRecord(i.id, i.entity, i.hash, i.deleted, i.modified_at, None, payload=i.body)
-            for i in changed
-        ], 0
-    destination = ctx.destination(feed)
-    size = ctx.settings.batch_size(feed.name)
-    results: dict[str, ItemResult] = {}
-    for start in range(0, len(changed), size):
-        results.update(
-            (r.id, r) for r in destination.send(feed.name, changed[start : start + size])
-        )
-    records = []
-    for item in changed:
-        result = results.get(item.id) or ItemResult(
-            item.id, ItemStatus.RETRYABLE, None, "missing from the destination's answer"
-        )
-        records.append(
-            ItemRecord(
-                item.id,
-                item.entity,
-                item.hash,
-                item.deleted,
-                item.modified_at,
-                result.status,
-                error_code=result.code,
-                error_message=result.message,
-            )
-        )
-    failed = sum(1 for r in records if r.status is not ItemStatus.SENT)
-    return records, failed
 
 
 def entity_batches(ctx: Context, feed: Feed, batch_size: int) -> Iterator[Keys]:
@@ -148,23 +55,22 @@ def count_entities(ctx: Context, feed: Feed) -> int:
 
 
 def full_reindex(
-    ctx: Context, feed: Feed, *, progress: Progress | None = None, lock: Lock | None = None
+    ctx: Context, run: Run, *, progress: Progress | None = None, lock: Lock | None = None
 ) -> Counts:
     """Rebuild the whole feed: every entity of the source, and deletes for entities gone from it."""
-    counts = Counts()
+    feed = run.feed
     batches = entity_batches(ctx, feed, ctx.settings.feed(feed.name).collect_batch_size)
     processes = reindex_processes(ctx, feed)
     if processes > 1:
-        done: Iterator[Counts] = parallel.map_batches(ctx.settings, feed.name, batches, processes)
+        done: Iterator[Counts] = parallel.map_batches(ctx.settings, run, batches, processes)
     else:
-        done = (process_batch(ctx, feed, keys) for keys in batches)
-    for batch_counts in done:
-        counts += batch_counts
+        done = (process_batch(ctx, run, keys) for keys in batches)
+    for _ in done:
         if lock is not None:
             lock.renew()
         if progress is not None:
-            progress(counts)
-    return counts
+            progress(run.counts)
+    return run.counts
 
 
 def reindex_processes(ctx: Context, feed: Feed) -> int:
@@ -181,13 +87,11 @@ def reindex_processes(ctx: Context, feed: Feed) -> int:
     return cores
 
 
-def partial_reindex(ctx: Context, feed: Feed, *, lock: Lock | None = None) -> Counts:
+def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = None) -> Counts:
     """Rebuild the entities recorded in the changelog after the saved version, chunk by chunk."""
+    feed = run.feed
     with ctx.db.connect() as conn:
         after = store.get_state(conn, feed.indexer_id).version_id
-    with ctx.source.connect() as src:
-        upto = changelog.current_version(src, feed)
-    counts = Counts()
     chunk_size = ctx.settings.feed(feed.name).collect_batch_size
     while after < upto:
         with ctx.source.connect() as src:
@@ -196,11 +100,11 @@ def partial_reindex(ctx: Context, feed: Feed, *, lock: Lock | None = None) -> Co
             break
         # The pointer moves in the same transaction as the feed rows: done work and pointer agree.
         advance = functools.partial(_advance, indexer_id=feed.indexer_id, version=chunk.to_version)
-        counts += process_batch(ctx, feed, Keys(ids=chunk.entity_ids), then=advance)
+        process_batch(ctx, run, Keys(ids=chunk.entity_ids), then=advance)
         after = chunk.to_version
         if lock is not None:
             lock.renew()
-    return counts
+    return run.counts
 
 
 def _advance(conn: Connection, *, indexer_id: str, version: int) -> None:
@@ -213,15 +117,20 @@ class Outcome:
     counts: Counts
     seconds: float
     skipped_reason: str | None = None
+    run_id: str | None = None
 
 
-def reindex(ctx: Context, feed: Feed, *, progress: Progress | None = None) -> Outcome:
+def reindex(
+    ctx: Context,
+    feed: Feed,
+    *,
+    progress: Progress | None = None,
+    operation: Operation = Operation.FULL_SYNC,
+) -> Outcome:
     """`indexer:reindex` for one feed: hold its lock, mark it working, rebuild, mark it valid.
 
     Raises LockedError when another process holds the indexer.
     """
-    run_id = uuid.uuid4().hex[:12]
-    bound = log.bind(feed=feed.name, run_id=run_id, operation="full_sync")
     started = time.monotonic()
     lock = Lock(ctx.db, lock_name(feed))
     if not lock.acquire():
@@ -235,52 +144,51 @@ def reindex(ctx: Context, feed: Feed, *, progress: Progress | None = None) -> Ou
             # Changes logged before the rebuild starts are covered by it.
             with ctx.source.connect() as src:
                 version = changelog.current_version(src, feed)
-        bound.info("reindex.started")
         try:
-            counts = full_reindex(ctx, feed, progress=progress, lock=lock)
+            with open_run(
+                ctx, feed, operation, RunOptions(send=not collect_only(ctx, feed))
+            ) as run:
+                counts = full_reindex(ctx, run, progress=progress, lock=lock)
         except BaseException:
             with ctx.db.begin() as conn:
                 store.set_status(conn, feed.indexer_id, IndexerStatus.INVALID)
-            bound.exception("reindex.failed")
             raise
         with ctx.db.begin() as conn:
             current = store.get_state(conn, feed.indexer_id)
+            suspended = current.status is IndexerStatus.SUSPENDED
             store.set_status(
-                conn,
-                feed.indexer_id,
-                IndexerStatus.SUSPENDED
-                if current.status is IndexerStatus.SUSPENDED
-                else IndexerStatus.VALID,
+                conn, feed.indexer_id, IndexerStatus.SUSPENDED if suspended else IndexerStatus.VALID
             )
             if version > current.version_id:
                 store.set_version(conn, feed.indexer_id, version)
     finally:
         lock.release()
-    seconds = time.monotonic() - started
-    bound.info("reindex.finished", seconds=round(seconds, 3), **counts.as_dict())
-    return Outcome(feed, counts, seconds)
+    return Outcome(feed, counts, time.monotonic() - started, run_id=run.id)
 
 
 def update_view(ctx: Context, feed: Feed) -> Outcome | None:
-    """Partial sync of one schedule-mode indexer from its changelog; None when it is not due."""
+    """Partial sync of one schedule-mode indexer from its changelog; None when nothing is due."""
     with ctx.db.connect() as conn:
         state = store.get_state(conn, feed.indexer_id)
     if state.mode is not IndexerMode.SCHEDULE or state.status is not IndexerStatus.VALID:
         return None
-    bound = log.bind(feed=feed.name, run_id=uuid.uuid4().hex[:12], operation="partial_sync")
+    with ctx.source.connect() as src:
+        upto = changelog.current_version(src, feed)
+    if upto <= state.version_id:
+        return None  # no backlog: no run to record
     lock = Lock(ctx.db, lock_name(feed))
     if not lock.acquire():
-        bound.info("partial_sync.skipped", reason="locked")
+        log.info("partial_sync.skipped", feed=feed.name, reason="locked by another process")
         return Outcome(feed, Counts(), 0.0, "locked")
     started = time.monotonic()
     try:
-        counts = partial_reindex(ctx, feed, lock=lock)
+        with open_run(
+            ctx, feed, Operation.PARTIAL_SYNC, RunOptions(send=not collect_only(ctx, feed))
+        ) as run:
+            partial_reindex(ctx, run, upto, lock=lock)
     finally:
         lock.release()
-    seconds = time.monotonic() - started
-    if counts.items or counts.failed:
-        bound.info("partial_sync.finished", seconds=round(seconds, 3), **counts.as_dict())
-    return Outcome(feed, counts, seconds)
+    return Outcome(feed, run.counts, time.monotonic() - started, run_id=run.id)
 
 
 def update_all_views(ctx: Context) -> list[Outcome]:
@@ -301,9 +209,9 @@ def reindex_all_invalid(ctx: Context) -> list[Outcome]:
         if status is not IndexerStatus.INVALID and not stale:
             continue
         try:
-            outcomes.append(reindex(ctx, feed))
+            outcomes.append(reindex(ctx, feed, operation=Operation.REINDEX_INVALID))
         except LockedError:
-            log.info("reindex.skipped", feed=feed.name, reason="locked")
+            log.info("reindex.skipped", feed=feed.name, reason="locked by another process")
             outcomes.append(Outcome(feed, Counts(), 0.0, "locked"))
     return outcomes
 

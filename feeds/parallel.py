@@ -1,8 +1,8 @@
 """Spread the batches of a full reindex over worker processes (building documents is CPU-bound).
 
-Each process opens its own context and does whole batches (build → diff → export → record); the
-parent only pages the key ranges and adds up the counts. At most two batches per process are in
-flight, so memory stays flat whatever the feed size.
+Each process opens its own context and does whole batches of the same run (build → classify →
+deliver → record); the parent only pages the key ranges and adds up the counts. At most two
+batches per process are in flight, so memory stays flat whatever the feed size.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 from config.settings import Settings
 from feeds.definitions import Keys
+from feeds.runs import Counts, Operation
 
 if TYPE_CHECKING:
     from feeds.context import Context
-    from feeds.indexer import Counts
+    from feeds.sync import Run, RunOptions
 
 _context: Context | None = None
+_runs: dict[str, Run] = {}
 
 
 def _start(settings: Settings) -> None:
@@ -30,30 +32,47 @@ def _start(settings: Settings) -> None:
     _context = open_context(settings, migrate=False)
 
 
-def _batch(feed_name: str, keys: Keys) -> Counts:
-    from feeds.indexer import process_batch
+def _batch(
+    feed_name: str, run_id: str, operation: Operation, options: RunOptions, keys: Keys
+) -> tuple[Counts, str | None]:
+    from feeds.sync import new_run, process_batch
 
     assert _context is not None, "worker process not started"
-    return process_batch(_context, _context.registry.get(feed_name), keys)
+    run = _runs.get(run_id)
+    if run is None:
+        run = _runs[run_id] = new_run(
+            _context, _context.registry.get(feed_name), operation, options, run_id
+        )
+    return process_batch(_context, run, keys), run.delivery.config_error
 
 
 def map_batches(
-    settings: Settings, feed_name: str, batches: Iterable[Keys], processes: int
+    settings: Settings, run: Run, batches: Iterable[Keys], processes: int
 ) -> Iterator[Counts]:
-    """The counts of each batch, in order, processed by `processes` spawned workers."""
+    """The counts of each batch, in order, processed by `processes` spawned workers (added to `run`)."""
     # spawn, not fork: a forked child would share the parent's database connections.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         processes, mp_context=context, initializer=_start, initargs=(settings,)
     ) as pool:
-        pending: deque[Future[Counts]] = deque()
+        pending: deque[Future[tuple[Counts, str | None]]] = deque()
+
+        def collect() -> Counts:
+            counts, config_error = pending.popleft().result()
+            run.counts += counts
+            run.committed_batches += 1
+            run.delivery.config_error = run.delivery.config_error or config_error
+            return counts
+
         try:
             for keys in batches:
-                pending.append(pool.submit(_batch, feed_name, keys))
+                pending.append(
+                    pool.submit(_batch, run.feed.name, run.id, run.operation, run.options, keys)
+                )
                 if len(pending) >= 2 * processes:
-                    yield pending.popleft().result()
+                    yield collect()
             while pending:
-                yield pending.popleft().result()
+                yield collect()
         finally:
             for future in pending:
                 future.cancel()

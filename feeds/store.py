@@ -196,16 +196,19 @@ class StoredItem:
     entity: int
     hash: str
     deleted: bool
+    status: int | None = None
+    attempts: int = 0
 
 
 def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredItem]:
     """The feed-table rows of the entities in `keys` (a key range also covers entities gone from the source)."""
-    query = select(items.c.id, items.c.entity_key, items.c.hash, items.c.deleted).where(
-        items.c.feed == feed, keys.match(items.c.entity_key)
+    c = items.c
+    query = select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts).where(
+        c.feed == feed, keys.match(c.entity_key)
     )
     return {
-        item_id: StoredItem(entity, hashed, bool(deleted))
-        for item_id, entity, hashed, deleted in conn.execute(query)
+        item_id: StoredItem(entity, hashed, bool(deleted), status, attempts)
+        for item_id, entity, hashed, deleted, status, attempts in conn.execute(query)
     }
 
 
@@ -223,10 +226,17 @@ class ItemRecord:
     error_code: str | None = None
     error_category: str | None = None
     error_message: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
 
 
 _COLUMNS = [c.name for c in items.columns]
-_CHANGING = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("feed", "id"))
+# A failed send of a newer version keeps the hash the destination last accepted.
+_CHANGING = ", ".join(
+    f"{c} = COALESCE(excluded.{c}, feed_items.{c})" if c == "sent_hash" else f"{c} = excluded.{c}"
+    for c in _COLUMNS
+    if c not in ("feed", "id")
+)
 _SQLITE_UPSERT = (
     f"INSERT INTO feed_items ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     f"ON CONFLICT (feed, id) DO UPDATE SET {_CHANGING}"
@@ -262,8 +272,8 @@ def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> 
                 modified,
                 status,
                 r.hash if r.status is ItemStatus.SENT else None,
-                0 if r.status in (None, ItemStatus.SENT) else 1,
-                None,
+                r.attempts,
+                None if r.next_attempt_at is None else when(r.next_attempt_at),
                 r.error_code,
                 r.error_category,
                 r.error_message,

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from feeds import runs  # noqa: F401  (registers the run tables)
 from feeds.store import Base
 
 config = context.config

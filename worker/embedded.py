@@ -11,8 +11,8 @@ import structlog
 from croniter import croniter
 
 from feeds.context import Context
-from feeds.schedule import DEFAULT_CRONS
-from worker.jobs import JOBS, run_job
+from feeds.schedule import DEFAULT_CRONS, RESEND_CRON
+from worker.jobs import jobs_for, run_job
 
 log = structlog.get_logger("worker.embedded")
 
@@ -27,9 +27,9 @@ class Entry:
 def schedule(ctx: Context, now: datetime) -> list[Entry]:
     """Each runnable job with its cron (TOML override or default) and next due time after `now`."""
     entries = []
-    for name in JOBS:
+    for name in jobs_for(ctx):
         configured = ctx.settings.file.jobs.get(name)
-        cron = configured.cron if configured else DEFAULT_CRONS[name]
+        cron = configured.cron if configured else DEFAULT_CRONS.get(name, RESEND_CRON)
         entries.append(Entry(name, cron, croniter(cron, now).get_next(datetime)))
     return entries
 

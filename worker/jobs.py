@@ -1,4 +1,4 @@
-"""The cron jobs of SPEC §3 that run in this version: thin calls into the domain, each returning a summary."""
+"""The cron jobs of SPEC §3: thin calls into the domain, each returning a summary line per feed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from collections.abc import Callable
 
 import structlog
 
-from feeds import indexer
+from feeds import exporter, indexer
 from feeds.context import Context
+from feeds.schedule import resend_job
 
 log = structlog.get_logger("worker.jobs")
+
+Job = Callable[[Context], list[str]]
 
 
 def _outcome_line(outcome: indexer.Outcome) -> str:
@@ -18,38 +21,62 @@ def _outcome_line(outcome: indexer.Outcome) -> str:
     c = outcome.counts
     return (
         f"{outcome.feed.name}: new {c.new}, updated {c.updated}, deleted {c.deleted}, "
-        f"skipped {c.skipped}, failed {c.failed} in {outcome.seconds:.2f} s"
+        f"skipped {c.skipped}, failed {c.failed}, synced {c.rows_synced} in {outcome.seconds:.2f} s"
     )
 
 
+def _lines(outcomes: list[indexer.Outcome], nothing: str) -> list[str]:
+    return [_outcome_line(o) for o in outcomes] or [nothing]
+
+
 def indexer_update_all_views(ctx: Context) -> list[str]:
-    outcomes = indexer.update_all_views(ctx)
-    return [_outcome_line(o) for o in outcomes] or ["no schedule-mode indexer is due"]
+    return _lines(indexer.update_all_views(ctx), "no schedule-mode indexer has a backlog")
 
 
 def indexer_reindex_all_invalid(ctx: Context) -> list[str]:
-    outcomes = indexer.reindex_all_invalid(ctx)
-    return [_outcome_line(o) for o in outcomes] or ["no invalid indexer"]
+    return _lines(indexer.reindex_all_invalid(ctx), "no invalid indexer")
 
 
 def indexer_clean_all_changelogs(ctx: Context) -> list[str]:
-    return [
-        f"{feed}: {removed} changelog rows removed"
-        for feed, removed in indexer.clean_all_changelogs(ctx).items()
-    ]
+    removed = indexer.clean_all_changelogs(ctx)
+    return [f"{feed}: {count} changelog rows removed" for feed, count in removed.items()]
 
 
-JOBS: dict[str, Callable[[Context], list[str]]] = {
-    "indexer_reindex_all_invalid": indexer_reindex_all_invalid,
-    "indexer_update_all_views": indexer_update_all_views,
-    "indexer_clean_all_changelogs": indexer_clean_all_changelogs,
-}
+def _legacy_exporter(sales: bool) -> Job:
+    def job(ctx: Context) -> list[str]:
+        feeds = [f for f in ctx.registry if f.sales is sales]
+        outcomes = [o for f in feeds if (o := exporter.export_pending(ctx, f)) is not None]
+        return _lines(outcomes, "no legacy-mode item waiting to be sent")
+
+    return job
+
+
+def _resender(feed_name: str) -> Job:
+    def job(ctx: Context) -> list[str]:
+        outcome = exporter.resend_failed(ctx, ctx.registry.get(feed_name))
+        return _lines([outcome] if outcome else [], f"{feed_name}: no failed item due for a resend")
+
+    return job
+
+
+def jobs_for(ctx: Context) -> dict[str, Job]:
+    """Every job this deployment runs, by beat entry name."""
+    jobs: dict[str, Job] = {
+        "indexer_reindex_all_invalid": indexer_reindex_all_invalid,
+        "indexer_update_all_views": indexer_update_all_views,
+        "saas_data_exporter": _legacy_exporter(sales=False),
+        "sales_data_exporter": _legacy_exporter(sales=True),
+        "indexer_clean_all_changelogs": indexer_clean_all_changelogs,
+    }
+    for feed in ctx.registry:
+        jobs[resend_job(feed.name)] = _resender(feed.name)
+    return jobs
 
 
 def run_job(ctx: Context, name: str) -> list[str]:
     """Run one job in this process; binds the job name to every log line it writes."""
     with structlog.contextvars.bound_contextvars(job=name):
         log.info("job.started")
-        lines = JOBS[name](ctx)
+        lines = jobs_for(ctx)[name](ctx)
         log.info("job.finished")
         return lines

@@ -1,5 +1,6 @@
 """Destinations: where changed feed items go, and what each said about every item."""
 
-from feeds.export.destination import Destination, ItemResult, open_destination
+from feeds.export.destination import Destination, open_destination
+from feeds.export.protocol import BatchOutcome, ErrorCategory, ItemResult
 
-__all__ = ["Destination", "ItemResult", "open_destination"]
+__all__ = ["BatchOutcome", "Destination", "ErrorCategory", "ItemResult", "open_destination"]

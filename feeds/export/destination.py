@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from config.settings import Settings
 from feeds.diff import FeedItem
-from feeds.errors import DestinationError
-from feeds.store import ItemStatus
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    """What the destination said about one item: `status` is the code stored in the feed table."""
-
-    id: str
-    status: ItemStatus
-    code: str | None = None
-    message: str | None = None
+from feeds.export.protocol import BatchOutcome
 
 
 class Destination(Protocol):
-    """Sends batches of one feed; must report every item of the batch, in any order."""
+    """Sends batches of one feed; reports every item of the batch. Safe to call from several threads."""
 
     name: str
 
-    def send(self, feed: str, items: Sequence[FeedItem]) -> list[ItemResult]: ...
+    def send(self, feed: str, items: Sequence[FeedItem]) -> BatchOutcome: ...
 
     def close(self) -> None: ...
 
 
-def open_destination(url: str) -> Destination:
+def open_destination(url: str, settings: Settings) -> Destination:
     """The destination for an EXPORT_URL (already validated by the settings)."""
     if url.startswith("file://"):
         from feeds.export.file import FileDestination
 
         return FileDestination.from_url(url)
-    raise DestinationError(
-        f"EXPORT_URL {url!r} names an HTTP destination, which this version cannot send to yet; accepted: file:// URLs."
-    )
+    from feeds.export.http import HttpDestination
+
+    return HttpDestination(url, token=settings.export_token, timeout_s=settings.export_timeout_s)

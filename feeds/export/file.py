@@ -9,7 +9,7 @@ from pathlib import Path
 from config.settings import file_destination_path
 from feeds.diff import FeedItem
 from feeds.errors import DestinationError
-from feeds.export.destination import ItemResult
+from feeds.export.protocol import BatchOutcome, ItemResult
 from feeds.store import ItemStatus
 
 
@@ -31,10 +31,10 @@ class FileDestination:
     def path(self, feed: str) -> Path:
         return self.directory / f"{feed}.jsonl"
 
-    def send(self, feed: str, items: Sequence[FeedItem]) -> list[ItemResult]:
+    def send(self, feed: str, items: Sequence[FeedItem]) -> BatchOutcome:
         """Append the batch in one write; every item is accepted once it is written."""
         if not items:
-            return []
+            return BatchOutcome([], calls=0)
         data = b"\n".join(item.envelope() for item in items) + b"\n"
         try:
             with self.path(feed).open("ab") as handle:
@@ -45,7 +45,7 @@ class FileDestination:
             raise DestinationError(
                 f"Cannot write to {str(self.path(feed))!r}: {exc.strerror}."
             ) from None
-        return [ItemResult(item.id, ItemStatus.SENT) for item in items]
+        return BatchOutcome([ItemResult(item.id, ItemStatus.SENT) for item in items])
 
     def close(self) -> None:
         pass

@@ -10,7 +10,7 @@ from typing import Any
 from config.settings import Settings
 from feeds.context import open_context
 from feeds.schedule import job_names
-from worker.jobs import JOBS, run_job
+from worker.jobs import jobs_for, run_job
 
 
 def register(sub: Any) -> None:
@@ -21,15 +21,14 @@ def register(sub: Any) -> None:
 
 def cron_run(args: argparse.Namespace, settings: Settings) -> int:
     ctx = open_context(settings)
-    if args.job not in JOBS:
+    jobs = jobs_for(ctx)
+    if args.job not in jobs:
         known = job_names(ctx.registry.names())
         if args.job in known:
-            print(
-                f"The job '{args.job}' is not available in this version; available: {', '.join(JOBS)}.",
-                file=sys.stderr,
-            )
+            message = f"The job '{args.job}' is not available in this version; available: {', '.join(jobs)}."
         else:
-            print(f"Unknown job '{args.job}'; accepted jobs: {', '.join(known)}.", file=sys.stderr)
+            message = f"Unknown job '{args.job}'; accepted jobs: {', '.join(known)}."
+        print(message, file=sys.stderr)
         return 1
     started = time.monotonic()
     for line in run_job(ctx, args.job):

@@ -1,0 +1,113 @@
+"""The HTTP destination: protocol v1 over httpx, with connection reuse, gzip bodies and a timeout."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Sequence
+
+import httpx
+
+from feeds.diff import FeedItem
+from feeds.export.protocol import (
+    BatchOutcome,
+    ItemResult,
+    encode_batch,
+    idempotency_key,
+    interpret,
+    transport_failure,
+)
+from feeds.store import ItemStatus
+
+GZIP_MIN_BYTES = 1024
+# Longest a sender waits for a 429's Retry-After inside one run; past it the batch stays retryable.
+MAX_RETRY_AFTER_WAIT_S = 60.0
+
+
+class HttpDestination:
+    def __init__(
+        self, url: str, token: str | None = None, timeout_s: float = 30.0, max_connections: int = 16
+    ) -> None:
+        self.name = url
+        headers = {"Content-Type": "application/json", "User-Agent": "feedsync/0.1"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=url,
+            headers=headers,
+            timeout=timeout_s,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+        self._timeout_s = timeout_s
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def send(self, feed: str, items: Sequence[FeedItem]) -> BatchOutcome:
+        """Post one batch; a 413 splits it in halves until the parts fit."""
+        if not items:
+            return BatchOutcome([], calls=0)
+        ids = [item.id for item in items]
+        wait = self._paused_until - time.monotonic()
+        if wait > MAX_RETRY_AFTER_WAIT_S:
+            return BatchOutcome(
+                _all(ids, "HTTP_429", "rate limited: not sent, the destination asked to wait"),
+                calls=0,
+            )
+        if wait > 0:
+            time.sleep(wait)
+        outcome = self._post(feed, items, ids)
+        if outcome.retry_after_s is not None:
+            with self._lock:
+                self._paused_until = max(
+                    self._paused_until, time.monotonic() + outcome.retry_after_s
+                )
+        if not outcome.too_large:
+            return outcome
+        if len(items) == 1:
+            rejected = [
+                ItemResult(
+                    ids[0],
+                    ItemStatus.REJECTED,
+                    "TOO_LARGE",
+                    "the item alone is larger than the destination accepts",
+                )
+            ]
+            return BatchOutcome(rejected, daily_limit=outcome.daily_limit)
+        half = len(items) // 2
+        first, second = self.send(feed, items[:half]), self.send(feed, items[half:])
+        return BatchOutcome(
+            first.results + second.results,
+            retry_after_s=_max(first.retry_after_s, second.retry_after_s),
+            config_error=first.config_error or second.config_error,
+            daily_limit=second.daily_limit or first.daily_limit,
+            calls=1 + first.calls + second.calls,
+        )
+
+    def _post(self, feed: str, items: Sequence[FeedItem], ids: list[str]) -> BatchOutcome:
+        body = encode_batch(items)
+        headers = {"Idempotency-Key": idempotency_key(feed, items)}
+        if len(body) >= GZIP_MIN_BYTES:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            response = self._client.post(f"/feeds/{feed}", content=body, headers=headers)
+        except httpx.TimeoutException:
+            return transport_failure(ids, f"no answer within {self._timeout_s:g} s")
+        except httpx.TransportError as exc:
+            return transport_failure(ids, f"connection error: {type(exc).__name__}: {exc}")
+        return interpret(response.status_code, response.headers, response.content, ids)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _all(ids: Sequence[str], code: str, message: str) -> list[ItemResult]:
+    return [ItemResult(item_id, ItemStatus.RETRYABLE, code, message) for item_id in ids]
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    values = [v for v in (a, b) if v is not None]
+    return max(values) if values else None

@@ -1,0 +1,182 @@
+"""Destination protocol v1 (SPEC §5): encoding a batch, and the one place that maps answers to outcomes.
+
+Pure functions: no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from hashlib import blake2b
+
+import orjson
+
+from feeds.diff import FeedItem
+from feeds.store import ItemStatus
+
+
+class ErrorCategory(StrEnum):
+    ASSOCIATIONS = "associations"
+    CUSTOM_CODE = "custom_code"
+    DUPLICATES = "duplicates"
+    PERMISSIONS = "permissions"
+    PICKLISTS = "picklists"
+    PROPERTY_MAPPINGS = "property_mappings"
+    PROPERTY_VALUES = "property_values"
+    OTHER = "other"
+    TRANSIENT = "transient"
+
+
+CATEGORY_OF_CODE: dict[str, ErrorCategory] = {
+    "MISSING_ASSOCIATION": ErrorCategory.ASSOCIATIONS,
+    "VALIDATION_RULE": ErrorCategory.CUSTOM_CODE,
+    "DUPLICATE_VALUE": ErrorCategory.DUPLICATES,
+    "PERMISSION_DENIED": ErrorCategory.PERMISSIONS,
+    "INVALID_ENUM_VALUE": ErrorCategory.PICKLISTS,
+    "UNMAPPED_FIELD": ErrorCategory.PROPERTY_MAPPINGS,
+    "TYPE_MISMATCH": ErrorCategory.PROPERTY_MAPPINGS,
+    "INVALID_VALUE": ErrorCategory.PROPERTY_VALUES,
+}
+
+
+def category_of(code: str | None) -> ErrorCategory:
+    """The error category of a rejection code; unknown codes are `other`."""
+    return CATEGORY_OF_CODE.get(code or "", ErrorCategory.OTHER)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What the destination said about one item: `status` is the code stored in the feed table."""
+
+    id: str
+    status: ItemStatus
+    code: str | None = None
+    message: str | None = None
+
+    @property
+    def category(self) -> ErrorCategory | None:
+        if self.status is ItemStatus.SENT:
+            return None
+        if self.status is ItemStatus.RETRYABLE:
+            return ErrorCategory.TRANSIENT
+        return category_of(self.code)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The answer to one batch: a result per item, plus what the sender must do next."""
+
+    results: list[ItemResult]
+    retry_after_s: float | None = None  # 429: wait at least this long before sending again
+    config_error: str | None = None  # 401/403: stop sending to this destination in this run
+    too_large: bool = False  # 413: split the batch and send the halves
+    daily_limit: int | None = None  # X-RateLimit-Limit-Day
+    calls: int = 1  # requests this batch cost (a split costs several)
+    notes: list[str] = field(default_factory=list)
+
+
+MAX_ERROR_TEXT = 500
+
+
+def encode_batch(items: Sequence[FeedItem]) -> bytes:
+    """The request body `{"items": [...]}`, from each item's already-encoded envelope."""
+    return b'{"items":[' + b",".join(item.envelope() for item in items) + b"]}"
+
+
+def idempotency_key(feed: str, items: Sequence[FeedItem]) -> str:
+    """Stable for a resend of the same batch (same feed, ids and hashes), different otherwise."""
+    digest = blake2b(feed.encode(), digest_size=16)
+    for item in items:
+        digest.update(b"\0" + item.id.encode() + b"\0" + item.hash.encode())
+    return digest.hexdigest()
+
+
+def interpret(
+    status: int, headers: Mapping[str, str], body: bytes, ids: Sequence[str]
+) -> BatchOutcome:
+    """Map an HTTP answer to a batch of `ids` onto per-item outcomes, as the table of SPEC §5 says."""
+    limit = _int(headers.get("x-ratelimit-limit-day"))
+    if status == 200:
+        return BatchOutcome(_per_item(body, ids), daily_limit=limit)
+    text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
+    if status == 429:
+        retry_after = _float(headers.get("retry-after"))
+        return BatchOutcome(
+            _all(ids, ItemStatus.RETRYABLE, "HTTP_429", "rate limited"),
+            retry_after_s=retry_after,
+            daily_limit=limit,
+        )
+    if status == 413:
+        return BatchOutcome(
+            _all(ids, ItemStatus.RETRYABLE, "HTTP_413", "batch too large"),
+            too_large=True,
+            daily_limit=limit,
+        )
+    if status in (401, 403):
+        message = f"the destination refused our credentials (HTTP {status}): {text}"
+        return BatchOutcome(
+            _all(ids, ItemStatus.RETRYABLE, f"HTTP_{status}", message),
+            config_error=message,
+            daily_limit=limit,
+        )
+    if 400 <= status < 500:
+        return BatchOutcome(
+            _all(ids, ItemStatus.REJECTED, f"HTTP_{status}", text), daily_limit=limit
+        )
+    return BatchOutcome(_all(ids, ItemStatus.RETRYABLE, f"HTTP_{status}", text), daily_limit=limit)
+
+
+def transport_failure(ids: Sequence[str], message: str) -> BatchOutcome:
+    """A timeout or connection error: the whole batch is retryable."""
+    return BatchOutcome(_all(ids, ItemStatus.RETRYABLE, "TRANSPORT", message))
+
+
+def _per_item(body: bytes, ids: Sequence[str]) -> list[ItemResult]:
+    try:
+        answered = orjson.loads(body).get("results", [])
+    except (orjson.JSONDecodeError, AttributeError):
+        return _all(
+            ids,
+            ItemStatus.RETRYABLE,
+            "BAD_RESPONSE",
+            "the destination's 200 answer is not the expected JSON",
+        )
+    by_id: dict[str, ItemResult] = {}
+    for entry in answered if isinstance(answered, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        if entry.get("status") == "accepted":
+            by_id[entry["id"]] = ItemResult(entry["id"], ItemStatus.SENT)
+        elif entry.get("status") == "rejected":
+            error = entry.get("error")
+            error = error if isinstance(error, dict) else {}
+            by_id[entry["id"]] = ItemResult(
+                entry["id"],
+                ItemStatus.REJECTED,
+                str(error.get("code") or "UNKNOWN"),
+                str(error.get("message") or "")[:MAX_ERROR_TEXT],
+            )
+    missing = "missing from the destination's results"
+    return [
+        by_id.get(item_id) or ItemResult(item_id, ItemStatus.RETRYABLE, "MISSING_RESULT", missing)
+        for item_id in ids
+    ]
+
+
+def _all(ids: Sequence[str], status: ItemStatus, code: str, message: str) -> list[ItemResult]:
+    return [ItemResult(item_id, status, code, message) for item_id in ids]
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,122 @@
+"""Sending what collection left behind: legacy payloads (`saas_data_exporter`, `sales_data_exporter`)
+and retryable failures whose next attempt is due (`<feed>_feed_resend_failed_items`).
+
+Both hold the feed's indexer lock, so a collection run never rewrites an item while it is sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from sqlalchemy import select
+
+from feeds import store
+from feeds.context import Context
+from feeds.definitions import Feed, Keys
+from feeds.diff import Change, FeedItem
+from feeds.indexer import Outcome, lock_name
+from feeds.locks import Lock
+from feeds.runs import Counts, Operation
+from feeds.store import ItemStatus, items, utcnow
+from feeds.sync import collect_only, deliver_stored, open_run, process_batch
+
+log = structlog.get_logger("feeds.exporter")
+
+
+def export_pending(ctx: Context, feed: Feed) -> Outcome | None:
+    """Send the collected-but-never-sent items of a legacy-mode feed; None when there are none."""
+    if not collect_only(ctx, feed) or not _has_pending(ctx, feed):
+        return None
+    return _locked(ctx, feed, Operation.LEGACY_EXPORT, _send_pending)
+
+
+def resend_failed(ctx: Context, feed: Feed) -> Outcome | None:
+    """Resend the items whose last send failed with a retryable error and whose next attempt is due."""
+    if not _due_ids(ctx, feed, limit=1):
+        return None
+    return _locked(ctx, feed, Operation.RESEND_FAILED, _resend_due)
+
+
+def _locked(ctx: Context, feed: Feed, operation: Operation, work) -> Outcome:  # type: ignore[no-untyped-def]
+    lock = Lock(ctx.db, lock_name(feed))
+    if not lock.acquire():
+        log.info(
+            "export.skipped",
+            feed=feed.name,
+            operation=operation.value,
+            reason="locked by another process",
+        )
+        return Outcome(feed, Counts(), 0.0, "locked")
+    started = time.monotonic()
+    try:
+        with open_run(ctx, feed, operation) as run:
+            work(ctx, run, lock)
+    finally:
+        lock.release()
+    return Outcome(feed, run.counts, time.monotonic() - started, run_id=run.id)
+
+
+def _has_pending(ctx: Context, feed: Feed) -> bool:
+    with ctx.db.connect() as conn:
+        return conn.scalar(select(items.c.id).where(*_pending(feed)).limit(1)) is not None
+
+
+def _pending(feed: Feed) -> tuple:  # type: ignore[type-arg]
+    return (items.c.feed == feed.name, items.c.status.is_(None), items.c.payload.is_not(None))
+
+
+def _send_pending(ctx: Context, run, lock: Lock) -> None:  # type: ignore[no-untyped-def]
+    c = items.c
+    size = ctx.settings.feed(feed_name := run.feed.name).collect_batch_size
+    last = ""
+    while True:
+        with ctx.db.connect() as conn:
+            rows = conn.execute(
+                select(c.id, c.entity_key, c.deleted, c.modified_at, c.hash, c.payload, c.attempts)
+                .where(*_pending(run.feed), c.id > last)
+                .order_by(c.id)
+                .limit(size)
+            ).all()
+        if not rows:
+            return
+        batch = [
+            FeedItem(
+                r.id, r.entity_key, bool(r.deleted), r.modified_at, r.hash, r.payload, Change.RESENT
+            )
+            for r in rows
+        ]
+        deliver_stored(ctx, run, batch, {r.id: r.attempts for r in rows})
+        last = rows[-1].id
+        lock.renew()
+        log.debug("legacy_export.batch", feed=feed_name, items=len(rows))
+
+
+def _due_ids(ctx: Context, feed: Feed, limit: int) -> list[tuple[str, int]]:
+    c = items.c
+    with ctx.db.connect() as conn:
+        rows = conn.execute(
+            select(c.id, c.entity_key)
+            .where(
+                c.feed == feed.name,
+                c.status == int(ItemStatus.RETRYABLE),
+                c.next_attempt_at <= utcnow(),
+            )
+            .order_by(c.next_attempt_at)
+            .limit(limit)
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _resend_due(ctx: Context, run, lock: Lock) -> None:  # type: ignore[no-untyped-def]
+    """Rebuild the due items from the source (their current state, not a stale copy) and send them."""
+    size = ctx.settings.feed(run.feed.name).collect_batch_size
+    while due := _due_ids(ctx, run.feed, size):
+        ids = {item_id for item_id, _ in due}
+        process_batch(ctx, run, Keys(ids=tuple(sorted({entity for _, entity in due}))), resend=ids)
+        lock.renew()
+        if run.delivery.config_error:
+            return  # nothing more can be sent in this run
+
+
+__all__ = ["export_pending", "resend_failed", "store"]

@@ -1,0 +1,248 @@
+"""Sync runs and sync errors (SPEC §6): every operation on a feed is a run with counters and a status;
+every item that failed in a run is an error row with its category.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, mapped_column
+
+from feeds.export.protocol import ItemResult
+from feeds.store import Base, ItemStatus, utcnow
+
+
+class Operation(StrEnum):
+    FULL_SYNC = "full_sync"
+    PARTIAL_SYNC = "partial_sync"
+    REINDEX_INVALID = "reindex_invalid"
+    LEGACY_EXPORT = "legacy_export"
+    RESEND_FAILED = "resend_failed"
+    RESYNC_ERRORS = "resync_errors"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    ERROR = "error"
+    CONFIG_ERROR = "config_error"
+    ROLLED_BACK = "rolled_back"
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index("ix_sync_runs_started", "started_at"),
+        Index("ix_sync_runs_feed", "feed", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    feed: Mapped[str] = mapped_column(String(100))
+    operation: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    rows_synced: Mapped[int] = mapped_column(Integer, default=0)
+    rows_failed_with_errors: Mapped[int] = mapped_column(Integer, default=0)
+    last_timestamp_synced: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SyncError(Base):
+    __tablename__ = "sync_errors"
+    __table_args__ = (
+        Index("ix_sync_errors_item", "feed", "item_id"),
+        Index("ix_sync_errors_category", "resolved", "category"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(String(32))
+    feed: Mapped[str] = mapped_column(String(100))
+    item_id: Mapped[str] = mapped_column(String(255))
+    category: Mapped[str] = mapped_column(String(40))
+    code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime)
+    last_seen: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+sync_runs = cast(Table, SyncRun.__table__)
+sync_errors = cast(Table, SyncError.__table__)
+
+
+@dataclass
+class Counts:
+    """What one operation did, item by item: the counters of its run."""
+
+    new: int = 0
+    updated: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    rows_synced: int = 0
+    last_timestamp_synced: datetime | None = None
+
+    def __iadd__(self, other: Counts) -> Counts:
+        for name in ("new", "updated", "deleted", "skipped", "failed", "rows_synced"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.last_timestamp_synced and (
+            self.last_timestamp_synced is None
+            or other.last_timestamp_synced > self.last_timestamp_synced
+        ):
+            self.last_timestamp_synced = other.last_timestamp_synced
+        return self
+
+    @property
+    def items(self) -> int:
+        return self.new + self.updated + self.deleted + self.skipped
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            name: getattr(self, name) for name in ("new", "updated", "deleted", "skipped", "failed")
+        }
+
+
+def status_for(counts: Counts, config_error: str | None = None) -> RunStatus:
+    """`config_error` when the destination refused us; `error` when items failed and none synced; `partial` when some failed."""
+    if config_error:
+        return RunStatus.CONFIG_ERROR
+    if counts.failed == 0:
+        return RunStatus.SUCCESS
+    if counts.rows_synced == 0:
+        return RunStatus.ERROR
+    return RunStatus.PARTIAL
+
+
+def start_run(engine: Engine, run_id: str, feed: str, operation: Operation) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sync_runs.insert().values(
+                id=run_id,
+                feed=feed,
+                operation=operation.value,
+                status=RunStatus.RUNNING.value,
+                started_at=utcnow(),
+            )
+        )
+
+
+def finish_run(
+    engine: Engine, run_id: str, counts: Counts, status: RunStatus, message: str | None = None
+) -> None:
+    final = status
+    with engine.begin() as conn:
+        conn.execute(
+            update(sync_runs)
+            .where(sync_runs.c.id == run_id)
+            .values(
+                status=final.value,
+                finished_at=utcnow(),
+                new=counts.new,
+                updated=counts.updated,
+                deleted=counts.deleted,
+                failed=counts.failed,
+                skipped=counts.skipped,
+                rows_synced=counts.rows_synced,
+                rows_failed_with_errors=counts.failed,
+                last_timestamp_synced=counts.last_timestamp_synced,
+                message=message,
+            )
+        )
+
+
+def record_errors(conn: Connection, run_id: str, feed: str, results: Sequence[ItemResult]) -> None:
+    """One error row per failed item of the run; an item sent now resolves its earlier errors."""
+    now = utcnow()
+    failed = [r for r in results if r.status is not ItemStatus.SENT]
+    sent = [r.id for r in results if r.status is ItemStatus.SENT]
+    if sent:
+        resolve(conn, feed, sent, now)
+    if not failed:
+        return
+    earlier = {
+        item_id: (first_seen, attempts)
+        for item_id, first_seen, attempts in conn.execute(
+            select(sync_errors.c.item_id, sync_errors.c.first_seen, sync_errors.c.attempts).where(
+                sync_errors.c.feed == feed,
+                sync_errors.c.resolved.is_(False),
+                sync_errors.c.item_id.in_([r.id for r in failed]),
+            )
+        )
+    }
+    conn.execute(
+        sync_errors.insert(),
+        [
+            {
+                "run_id": run_id,
+                "feed": feed,
+                "item_id": r.id,
+                "category": str(r.category or "other"),
+                "code": r.code,
+                "message": r.message,
+                "first_seen": earlier.get(r.id, (now, 0))[0],
+                "last_seen": now,
+                "attempts": earlier.get(r.id, (now, 0))[1] + 1,
+                "resolved": False,
+            }
+            for r in failed
+        ],
+    )
+    # The older rows of the same items are superseded by the new ones.
+    old = [r.id for r in failed if r.id in earlier]
+    if old:
+        conn.execute(
+            update(sync_errors)
+            .where(
+                and_(
+                    sync_errors.c.feed == feed,
+                    sync_errors.c.item_id.in_(old),
+                    sync_errors.c.run_id != run_id,
+                    sync_errors.c.resolved.is_(False),
+                )
+            )
+            .values(resolved=True, resolved_at=now)
+        )
+
+
+def resolve(
+    conn: Connection, feed: str, item_ids: Sequence[str], now: datetime | None = None
+) -> None:
+    conn.execute(
+        update(sync_errors)
+        .where(
+            sync_errors.c.feed == feed,
+            sync_errors.c.item_id.in_(list(item_ids)),
+            sync_errors.c.resolved.is_(False),
+        )
+        .values(resolved=True, resolved_at=now or utcnow())
+    )

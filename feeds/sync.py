@@ -1,0 +1,193 @@
+"""A sync run and its batch pipeline: build → classify → deliver → record.
+
+One batch goes: build documents (source) → classify against the feed table → send the changed
+items (or keep their payload, legacy collection) → record them in the feed table, with the run's
+error rows, in one worker-database transaction that can also advance the changelog pointer. An
+item is recorded as sent only after the destination accepted it; a crash before the commit means
+the batch is done again (and resent), never lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy.engine import Connection
+
+from config.settings import ExportMode
+from feeds import runs, store
+from feeds.context import Context
+from feeds.definitions import Feed, Keys
+from feeds.diff import Change, FeedItem, classify
+from feeds.export.delivery import Delivery
+from feeds.export.protocol import ItemResult
+from feeds.runs import Counts, Operation, RunStatus
+from feeds.store import ItemRecord, ItemStatus, utcnow
+
+log = structlog.get_logger("feeds.sync")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run treats what it finds: picklable, so worker processes can share a run."""
+
+    send: bool = True  # False: legacy collection, keep payloads for the exporter job
+    dry_run: bool = False  # classify and count only: send nothing, write nothing
+    threads: int = 1  # batches sent in parallel
+    resend_all: bool = False  # a resync: send unchanged items too
+
+
+@dataclass
+class Run:
+    """One sync run in progress."""
+
+    id: str
+    feed: Feed
+    operation: Operation
+    options: RunOptions
+    delivery: Delivery
+    counts: Counts = field(default_factory=Counts)
+    committed_batches: int = 0
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        return log.bind(feed=self.feed.name, run_id=self.id, operation=self.operation.value)
+
+
+def delivery_for(ctx: Context, feed: Feed, options: RunOptions) -> Delivery:
+    return Delivery(
+        destination=ctx.destination(feed),
+        feed=feed.name,
+        batch_size=ctx.settings.batch_size(feed.name),
+        retry=ctx.settings.file.retry,
+        keep_payload=ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY,
+        threads=options.threads,
+    )
+
+
+def collect_only(ctx: Context, feed: Feed) -> bool:
+    """Legacy export mode: collection keeps payloads; `saas_data_exporter` sends them later."""
+    return ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY
+
+
+def new_run(
+    ctx: Context, feed: Feed, operation: Operation, options: RunOptions, run_id: str | None = None
+) -> Run:
+    return Run(
+        run_id or uuid.uuid4().hex, feed, operation, options, delivery_for(ctx, feed, options)
+    )
+
+
+@contextmanager
+def open_run(
+    ctx: Context, feed: Feed, operation: Operation, options: RunOptions | None = None
+) -> Iterator[Run]:
+    """Record a sync run around the block: `running`, then its final status and counters.
+
+    A run that raises ends `rolled_back` when no batch was committed (the feed table is as it was),
+    `error` otherwise. A dry run records nothing.
+    """
+    run = new_run(ctx, feed, operation, options or RunOptions())
+    if run.options.dry_run:
+        yield run
+        return
+    runs.start_run(ctx.db, run.id, feed.name, operation)
+    label = " (legacy)" if collect_only(ctx, feed) else ""
+    run.log.info(f"run.started{label}")
+    try:
+        yield run
+    except BaseException as exc:
+        status = RunStatus.ROLLED_BACK if run.committed_batches == 0 else RunStatus.ERROR
+        runs.finish_run(
+            ctx.db, run.id, run.counts, status, message=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        run.log.error(
+            f"run.failed{label}", status=status.value, error=str(exc), **run.counts.as_dict()
+        )
+        raise
+    status = runs.status_for(run.counts, run.delivery.config_error)
+    runs.finish_run(ctx.db, run.id, run.counts, status, message=run.delivery.config_error)
+    run.log.info(
+        f"run.finished{label}",
+        status=status.value,
+        rows_synced=run.counts.rows_synced,
+        calls=run.delivery.calls,
+        **run.counts.as_dict(),
+    )
+
+
+def process_batch(
+    ctx: Context,
+    run: Run,
+    keys: Keys,
+    *,
+    then: Callable[[Connection], None] | None = None,
+    resend: Collection[str] = (),
+) -> Counts:
+    """Build, classify, deliver and record the entities in `keys`; `then` runs in the recording transaction."""
+    feed = run.feed
+    with ctx.source.connect() as src:
+        documents = list(feed.build(src, keys))
+    with ctx.db.connect() as conn:
+        stored = store.stored_items(conn, feed.name, keys)
+    if run.options.resend_all:
+        resend = set(stored) | {d.id for d in documents}
+    diff = classify(documents, stored, utcnow(), resend)
+    counts = Counts(
+        new=diff.count(Change.NEW),
+        updated=diff.count(Change.UPDATED),
+        deleted=diff.count(Change.DELETED),
+        skipped=diff.skipped,
+        last_timestamp_synced=diff.newest_update,
+    )
+    if run.options.dry_run:
+        run.counts += counts
+        return counts
+    if run.options.send:
+        previous = {
+            i.id: stored[i.id].attempts
+            for i in diff.changed
+            if i.change is Change.RESENT and i.id in stored
+        }
+        records, results = run.delivery.deliver(diff.changed, previous)
+    else:
+        records, results = _collected(diff.changed), []
+    with ctx.db.begin() as conn:
+        store.record_items(conn, feed.name, records)
+        runs.record_errors(conn, run.id, feed.name, results)
+        if then is not None:
+            then(conn)
+    counts.failed = sum(1 for r in results if r.status is not ItemStatus.SENT)
+    counts.rows_synced = len(results) - counts.failed
+    run.counts += counts
+    run.committed_batches += 1
+    return counts
+
+
+def deliver_stored(
+    ctx: Context, run: Run, items: list[FeedItem], attempts: dict[str, int]
+) -> Counts:
+    """Send items already in the feed table (legacy payloads) and record what the destination said."""
+    records, results = run.delivery.deliver(items, attempts)
+    with ctx.db.begin() as conn:
+        store.record_items(conn, run.feed.name, records)
+        runs.record_errors(conn, run.id, run.feed.name, results)
+    failed = sum(1 for r in results if r.status is not ItemStatus.SENT)
+    counts = Counts(failed=failed, rows_synced=len(results) - failed)
+    run.counts += counts
+    run.committed_batches += 1
+    return counts
+
+
+def _collected(changed: list[FeedItem]) -> list[ItemRecord]:
+    """Legacy collection: the payload is kept, status NULL (never sent) until the exporter job sends it."""
+    return [
+        ItemRecord(i.id, i.entity, i.hash, i.deleted, i.modified_at, None, payload=i.body)
+        for i in changed
+    ]
+
+
+__all__ = ["ItemResult", "Run", "RunOptions", "open_run", "process_batch"]
