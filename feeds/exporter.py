@@ -6,7 +6,9 @@ Both hold the feed's indexer lock, so a collection run never rewrites an item wh
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from feeds.indexer import Outcome, lock_name
 from feeds.locks import Lock
 from feeds.runs import Counts, Operation
 from feeds.store import ItemStatus, items, utcnow
-from feeds.sync import collect_only, deliver_stored, open_run, process_batch
+from feeds.sync import Run, collect_only, deliver_stored, open_run, process_batch
 
 log = structlog.get_logger("feeds.exporter")
 
@@ -28,7 +30,9 @@ def export_pending(ctx: Context, feed: Feed) -> Outcome | None:
     """Send the collected-but-never-sent items of a legacy-mode feed; None when there are none."""
     if not collect_only(ctx, feed) or not _has_pending(ctx, feed):
         return None
-    return _locked(ctx, feed, Operation.LEGACY_EXPORT, _send_pending)
+    return _locked(
+        ctx, feed, Operation.LEGACY_EXPORT, functools.partial(send_stored, only_unsent=True)
+    )
 
 
 def resend_failed(ctx: Context, feed: Feed) -> Outcome | None:
@@ -38,7 +42,9 @@ def resend_failed(ctx: Context, feed: Feed) -> Outcome | None:
     return _locked(ctx, feed, Operation.RESEND_FAILED, _resend_due)
 
 
-def _locked(ctx: Context, feed: Feed, operation: Operation, work) -> Outcome:  # type: ignore[no-untyped-def]
+def _locked(
+    ctx: Context, feed: Feed, operation: Operation, work: Callable[[Context, Run, Lock], None]
+) -> Outcome:
     lock = Lock(ctx.db, lock_name(feed))
     if not lock.acquire():
         log.info(
@@ -62,11 +68,13 @@ def _has_pending(ctx: Context, feed: Feed) -> bool:
         return conn.scalar(select(items.c.id).where(*_pending(feed)).limit(1)) is not None
 
 
-def _pending(feed: Feed) -> tuple:  # type: ignore[type-arg]
-    return (items.c.feed == feed.name, items.c.status.is_(None), items.c.payload.is_not(None))
+def _pending(feed: Feed, only_unsent: bool = True) -> tuple:  # type: ignore[type-arg]
+    unsent = (items.c.status.is_(None),) if only_unsent else ()
+    return (items.c.feed == feed.name, items.c.payload.is_not(None), *unsent)
 
 
-def _send_pending(ctx: Context, run, lock: Lock) -> None:  # type: ignore[no-untyped-def]
+def send_stored(ctx: Context, run: Run, lock: Lock, only_unsent: bool) -> None:
+    """Send the payloads the feed table holds (legacy mode): the never-sent ones, or all of them."""
     c = items.c
     size = ctx.settings.feed(feed_name := run.feed.name).collect_batch_size
     last = ""
@@ -74,7 +82,7 @@ def _send_pending(ctx: Context, run, lock: Lock) -> None:  # type: ignore[no-unt
         with ctx.db.connect() as conn:
             rows = conn.execute(
                 select(c.id, c.entity_key, c.deleted, c.modified_at, c.hash, c.payload, c.attempts)
-                .where(*_pending(run.feed), c.id > last)
+                .where(*_pending(run.feed, only_unsent), c.id > last)
                 .order_by(c.id)
                 .limit(size)
             ).all()
@@ -108,7 +116,7 @@ def _due_ids(ctx: Context, feed: Feed, limit: int) -> list[tuple[str, int]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def _resend_due(ctx: Context, run, lock: Lock) -> None:  # type: ignore[no-untyped-def]
+def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
     """Rebuild the due items from the source (their current state, not a stale copy) and send them."""
     size = ctx.settings.feed(run.feed.name).collect_batch_size
     while due := _due_ids(ctx, run.feed, size):
@@ -119,4 +127,4 @@ def _resend_due(ctx: Context, run, lock: Lock) -> None:  # type: ignore[no-untyp
             return  # nothing more can be sent in this run
 
 
-__all__ = ["export_pending", "resend_failed", "store"]
+__all__ = ["export_pending", "resend_failed", "send_stored", "store"]

@@ -23,19 +23,31 @@ from feeds.sync import Run, RunOptions, collect_only, open_run, process_batch
 
 log = structlog.get_logger("feeds.indexer")
 
-Progress = Callable[[Counts], None]
-
 __all__ = ["Counts", "Outcome", "reindex", "update_view", "update_all_views", "reindex_all_invalid"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The entities of one round of a full reindex, and how many there are."""
+
+    keys: Keys
+    entities: int
+
+
+Progress = Callable[[Counts, int], None]  # counts so far, entities done so far
+AfterBatch = Callable[[Batch], None]
 
 
 def lock_name(feed: Feed) -> str:
     return f"indexer:{feed.indexer_id}"
 
 
-def entity_batches(ctx: Context, feed: Feed, batch_size: int) -> Iterator[Keys]:
-    """Key ranges covering the whole driving table, then everything past its last key (deleted tail)."""
+def entity_batches(
+    ctx: Context, feed: Feed, batch_size: int, start_after: int | None = None
+) -> Iterator[Batch]:
+    """Key ranges covering the driving table (after `start_after`), then everything past its last key (deleted tail)."""
     key = table(feed.key_table, column(feed.key_column)).c[feed.key_column]
-    last: int | None = None
+    last = start_after
     while True:
         query = select(key).order_by(key).limit(batch_size)
         if last is not None:
@@ -43,9 +55,9 @@ def entity_batches(ctx: Context, feed: Feed, batch_size: int) -> Iterator[Keys]:
         with ctx.source.connect() as conn:
             batch = conn.scalars(query).all()
         if not batch:
-            yield Keys(lo=last)
+            yield Batch(Keys(lo=last), 0)
             return
-        yield Keys(lo=last, hi=batch[-1])
+        yield Batch(Keys(lo=last, hi=batch[-1]), len(batch))
         last = batch[-1]
 
 
@@ -55,21 +67,35 @@ def count_entities(ctx: Context, feed: Feed) -> int:
 
 
 def full_reindex(
-    ctx: Context, run: Run, *, progress: Progress | None = None, lock: Lock | None = None
+    ctx: Context,
+    run: Run,
+    *,
+    progress: Progress | None = None,
+    lock: Lock | None = None,
+    start_after: int | None = None,
+    after_batch: AfterBatch | None = None,
 ) -> Counts:
     """Rebuild the whole feed: every entity of the source, and deletes for entities gone from it."""
     feed = run.feed
-    batches = entity_batches(ctx, feed, ctx.settings.feed(feed.name).collect_batch_size)
+    batches = entity_batches(
+        ctx, feed, ctx.settings.feed(feed.name).collect_batch_size, start_after
+    )
     processes = reindex_processes(ctx, feed)
     if processes > 1:
-        done: Iterator[Counts] = parallel.map_batches(ctx.settings, run, batches, processes)
+        done: Iterator[tuple[Batch, Counts]] = parallel.map_batches(
+            ctx.settings, run, batches, processes
+        )
     else:
-        done = (process_batch(ctx, run, keys) for keys in batches)
-    for _ in done:
+        done = ((batch, process_batch(ctx, run, batch.keys)) for batch in batches)
+    entities = 0
+    for batch, _ in done:
+        entities += batch.entities
         if lock is not None:
             lock.renew()
-        if progress is not None:
-            progress(run.counts)
+        if after_batch is not None:
+            after_batch(batch)
+        if progress is not None and batch.entities:
+            progress(run.counts, entities)
     return run.counts
 
 
@@ -126,6 +152,10 @@ def reindex(
     *,
     progress: Progress | None = None,
     operation: Operation = Operation.FULL_SYNC,
+    options: RunOptions | None = None,
+    start_after: int | None = None,
+    after_batch: AfterBatch | None = None,
+    on_start: Callable[[Run], None] | None = None,
 ) -> Outcome:
     """`indexer:reindex` for one feed: hold its lock, mark it working, rebuild, mark it valid.
 
@@ -145,10 +175,18 @@ def reindex(
             with ctx.source.connect() as src:
                 version = changelog.current_version(src, feed)
         try:
-            with open_run(
-                ctx, feed, operation, RunOptions(send=not collect_only(ctx, feed))
-            ) as run:
-                counts = full_reindex(ctx, run, progress=progress, lock=lock)
+            run_options = options or RunOptions(send=not collect_only(ctx, feed))
+            with open_run(ctx, feed, operation, run_options) as run:
+                if on_start is not None:
+                    on_start(run)
+                counts = full_reindex(
+                    ctx,
+                    run,
+                    progress=progress,
+                    lock=lock,
+                    start_after=start_after,
+                    after_batch=after_batch,
+                )
         except BaseException:
             with ctx.db.begin() as conn:
                 store.set_status(conn, feed.indexer_id, IndexerStatus.INVALID)

@@ -19,6 +19,7 @@ from feeds.runs import Counts, Operation
 
 if TYPE_CHECKING:
     from feeds.context import Context
+    from feeds.indexer import Batch
     from feeds.sync import Run, RunOptions
 
 _context: Context | None = None
@@ -47,32 +48,34 @@ def _batch(
 
 
 def map_batches(
-    settings: Settings, run: Run, batches: Iterable[Keys], processes: int
-) -> Iterator[Counts]:
-    """The counts of each batch, in order, processed by `processes` spawned workers (added to `run`)."""
+    settings: Settings, run: Run, batches: Iterable[Batch], processes: int
+) -> Iterator[tuple[Batch, Counts]]:
+    """Each batch with its counts, in order, processed by `processes` spawned workers (added to `run`)."""
     # spawn, not fork: a forked child would share the parent's database connections.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         processes, mp_context=context, initializer=_start, initargs=(settings,)
     ) as pool:
-        pending: deque[Future[tuple[Counts, str | None]]] = deque()
+        pending: deque[tuple[Batch, Future[tuple[Counts, str | None]]]] = deque()
 
-        def collect() -> Counts:
-            counts, config_error = pending.popleft().result()
+        def collect() -> tuple[Batch, Counts]:
+            batch, future = pending.popleft()
+            counts, config_error = future.result()
             run.counts += counts
             run.committed_batches += 1
             run.delivery.config_error = run.delivery.config_error or config_error
-            return counts
+            return batch, counts
 
         try:
-            for keys in batches:
-                pending.append(
-                    pool.submit(_batch, run.feed.name, run.id, run.operation, run.options, keys)
+            for batch in batches:
+                future = pool.submit(
+                    _batch, run.feed.name, run.id, run.operation, run.options, batch.keys
                 )
+                pending.append((batch, future))
                 if len(pending) >= 2 * processes:
                     yield collect()
             while pending:
                 yield collect()
         finally:
-            for future in pending:
-                future.cancel()
+            for _, waiting in pending:
+                waiting.cancel()

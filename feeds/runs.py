@@ -246,3 +246,47 @@ def resolve(
         )
         .values(resolved=True, resolved_at=now or utcnow())
     )
+
+
+def get_run(conn: Connection, run_id: str) -> dict[str, object] | None:
+    row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def list_runs(
+    conn: Connection,
+    *,
+    feed: str | None = None,
+    operation: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, object]]:
+    """Runs, newest first, filtered."""
+    c = sync_runs.c
+    query = select(sync_runs).order_by(c.started_at.desc(), c.id.desc()).limit(limit)
+    for column, value in ((c.feed, feed), (c.operation, operation), (c.status, status)):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(c.started_at >= since)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def list_errors(
+    conn: Connection,
+    *,
+    feed: str | None = None,
+    category: str | None = None,
+    include_resolved: bool = False,
+) -> list[dict[str, object]]:
+    """Sync errors, newest first: the current (unresolved) ones unless asked otherwise."""
+    c = sync_errors.c
+    query = select(sync_errors).order_by(c.last_seen.desc(), c.id.desc())
+    if not include_resolved:
+        query = query.where(c.resolved.is_(False))
+    if feed is not None:
+        query = query.where(c.feed == feed)
+    if category is not None:
+        query = query.where(c.category == category)
+    return [dict(row) for row in conn.execute(query).mappings()]

@@ -37,6 +37,18 @@ class Base(DeclarativeBase):
     pass
 
 
+class ResyncCheckpoint(Base):
+    """Where an interrupted `saas:resync` stands, for `--continue-resync`."""
+
+    __tablename__ = "resync_checkpoints"
+
+    feed: Mapped[str] = mapped_column(String(100), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    last_key: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class IndexerStatus(StrEnum):
     VALID = "valid"
     INVALID = "invalid"
@@ -105,6 +117,7 @@ class LockRow(Base):
 states = cast(Table, IndexerState.__table__)
 items = cast(Table, FeedItemRow.__table__)
 locks = cast(Table, LockRow.__table__)
+checkpoints = cast(Table, ResyncCheckpoint.__table__)
 
 
 # --- indexer state -------------------------------------------------------------------------
@@ -210,6 +223,26 @@ def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredIte
         item_id: StoredItem(entity, hashed, bool(deleted), status, attempts)
         for item_id, entity, hashed, deleted, status, attempts in conn.execute(query)
     }
+
+
+def accepted_since(conn: Connection, feed: str, keys: Keys, since: datetime) -> set[str]:
+    """Ids of the items in `keys` that the destination accepted at or after `since`."""
+    c = items.c
+    query = select(c.id).where(
+        c.feed == feed,
+        keys.match(c.entity_key),
+        c.status == int(ItemStatus.SENT),
+        c.updated_at >= since,
+    )
+    return set(conn.scalars(query))
+
+
+def entity_keys(conn: Connection, feed: str, ids: Sequence[str]) -> dict[str, int]:
+    """The entity key of each item id the feed table knows."""
+    c = items.c
+    return dict(
+        conn.execute(select(c.id, c.entity_key).where(c.feed == feed, c.id.in_(list(ids)))).tuples()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import Connection
@@ -37,7 +38,11 @@ class RunOptions:
     send: bool = True  # False: legacy collection, keep payloads for the exporter job
     dry_run: bool = False  # classify and count only: send nothing, write nothing
     threads: int = 1  # batches sent in parallel
-    resend_all: bool = False  # a resync: send unchanged items too
+    resend_all: bool = False  # a resync: send unchanged items too …
+    accepted_since: datetime | None = (
+        None  # … except those accepted since then (a continued resync)
+    )
+    batch_size: int | None = None  # export batch size for this run (default: the feed's)
 
 
 @dataclass
@@ -61,7 +66,7 @@ def delivery_for(ctx: Context, feed: Feed, options: RunOptions) -> Delivery:
     return Delivery(
         destination=ctx.destination(feed),
         feed=feed.name,
-        batch_size=ctx.settings.batch_size(feed.name),
+        batch_size=options.batch_size or ctx.settings.batch_size(feed.name),
         retry=ctx.settings.file.retry,
         keep_payload=ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY,
         threads=options.threads,
@@ -135,6 +140,9 @@ def process_batch(
         stored = store.stored_items(conn, feed.name, keys)
     if run.options.resend_all:
         resend = set(stored) | {d.id for d in documents}
+        if run.options.accepted_since is not None:
+            with ctx.db.connect() as conn:
+                resend -= store.accepted_since(conn, feed.name, keys, run.options.accepted_since)
     diff = classify(documents, stored, utcnow(), resend)
     counts = Counts(
         new=diff.count(Change.NEW),

@@ -1,5 +1,13 @@
 """Every command group registers its sub-commands here."""
 
-from worker.cli import cron, db, demo, indexer, run
+from worker.cli import cron, db, demo, indexer, run, saas, sync
 
-REGISTRARS = [indexer.register, cron.register, demo.register, db.register, run.register]
+REGISTRARS = [
+    indexer.register,
+    saas.register,
+    sync.register,
+    cron.register,
+    demo.register,
+    db.register,
+    run.register,
+]

@@ -16,7 +16,7 @@ from feeds.context import open_context
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo:seed", help="create (or top up) the sample commerce catalog")
-    p.add_argument("--products", type=_positive, required=True)
+    p.add_argument("--products", type=positive, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(handler=seed)
     p = sub.add_parser(
@@ -48,7 +48,7 @@ def change(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")

@@ -1,0 +1,138 @@
+"""`sync:status` and `sync:errors`: the sync runs and the current sync errors (SPEC §6)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from config.settings import Settings
+from feeds import runs
+from feeds.context import open_context
+from feeds.diff import iso
+from feeds.export.protocol import ErrorCategory
+from feeds.runs import Operation, RunStatus
+from worker.cli.table import render
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("sync:status", help="recent sync runs")
+    p.add_argument("--feed")
+    p.add_argument("--operation", choices=[o.value for o in Operation])
+    p.add_argument("--status", choices=[s.value for s in RunStatus])
+    p.add_argument("--since", type=_date, help="YYYY-MM-DD or an ISO 8601 time (UTC)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler=status)
+    p = sub.add_parser("sync:errors", help="current sync errors")
+    p.add_argument("--feed")
+    p.add_argument("--category", choices=[c.value for c in ErrorCategory])
+    p.add_argument("--all", action="store_true", help="include resolved errors")
+    p.add_argument("--csv", action="store_true", help="write CSV to stdout")
+    p.set_defaults(handler=errors)
+
+
+RUN_COLUMNS = [
+    "started_at",
+    "finished_at",
+    "feed",
+    "operation",
+    "status",
+    "new",
+    "updated",
+    "deleted",
+    "failed",
+    "skipped",
+    "rows_synced",
+]
+ERROR_COLUMNS = [
+    "feed",
+    "item_id",
+    "category",
+    "code",
+    "message",
+    "first_seen",
+    "last_seen",
+    "attempts",
+    "resolved",
+    "run_id",
+]
+
+
+def status(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = open_context(settings)
+    if args.feed:
+        ctx.registry.get(args.feed)
+    with ctx.db.connect() as conn:
+        rows = runs.list_runs(
+            conn,
+            feed=args.feed,
+            operation=args.operation,
+            status=args.status,
+            since=args.since,
+            limit=args.limit,
+        )
+    if args.json:
+        for row in rows:
+            print(orjson.dumps({k: _plain(v) for k, v in row.items()}).decode())
+        return 0
+    headers = [
+        "Start",
+        "End",
+        "Feed",
+        "Operation",
+        "Status",
+        "New",
+        "Updated",
+        "Deleted",
+        "Failed",
+        "Skipped",
+        "Synced",
+    ]
+    print(render(headers, [[_cell(row[c]) for c in RUN_COLUMNS] for row in rows]))
+    return 0
+
+
+def errors(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = open_context(settings)
+    if args.feed:
+        ctx.registry.get(args.feed)
+    with ctx.db.connect() as conn:
+        rows = runs.list_errors(
+            conn, feed=args.feed, category=args.category, include_resolved=args.all
+        )
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(ERROR_COLUMNS)
+        for row in rows:
+            writer.writerow([_plain(row[c]) for c in ERROR_COLUMNS])
+        return 0
+    headers = ["Feed", "Item", "Category", "Code", "Message", "First seen", "Last seen", "Attempts"]
+    print(render(headers, [[_cell(row[c]) for c in ERROR_COLUMNS[:8]] for row in rows]))
+    return 0
+
+
+def _plain(value: object) -> object:
+    return iso(value) if isinstance(value, datetime) else value
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str) and len(value) > 60:
+        return value[:57] + "…"
+    return value
+
+
+def _date(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected YYYY-MM-DD or an ISO 8601 time, got {text!r}"
+        ) from None
+    return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
