@@ -118,9 +118,15 @@ def classify(
         diff.changed.append(FeedItem(doc.id, doc.entity, False, now, hashed, body, change))
     deleted_hash = digest(NULL)
     for item_id, previous in stored.items():
-        if item_id not in seen and not previous.deleted:
+        if item_id in seen:
+            continue
+        if not previous.deleted:
             diff.changed.append(
                 FeedItem(item_id, previous.entity, True, now, deleted_hash, NULL, Change.DELETED)
+            )
+        elif item_id in resend:
+            diff.changed.append(
+                FeedItem(item_id, previous.entity, True, now, deleted_hash, NULL, Change.RESENT)
             )
     return diff
 

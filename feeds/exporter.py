@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import structlog
 from sqlalchemy import select
@@ -100,7 +101,9 @@ def send_stored(ctx: Context, run: Run, lock: Lock, only_unsent: bool) -> None:
         log.debug("legacy_export.batch", feed=feed_name, items=len(rows))
 
 
-def _due_ids(ctx: Context, feed: Feed, limit: int) -> list[tuple[str, int]]:
+def _due_ids(
+    ctx: Context, feed: Feed, limit: int, due_by: datetime | None = None
+) -> list[tuple[str, int]]:
     c = items.c
     with ctx.db.connect() as conn:
         rows = conn.execute(
@@ -108,7 +111,7 @@ def _due_ids(ctx: Context, feed: Feed, limit: int) -> list[tuple[str, int]]:
             .where(
                 c.feed == feed.name,
                 c.status == int(ItemStatus.RETRYABLE),
-                c.next_attempt_at <= utcnow(),
+                c.next_attempt_at <= (due_by or utcnow()),
             )
             .order_by(c.next_attempt_at)
             .limit(limit)
@@ -119,7 +122,9 @@ def _due_ids(ctx: Context, feed: Feed, limit: int) -> list[tuple[str, int]]:
 def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
     """Rebuild the due items from the source (their current state, not a stale copy) and send them."""
     size = ctx.settings.feed(run.feed.name).collect_batch_size
-    while due := _due_ids(ctx, run.feed, size):
+    # Only what was due when the run started: an item that fails again waits for a later run.
+    started = utcnow()
+    while due := _due_ids(ctx, run.feed, size, started):
         ids = {item_id for item_id, _ in due}
         process_batch(ctx, run, Keys(ids=tuple(sorted({entity for _, entity in due}))), resend=ids)
         lock.renew()

@@ -240,9 +240,8 @@ def accepted_since(conn: Connection, feed: str, keys: Keys, since: datetime) -> 
 def entity_keys(conn: Connection, feed: str, ids: Sequence[str]) -> dict[str, int]:
     """The entity key of each item id the feed table knows."""
     c = items.c
-    return dict(
-        conn.execute(select(c.id, c.entity_key).where(c.feed == feed, c.id.in_(list(ids)))).tuples()
-    )
+    query = select(c.id, c.entity_key).where(c.feed == feed, c.id.in_(list(ids)))
+    return {item_id: entity for item_id, entity in conn.execute(query)}
 
 
 @dataclass(frozen=True, slots=True)

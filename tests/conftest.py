@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from config.settings import Settings, load_settings
 from feeds.context import Context, open_context
 from feeds.definitions import FeedRegistry
+from tests.destination_server import DestinationServer
 
 POSTGRES_URL = os.environ.get(
     "FEEDSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -118,3 +119,11 @@ def cli_env(
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)  # no stray .env is read
     return env
+
+
+@pytest.fixture
+def destination() -> Iterator[DestinationServer]:
+    """A real protocol v1 destination on a local port; it must end with no internal error."""
+    with DestinationServer() as server:
+        yield server
+    assert server.errors == []

@@ -39,13 +39,6 @@ def statuses(response: httpx.Response) -> dict[str, str]:
 
 
 @pytest.fixture
-def destination() -> Iterator[DestinationServer]:
-    with DestinationServer() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture
 def client(destination: DestinationServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=destination.url, timeout=5) as http:
         yield http

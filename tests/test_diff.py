@@ -102,3 +102,15 @@ def test_every_item_is_classified_exactly_once(built: list, previously: set) -> 
     assert diff.skipped + len(diff.changed) == len(ids | set(stored))
     assert {i.id for i in diff.changed if i.change is Change.DELETED} == set(stored) - ids
     assert {i.id for i in diff.changed if i.change is Change.NEW} == ids - set(stored)
+
+
+def test_resend_names_an_unchanged_item_and_a_deletion_to_send_again() -> None:
+    kept = Document(1, "1", {"name": "a"})
+    gone = Document(2, "2", {"name": "b"})
+    stored = {"1": stored_from(kept), "2": stored_from(gone, deleted=True)}
+    diff = classify([kept], stored, NOW, resend={"1", "2"})
+    assert sorted((i.id, i.change, i.deleted) for i in diff.changed) == [
+        ("1", Change.RESENT, False),
+        ("2", Change.RESENT, True),
+    ]
+    assert diff.skipped == 0

@@ -1,0 +1,404 @@
+"""Export to a real HTTP destination (protocol v1): every answer of the table, item status, retries,
+legacy mode, resync — against the test server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from config.settings import load_settings
+from feeds import exporter, indexer, runs
+from feeds.context import Context, open_context
+from feeds.errors import FeedsyncError
+from feeds.resync import ResyncRequest, resync
+from feeds.store import ItemStatus, items
+from tests.destination_server import DestinationServer
+from tests.library_feeds import authors, books, metadata
+
+BOOKS = 12
+
+
+def library_context(
+    db_url: str, url: str, tmp_path: Path, extra: str = "", batch_size: int = 3, **env: str
+) -> Context:
+    config = tmp_path / "feedsync.toml"
+    config.write_text(
+        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n'
+        "[retry]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.1\nmax_attempts = 5\n"
+        f"[feeds.books]\nbatch_size = {batch_size}\ncollect_batch_size = 6\n{extra}"
+    )
+    settings = load_settings(
+        {
+            "DATABASE_URL": db_url,
+            "EXPORT_URL": url,
+            "FEEDSYNC_CONFIG": str(config),
+            "LOG_FORMAT": "json",
+            **env,
+        }
+    )
+    ctx = open_context(settings)
+    metadata.create_all(ctx.source)
+    with ctx.source.begin() as conn:
+        conn.execute(authors.insert(), [{"id": 1, "name": "Le Guin"}])
+        conn.execute(
+            books.insert(),
+            [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, BOOKS + 1)],
+        )
+    indexer.ensure_subscriptions(ctx)
+    return ctx
+
+
+@pytest.fixture
+def lib(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator[Context]:
+    ctx = library_context(db_url, destination.url, tmp_path)
+    yield ctx
+    ctx.close()
+
+
+def rows(ctx: Context) -> dict[str, dict]:
+    with ctx.db.connect() as conn:
+        return {
+            r["id"]: dict(r)
+            for r in conn.execute(select(items).where(items.c.feed == "books")).mappings()
+        }
+
+
+def last_run(ctx: Context) -> dict:
+    with ctx.db.connect() as conn:
+        return runs.list_runs(conn, feed="books", limit=1)[0]
+
+
+def errors(ctx: Context) -> list[dict]:
+    with ctx.db.connect() as conn:
+        return runs.list_errors(conn, feed="books")
+
+
+def make_due(ctx: Context) -> None:
+    time.sleep(0.12)  # past backoff_max_s
+
+
+def resend_until_quiet(ctx: Context, rounds: int = 10) -> None:
+    feed = ctx.registry.get("books")
+    for _ in range(rounds):
+        make_due(ctx)
+        if exporter.resend_failed(ctx, feed) is None:
+            return
+
+
+def ids(*numbers: int) -> set[str]:
+    return {f"book-{n}" for n in numbers}
+
+
+ALL = ids(*range(1, BOOKS + 1))
+
+
+def test_accepted_items_are_recorded_sent_with_the_hash_accepted(
+    lib: Context, destination: DestinationServer
+) -> None:
+    outcome = indexer.reindex(lib, lib.registry.get("books"))
+    assert destination.accepted_ids("books") == ALL
+    stored = rows(lib)
+    assert all(
+        r["status"] == ItemStatus.SENT and r["sent_hash"] == r["hash"] and r["payload"] is None
+        for r in stored.values()
+    )
+    run = last_run(lib)
+    assert (run["status"], run["new"], run["rows_synced"], run["failed"]) == (
+        "success",
+        BOOKS,
+        BOOKS,
+        0,
+    )
+    assert outcome.run_id == run["id"]
+
+
+@pytest.mark.parametrize(
+    ("code", "category"),
+    [
+        ("MISSING_ASSOCIATION", "associations"),
+        ("TYPE_MISMATCH", "property_mappings"),
+        ("SOMETHING_NEW", "other"),
+    ],
+)
+def test_rejected_item_is_failed_not_retryable_with_the_category_of_its_code(
+    lib: Context, destination: DestinationServer, code: str, category: str
+) -> None:
+    destination.reject({"book-2"}, code=code, message="nope")
+    indexer.reindex(lib, lib.registry.get("books"))
+    row = rows(lib)["book-2"]
+    assert (row["status"], row["error_code"], row["error_category"], row["next_attempt_at"]) == (
+        400,
+        code,
+        category,
+        None,
+    )
+    [error] = errors(lib)
+    assert (error["item_id"], error["category"], error["code"], error["message"]) == (
+        "book-2",
+        category,
+        code,
+        "nope",
+    )
+    assert last_run(lib)["status"] == "partial"
+    assert exporter.resend_failed(lib, lib.registry.get("books")) is None
+
+
+def test_item_missing_from_results_is_retried_and_delivered(
+    lib: Context, destination: DestinationServer
+) -> None:
+    destination.omit({"book-5"})
+    indexer.reindex(lib, lib.registry.get("books"))
+    row = rows(lib)["book-5"]
+    assert (row["status"], row["attempts"]) == (ItemStatus.RETRYABLE, 1) and row[
+        "next_attempt_at"
+    ] is not None
+    assert errors(lib)[0]["category"] == "transient"
+    destination.clear_faults()
+    resend_until_quiet(lib)
+    assert rows(lib)["book-5"]["status"] == ItemStatus.SENT
+    assert destination.accepted_ids("books") == ALL
+    assert errors(lib) == []  # resolved once sent
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_error_makes_the_whole_batch_retryable(
+    lib: Context, destination: DestinationServer, status: int
+) -> None:
+    destination.fail_next(1, status=status)
+    indexer.reindex(lib, lib.registry.get("books"))
+    failed = {i for i, r in rows(lib).items() if r["status"] == ItemStatus.RETRYABLE}
+    assert len(failed) == 3 and all(rows(lib)[i]["error_code"] == f"HTTP_{status}" for i in failed)
+    assert last_run(lib)["status"] == "partial"
+    resend_until_quiet(lib)
+    assert destination.accepted_ids("books") == ALL
+    assert last_run(lib)["operation"] == "resend_failed"
+
+
+def test_resend_of_the_same_batch_keeps_its_idempotency_key(
+    lib: Context, destination: DestinationServer
+) -> None:
+    destination.fail_next(1, status=503)
+    indexer.reindex(lib, lib.registry.get("books"))
+    resend_until_quiet(lib)
+    first, resend = destination.requests[0], destination.requests[-1]
+    assert set(first.ids) == set(resend.ids) and first.idempotency_key == resend.idempotency_key
+    assert len({r.idempotency_key for r in destination.requests}) == len(destination.requests) - 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_other_client_error_rejects_the_batch_and_records_the_body(
+    lib: Context, destination: DestinationServer, status: int
+) -> None:
+    destination.fail_next(1, status=status)
+    indexer.reindex(lib, lib.registry.get("books"))
+    rejected = [r for r in rows(lib).values() if r["status"] == ItemStatus.REJECTED]
+    assert len(rejected) == 3
+    assert all(
+        r["error_code"] == f"HTTP_{status}"
+        and r["error_message"]
+        and r["error_category"] == "other"
+        for r in rejected
+    )
+    assert exporter.resend_failed(lib, lib.registry.get("books")) is None
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_credentials_refused_stop_the_run_with_config_error(
+    lib: Context, destination: DestinationServer, status: int
+) -> None:
+    destination.fail_next(1, status=status)
+    indexer.reindex(lib, lib.registry.get("books"))
+    assert len(destination.requests) == 1  # nothing more was sent in this run
+    run = last_run(lib)
+    assert run["status"] == "config_error" and str(status) in run["message"]
+    assert all(r["status"] == ItemStatus.RETRYABLE for r in rows(lib).values())
+    resend_until_quiet(lib)
+    assert destination.accepted_ids("books") == ALL
+
+
+def test_rate_limit_waits_for_retry_after_before_the_next_batch(
+    lib: Context, destination: DestinationServer
+) -> None:
+    destination.rate_limit_next(1, retry_after=0.4)
+    indexer.reindex(lib, lib.registry.get("books"))
+    first, second = destination.requests[0], destination.requests[1]
+    assert first.status == 429 and second.time - first.time >= 0.4
+    assert rows(lib)[first.ids[0]]["status"] == ItemStatus.RETRYABLE
+    resend_until_quiet(lib)
+    assert destination.accepted_ids("books") == ALL
+
+
+def test_too_large_batch_is_split_and_delivered(
+    lib: Context, destination: DestinationServer
+) -> None:
+    destination.too_large_over(1)
+    indexer.reindex(lib, lib.registry.get("books"))
+    assert destination.accepted_ids("books") == ALL
+    assert all(r["status"] == ItemStatus.SENT for r in rows(lib).values())
+    assert {r.status for r in destination.requests} == {200, 413}
+
+
+def test_timeout_is_retryable(db_url: str, destination: DestinationServer, tmp_path: Path) -> None:
+    ctx = library_context(db_url, destination.url, tmp_path, EXPORT_TIMEOUT_S="0.3")
+    destination.slow_next(1, 1.0)
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    timed_out = [r for r in rows(ctx).values() if r["error_code"] == "TRANSPORT"]
+    assert len(timed_out) == 3 and all(r["status"] == ItemStatus.RETRYABLE for r in timed_out)
+    resend_until_quiet(ctx)
+    assert destination.accepted_ids("books") == ALL
+    ctx.close()
+
+
+def test_connection_refused_loses_nothing(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, "http://127.0.0.1:9", tmp_path)  # nothing listens on port 9
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    assert last_run(ctx)["status"] == "error"
+    assert {r["status"] for r in rows(ctx).values()} == {ItemStatus.RETRYABLE}
+    ctx.close()
+
+
+def test_bearer_token_and_gzip_are_sent(db_url: str, tmp_path: Path) -> None:
+    with DestinationServer(token="s3cret") as server:
+        ctx = library_context(db_url, server.url, tmp_path, batch_size=6, EXPORT_TOKEN="s3cret")
+        with ctx.source.begin() as conn:
+            conn.execute(text("UPDATE books SET title = title || '" + "long title " * 15 + "'"))
+        indexer.reindex(ctx, ctx.registry.get("books"))
+        assert server.accepted_ids("books") == ALL
+        assert all(r.authorization == "Bearer s3cret" and r.gzip for r in server.requests)
+        ctx.close()
+
+
+def test_nothing_is_lost_when_the_destination_fails_often(db_url: str, tmp_path: Path) -> None:
+    with DestinationServer() as server:
+        ctx = library_context(db_url, server.url, tmp_path, batch_size=2)
+        server.fail_ratio(0.4, seed=11)
+        indexer.reindex(ctx, ctx.registry.get("books"))
+        with ctx.source.begin() as conn:
+            conn.execute(text("UPDATE books SET title = 'v2' WHERE book_no <= 6"))
+            conn.execute(text("DELETE FROM books WHERE book_no = 12"))
+        indexer.update_all_views(ctx)
+        resend_until_quiet(ctx, rounds=30)
+        assert server.accepted_ids("books") == ALL
+        assert server.accepted["books"]["book-12"]["deleted"] is True
+        assert all(
+            server.accepted["books"][f"book-{n}"]["data"]["title"] == "v2" for n in range(1, 7)
+        )
+        ctx.close()
+
+
+def test_partial_sync_sends_only_what_changed(lib: Context, destination: DestinationServer) -> None:
+    indexer.reindex(lib, lib.registry.get("books"))
+    destination.reset()
+    with lib.source.begin() as conn:
+        conn.execute(text("UPDATE books SET title = title WHERE book_no = 1"))  # no change
+        conn.execute(text("UPDATE books SET title = 'Changed' WHERE book_no = 2"))
+    [outcome] = indexer.update_all_views(lib)
+    assert [i for r in destination.requests for i in r.ids] == ["book-2"]
+    assert (outcome.counts.updated, outcome.counts.skipped) == (1, 0)
+    assert indexer.update_all_views(lib) == []
+    assert destination.requests[-1].ids == ("book-2",)
+
+
+def test_legacy_mode_stores_payloads_and_sends_only_through_its_job(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, destination.url, tmp_path, extra='export_mode = "legacy"\n')
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    assert destination.requests == []
+    assert all(r["status"] is None and r["payload"] for r in rows(ctx).values())
+    outcome = exporter.export_pending(ctx, ctx.registry.get("books"))
+    assert outcome is not None and outcome.counts.rows_synced == BOOKS
+    assert destination.accepted_ids("books") == ALL
+    assert last_run(ctx)["operation"] == "legacy_export"
+    assert exporter.export_pending(ctx, ctx.registry.get("books")) is None
+    ctx.close()
+
+
+def test_dry_run_changes_nothing_anywhere(lib: Context, destination: DestinationServer) -> None:
+    indexer.reindex(lib, lib.registry.get("books"))
+    with lib.source.begin() as conn:
+        conn.execute(text("UPDATE books SET title = 'Changed' WHERE book_no = 3"))
+        conn.execute(text("DELETE FROM books WHERE book_no = 4"))
+    before = (rows(lib), [r["id"] for r in runs_all(lib)], len(destination.requests))
+    outcome = resync(lib, lib.registry.get("books"), ResyncRequest(dry_run=True))
+    assert (outcome.counts.updated, outcome.counts.deleted, outcome.counts.skipped) == (
+        1,
+        1,
+        BOOKS - 2,
+    )
+    assert (rows(lib), [r["id"] for r in runs_all(lib)], len(destination.requests)) == before
+
+
+def runs_all(ctx: Context) -> list[dict]:
+    with ctx.db.connect() as conn:
+        return runs.list_runs(conn, limit=1000)
+
+
+def test_resync_resends_unchanged_items(lib: Context, destination: DestinationServer) -> None:
+    indexer.reindex(lib, lib.registry.get("books"))
+    outcome = resync(lib, lib.registry.get("books"), ResyncRequest(threads=2, batch_size=2))
+    assert outcome.counts.rows_synced == BOOKS
+    assert destination.count("books") == 2 * BOOKS
+
+
+def test_resync_by_ids_sends_only_those(lib: Context, destination: DestinationServer) -> None:
+    indexer.reindex(lib, lib.registry.get("books"))
+    destination.reset()
+    resync(lib, lib.registry.get("books"), ResyncRequest(by_ids=("book-3", "book-7")))
+    assert sorted(i for r in destination.requests for i in r.ids) == ["book-3", "book-7"]
+
+
+def test_interrupted_resync_continues_without_resending_accepted_items(
+    lib: Context, destination: DestinationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds import resync as resync_module
+
+    def crash_after_first_batch(ctx, feed, batch):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # Ctrl-C once the 1st batch was committed, before its checkpoint
+
+    monkeypatch.setattr(resync_module, "_save_checkpoint", crash_after_first_batch)
+    with pytest.raises(KeyboardInterrupt):
+        resync(lib, lib.registry.get("books"), ResyncRequest())
+    assert destination.accepted_ids("books") == ids(*range(1, 7))  # the first batch of 6
+    monkeypatch.undo()
+    resync(lib, lib.registry.get("books"), ResyncRequest(continue_resync=True))
+    assert destination.accepted_ids("books") == ALL
+    assert destination.count("books") == BOOKS  # every item accepted exactly once
+    with pytest.raises(
+        FeedsyncError, match="There is no interrupted resync of feed 'books' to continue"
+    ):
+        resync(lib, lib.registry.get("books"), ResyncRequest(continue_resync=True))
+
+
+def test_no_reindex_needs_a_legacy_feed(lib: Context) -> None:
+    with pytest.raises(
+        FeedsyncError, match="--no-reindex resends the payloads kept in the feed table"
+    ):
+        resync(lib, lib.registry.get("books"), ResyncRequest(no_reindex=True))
+
+
+def test_max_attempts_leaves_the_item_failed_until_it_changes(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, destination.url, tmp_path)
+    destination.omit({"book-1"})
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    resend_until_quiet(ctx, rounds=8)
+    row = rows(ctx)["book-1"]
+    assert (row["status"], row["attempts"], row["next_attempt_at"]) == (
+        ItemStatus.RETRYABLE,
+        5,
+        None,
+    )
+    destination.clear_faults()
+    with ctx.source.begin() as conn:
+        conn.execute(text("UPDATE books SET title = 'fixed' WHERE book_no = 1"))
+    indexer.update_all_views(ctx)
+    assert rows(ctx)["book-1"]["status"] == ItemStatus.SENT
+    ctx.close()
