@@ -154,24 +154,35 @@ def process_batch(
     if run.options.dry_run:
         run.counts += counts
         return counts
-    if run.options.send:
-        previous = {
-            i.id: stored[i.id].attempts
-            for i in diff.changed
-            if i.change is Change.RESENT and i.id in stored
-        }
-        records, results = run.delivery.deliver(diff.changed, previous)
-    else:
-        records, results = _collected(diff.changed), []
-    with ctx.db.begin() as conn:
-        store.record_items(conn, feed.name, records)
-        runs.record_errors(conn, run.id, feed.name, results)
-        if then is not None:
-            then(conn)
-    counts.failed = sum(1 for r in results if r.status is not ItemStatus.SENT)
-    counts.rows_synced = len(results) - counts.failed
+    if not run.options.send:
+        with ctx.db.begin() as conn:
+            store.record_items(conn, feed.name, _collected(diff.changed))
+            if then is not None:
+                then(conn)
+        run.counts += counts
+        run.committed_batches += 1
+        return counts
+    previous = {
+        i.id: stored[i.id].attempts
+        for i in diff.changed
+        if i.change is Change.RESENT and i.id in stored
+    }
+    # Record after each round of export batches, not once per collected batch: a process killed
+    # mid-way then resends at most the round in flight. The pointer moves with the last round.
+    step = run.delivery.batch_size * max(1, run.delivery.threads)
+    rounds = [diff.changed[i : i + step] for i in range(0, len(diff.changed), step)] or [[]]
+    for number, chunk in enumerate(rounds, start=1):
+        records, results = run.delivery.deliver(chunk, previous)
+        with ctx.db.begin() as conn:
+            store.record_items(conn, feed.name, records)
+            runs.record_errors(conn, run.id, feed.name, results)
+            if then is not None and number == len(rounds):
+                then(conn)
+        failed = sum(1 for r in results if r.status is not ItemStatus.SENT)
+        counts.failed += failed
+        counts.rows_synced += len(results) - failed
+        run.committed_batches += 1
     run.counts += counts
-    run.committed_batches += 1
     return counts
 
 

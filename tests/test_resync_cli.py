@@ -1,0 +1,159 @@
+"""`saas:resync`, `sync:status` and `sync:errors` from the command line, against the real destination."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+from sqlalchemy import text, update
+
+from feeds.database import create_db_engine
+from feeds.store import locks, utcnow
+from tests.destination_server import DestinationServer
+from worker.cli import main
+
+
+@pytest.fixture
+def http_env(
+    cli_env: dict[str, str],
+    destination: DestinationServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> dict[str, str]:
+    monkeypatch.setenv("EXPORT_URL", destination.url)
+    assert main(["demo:seed", "--products", "120", "--seed", "2"]) == 0
+    capsys.readouterr()
+    return {**cli_env, "EXPORT_URL": destination.url}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_resync_prints_a_line_per_batch_and_a_summary(
+    http_env: dict[str, str], destination: DestinationServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "saas:resync", "--feed", "products", "--batch-size", "50", "--thread-count", "2"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(
+        "products: 120/120 entities, new 120, updated 0, deleted 0, skipped 0, sent 120, failed 0"
+    )
+    assert re.fullmatch(
+        r"Resync of products success: new 120, updated 0, deleted 0, skipped 0, sent 120, failed 0 in \d+\.\d s \(run [0-9a-f]{32}\)",
+        lines[-1],
+    )
+    assert len(destination.accepted_ids("products")) == 120
+    assert {len(r.ids) for r in destination.requests} == {50, 20}
+
+
+def test_dry_run_prints_counts_and_sends_nothing(
+    http_env: dict[str, str], destination: DestinationServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "saas:resync", "--feed", "catalog_data_exporter_products", "--dry-run"
+    )
+    assert code == 0
+    assert re.search(
+        r"^Dry run of products: new 120, updated 0, deleted 0, skipped 0; nothing was sent or changed",
+        out,
+        re.M,
+    )
+    assert destination.requests == []
+    _, out, _ = run(capsys, "sync:status", "--json")
+    assert out == ""
+
+
+def test_sync_status_and_errors_show_runs_and_categorised_errors(
+    http_env: dict[str, str], destination: DestinationServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    destination.reject(
+        {"5", "6"}, code="INVALID_ENUM_VALUE", message='color "mauve" is not an option'
+    )
+    code, out, _ = run(capsys, "saas:resync", "--feed", "products")
+    assert code == 0 and "Resync of products partial:" in out and "sent 118, failed 2" in out
+    _, out, _ = run(capsys, "sync:status", "--feed", "products")
+    assert re.search(
+        r"\| products \| full_sync +\| partial \| 120 +\| 0 +\| 0 +\| 2 +\| 0 +\| 118 +\|", out
+    )
+    _, out, _ = run(capsys, "sync:status", "--json", "--status", "partial")
+    [record] = [orjson.loads(line) for line in out.splitlines()]
+    assert (record["rows_synced"], record["rows_failed_with_errors"], record["operation"]) == (
+        118,
+        2,
+        "full_sync",
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["started_at"])
+    _, out, _ = run(capsys, "sync:errors", "--csv")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert sorted(r["item_id"] for r in table) == ["5", "6"]
+    assert {(r["category"], r["code"], r["message"]) for r in table} == {
+        ("picklists", "INVALID_ENUM_VALUE", 'color "mauve" is not an option')
+    }
+    _, out, _ = run(capsys, "sync:errors", "--category", "duplicates", "--csv")
+    assert out.splitlines() == [
+        "feed,item_id,category,code,message,first_seen,last_seen,attempts,resolved,run_id"
+    ]
+
+
+def test_resync_option_mistakes_are_refused_with_one_sentence(
+    http_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "saas:resync", "--feed", "products", "--continue-resync")
+    assert (code, err) == (
+        1,
+        "There is no interrupted resync of feed 'products' to continue; start one with saas:resync --feed products.\n",
+    )
+    code, _, err = run(capsys, "saas:resync", "--feed", "products", "--no-reindex")
+    assert code == 1 and err.startswith("--no-reindex resends the payloads kept in the feed table")
+    code, _, err = run(capsys, "saas:resync", "--feed", "shoes")
+    assert code == 1 and err.startswith(
+        "The following requested index types are not supported: 'shoes'."
+    )
+
+
+def test_resync_killed_with_sigkill_continues_and_delivers_everything(
+    http_env: dict[str, str], destination: DestinationServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    destination.slow_next(1000, 0.05)  # about 10 items/s with batches of 1: time to kill it mid-way
+    child = subprocess.Popen(
+        [sys.executable, "-m", "worker", "saas:resync", "--feed", "products", "--batch-size", "1"],
+        env={**os.environ, **http_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while destination.count("products") < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    delivered_before = destination.count("products")
+    assert 30 <= delivered_before < 120
+    destination.clear_faults()
+    engine = create_db_engine(http_env["DATABASE_URL"])
+    with (
+        engine.begin() as conn
+    ):  # the dead process's lock expires after its TTL; don't wait 2 minutes
+        conn.execute(update(locks).values(expires_at=utcnow()))
+        states = dict(conn.execute(text("SELECT indexer_id, status FROM indexer_state")).all())
+    engine.dispose()
+    assert states["catalog_data_exporter_products"] == "working"
+    code, out, _ = run(capsys, "saas:resync", "--feed", "products", "--continue-resync")
+    assert code == 0, out
+    assert len(destination.accepted_ids("products")) == 120
+    # What was accepted before the kill is not sent again (at most the batch in flight is).
+    assert destination.count("products") <= 120 + 1
+    _, out, _ = run(capsys, "indexer:status", "catalog_data_exporter_products")
+    assert "| Ready " in out
