@@ -127,3 +127,48 @@ def destination() -> Iterator[DestinationServer]:
     with DestinationServer() as server:
         yield server
     assert server.errors == []
+
+
+def library_context(
+    db_url: str,
+    export_url: str,
+    tmp_path: Path,
+    *,
+    books: int = 12,
+    batch_size: int = 3,
+    collect_batch_size: int = 6,
+    extra: str = "",
+    **env: str,
+) -> Context:
+    """A context on the library schema of tests/library_feeds.py: one author, `books` books, triggers on.
+
+    Retries are fast (backoff 0.05–0.1 s, 5 attempts) so resend tests need not wait.
+    """
+    from tests.library_feeds import authors, metadata
+    from tests.library_feeds import books as books_table
+
+    config = tmp_path / "library.toml"
+    config.write_text(
+        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n'
+        "[retry]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.1\nmax_attempts = 5\n"
+        f"[feeds.books]\nbatch_size = {batch_size}\ncollect_batch_size = {collect_batch_size}\n{extra}"
+    )
+    settings = load_settings(
+        {
+            "DATABASE_URL": db_url,
+            "EXPORT_URL": export_url,
+            "FEEDSYNC_CONFIG": str(config),
+            "LOG_FORMAT": "json",
+            **env,
+        }
+    )
+    ctx = open_context(settings)
+    metadata.create_all(ctx.source)
+    with ctx.source.begin() as conn:
+        conn.execute(authors.insert(), [{"id": 1, "name": "Le Guin"}])
+        rows = [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, books + 1)]
+        conn.execute(books_table.insert(), rows)
+    from feeds import indexer
+
+    indexer.ensure_subscriptions(ctx)
+    return ctx

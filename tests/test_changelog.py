@@ -14,26 +14,15 @@ from feeds.context import Context, open_context
 from feeds.diff import FeedItem
 from feeds.errors import DestinationError, SourceSchemaError
 from feeds.export.file import FileDestination
-from tests.conftest import make_settings
-from tests.library_feeds import authors, books, metadata
+from tests.conftest import library_context, make_settings
 from tests.test_custom_feed import exported
 
 
 @pytest.fixture
 def library(db_url: str, export_dir: Path, tmp_path: Path) -> Iterator[Context]:
-    config = tmp_path / "feedsync.toml"
-    config.write_text(
-        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n[feeds.books]\nbatch_size = 2\ncollect_batch_size = 2\n'
+    ctx = library_context(
+        db_url, f"file://{export_dir}", tmp_path, books=5, batch_size=2, collect_batch_size=2
     )
-    ctx = open_context(make_settings(db_url, export_dir, config))
-    metadata.create_all(ctx.source)
-    with ctx.source.begin() as conn:
-        conn.execute(authors.insert(), [{"id": 1, "name": "Le Guin"}])
-        conn.execute(
-            books.insert(),
-            [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, 6)],
-        )
-    indexer.ensure_subscriptions(ctx)
     yield ctx
     ctx.close()
 

@@ -10,46 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from config.settings import load_settings
 from feeds import exporter, indexer, runs
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.errors import FeedsyncError
 from feeds.resync import ResyncRequest, resync
 from feeds.store import ItemStatus, items
+from tests.conftest import library_context
 from tests.destination_server import DestinationServer
-from tests.library_feeds import authors, books, metadata
 
 BOOKS = 12
-
-
-def library_context(
-    db_url: str, url: str, tmp_path: Path, extra: str = "", batch_size: int = 3, **env: str
-) -> Context:
-    config = tmp_path / "feedsync.toml"
-    config.write_text(
-        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n'
-        "[retry]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.1\nmax_attempts = 5\n"
-        f"[feeds.books]\nbatch_size = {batch_size}\ncollect_batch_size = 6\n{extra}"
-    )
-    settings = load_settings(
-        {
-            "DATABASE_URL": db_url,
-            "EXPORT_URL": url,
-            "FEEDSYNC_CONFIG": str(config),
-            "LOG_FORMAT": "json",
-            **env,
-        }
-    )
-    ctx = open_context(settings)
-    metadata.create_all(ctx.source)
-    with ctx.source.begin() as conn:
-        conn.execute(authors.insert(), [{"id": 1, "name": "Le Guin"}])
-        conn.execute(
-            books.insert(),
-            [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, BOOKS + 1)],
-        )
-    indexer.ensure_subscriptions(ctx)
-    return ctx
 
 
 @pytest.fixture
