@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
+from sqlalchemy import column, select, table
 from sqlalchemy.engine import Connection
 
 from config.settings import ExportMode
 from feeds import runs, store
 from feeds.context import Context
-from feeds.definitions import Feed, Keys
+from feeds.definitions import Document, Feed, Keys
 from feeds.diff import Change, FeedItem, classify
 from feeds.export.delivery import Delivery
 from feeds.export.protocol import ItemResult
@@ -134,10 +135,15 @@ def process_batch(
 ) -> Counts:
     """Build, classify, deliver and record the entities in `keys`; `then` runs in the recording transaction."""
     feed = run.feed
-    with ctx.source.connect() as src:
-        documents = list(feed.build(src, keys))
+    documents, broken = build_documents(ctx, feed, keys)
     with ctx.db.connect() as conn:
         stored = store.stored_items(conn, feed.name, keys)
+    if broken:
+        # Items of an entity that could not be built are not deletions: set them aside.
+        failed_items = {i: s for i, s in stored.items() if s.entity in broken}
+        stored = {i: s for i, s in stored.items() if s.entity not in broken}
+        if not run.options.dry_run:
+            _record_broken(ctx, run, broken, failed_items)
     if run.options.resend_all:
         resend = set(stored) | {d.id for d in documents}
         if run.options.accepted_since is not None:
@@ -184,6 +190,72 @@ def process_batch(
         run.committed_batches += 1
     run.counts += counts
     return counts
+
+
+def build_documents(ctx: Context, feed: Feed, keys: Keys) -> tuple[list[Document], dict[int, str]]:
+    """The batch's documents, and the entities whose document could not be built (with the error).
+
+    A builder that fails on the batch is retried entity by entity, so one bad row costs its own
+    entity, not the batch, and is reported rather than retried forever.
+    """
+    try:
+        with ctx.source.connect() as src:
+            return list(feed.build(src, keys)), {}
+    except Exception as exc:
+        log.warning(
+            "build.failed",
+            feed=feed.name,
+            error=f"{type(exc).__name__}: {exc}",
+            retry="entity by entity",
+        )
+    documents: list[Document] = []
+    broken: dict[int, str] = {}
+    for entity in entity_ids(ctx, feed, keys):
+        try:
+            with ctx.source.connect() as src:
+                documents.extend(feed.build(src, Keys(ids=(entity,))))
+        except Exception as exc:  # recorded below as an application error of this entity
+            broken[entity] = f"{type(exc).__name__}: {exc}"[:2000]
+    return documents, broken
+
+
+def entity_ids(ctx: Context, feed: Feed, keys: Keys) -> list[int]:
+    if keys.ids is not None:
+        return list(keys.ids)
+    key = table(feed.key_table, column(feed.key_column)).c[feed.key_column]
+    with ctx.source.connect() as src:
+        return list(src.scalars(select(key).where(keys.match(key)).order_by(key)))
+
+
+def _record_broken(
+    ctx: Context, run: Run, broken: dict[int, str], items: dict[str, store.StoredItem]
+) -> None:
+    """Status 0 on the items of entities that could not be built, and one error row per entity."""
+    now = utcnow()
+    records = [
+        ItemRecord(
+            i,
+            s.entity,
+            s.hash,
+            s.deleted,
+            now,
+            ItemStatus.APP_ERROR,
+            error_code="BUILD_FAILED",
+            error_category="other",
+            error_message=broken[s.entity],
+        )
+        for i, s in items.items()
+    ]
+    results = [
+        ItemResult(str(entity), ItemStatus.APP_ERROR, "BUILD_FAILED", message)
+        for entity, message in broken.items()
+    ]
+    with ctx.db.begin() as conn:
+        store.record_items(conn, run.feed.name, records)
+        runs.record_errors(conn, run.id, run.feed.name, results)
+    run.counts.failed += len(broken)
+    for entity, message in broken.items():
+        run.log.error("build.entity_failed", entity=entity, error=message)
 
 
 def deliver_stored(

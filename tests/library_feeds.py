@@ -39,6 +39,10 @@ def build_books(conn: Connection, keys: Keys) -> Iterator[Document]:
         .where(keys.match(books.c.book_no))
     )
     for book_no, title, author in conn.execute(query):
+        if title.startswith(
+            "\ufffd"
+        ):  # a corrupt row the application wrote: this builder cannot export it
+            raise ValueError(f"book {book_no} has an undecodable title")
         yield Document(
             entity=book_no,
             id=f"book-{book_no}",

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 
 from config.settings import IndexerMode
-from feeds import changelog, indexer, store
+from feeds import changelog, indexer, runs, store
 from feeds.context import Context, open_context
 from feeds.diff import FeedItem
 from feeds.errors import DestinationError, SourceSchemaError
@@ -201,3 +201,31 @@ def test_subscribing_without_the_source_tables_names_them(
     ):
         changelog.subscribe(ctx.source, ctx.registry.get("books"))
     ctx.close()
+
+
+def test_a_row_that_cannot_be_built_fails_only_its_entity_and_is_reported(
+    library: Context, export_dir: Path
+) -> None:
+    feed = library.registry.get("books")
+    indexer.reindex(library, feed)
+    sql(library, "UPDATE books SET title = '\ufffdbad' WHERE book_no = 3")
+    sql(library, "UPDATE books SET title = 'fine' WHERE book_no = 4")
+    [outcome] = indexer.update_all_views(library)
+    assert (outcome.counts.updated, outcome.counts.failed, outcome.counts.deleted) == (1, 1, 0)
+    with library.source.connect() as conn:
+        assert changelog.backlog(conn, feed, state(library).version_id) == 0
+    with library.db.connect() as conn:
+        row = conn.execute(
+            text("SELECT status, error_code, error_message FROM feed_items WHERE id = 'book-3'")
+        ).one()
+        [error] = runs.list_errors(conn, feed="books")
+    assert row == (0, "BUILD_FAILED", "ValueError: book 3 has an undecodable title")
+    assert (error["item_id"], error["category"], error["code"]) == ("3", "other", "BUILD_FAILED")
+    assert not [i for i in exported(export_dir, "books") if i["id"] == "book-3" and i["deleted"]]
+    sql(library, "UPDATE books SET title = 'repaired' WHERE book_no = 3")
+    [outcome] = indexer.update_all_views(library)
+    assert outcome.counts.updated == 1
+    with library.db.connect() as conn:
+        assert (
+            conn.execute(text("SELECT status FROM feed_items WHERE id = 'book-3'")).scalar() == 200
+        )
