@@ -371,3 +371,36 @@ def test_max_attempts_leaves_the_item_failed_until_it_changes(
     indexer.update_all_views(ctx)
     assert rows(ctx)["book-1"]["status"] == ItemStatus.SENT
     ctx.close()
+
+
+def test_cleanup_feed_empties_the_feed_table_then_sends_everything_as_new(
+    lib: Context, destination: DestinationServer
+) -> None:
+    indexer.reindex(lib, lib.registry.get("books"))
+    with lib.db.begin() as conn:  # an item the source no longer has, left in the feed table
+        conn.execute(text("UPDATE feed_items SET id = 'book-stale' WHERE id = 'book-1'"))
+    outcome = resync(lib, lib.registry.get("books"), ResyncRequest(cleanup_feed=True))
+    assert (outcome.counts.new, outcome.counts.deleted, outcome.counts.rows_synced) == (
+        BOOKS,
+        0,
+        BOOKS,
+    )
+    assert set(rows(lib)) == ALL
+
+
+def test_no_reindex_resends_the_stored_payloads_of_a_legacy_feed(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, destination.url, tmp_path, extra='export_mode = "legacy"\n')
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    exporter.export_pending(ctx, ctx.registry.get("books"))
+    with ctx.source.begin() as conn:  # not rebuilt: the stored payload is what goes
+        conn.execute(text("UPDATE books SET title = 'not collected yet'"))
+    destination.reset()
+    outcome = resync(ctx, ctx.registry.get("books"), ResyncRequest(no_reindex=True))
+    assert outcome.counts.rows_synced == BOOKS
+    assert destination.accepted_ids("books") == ALL
+    assert {item["data"]["title"] for item in destination.accepted["books"].values()} == {
+        f"Book {n}" for n in range(1, BOOKS + 1)
+    }
+    ctx.close()
