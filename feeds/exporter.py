@@ -14,7 +14,6 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select
 
-from feeds import store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
 from feeds.diff import Change, FeedItem
@@ -130,6 +129,3 @@ def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
         lock.renew()
         if run.delivery.config_error:
             return  # nothing more can be sent in this run
-
-
-__all__ = ["export_pending", "resend_failed", "send_stored", "store"]

@@ -279,6 +279,3 @@ def _collected(changed: list[FeedItem]) -> list[ItemRecord]:
         ItemRecord(i.id, i.entity, i.hash, i.deleted, i.modified_at, None, payload=i.body)
         for i in changed
     ]
-
-
-__all__ = ["ItemResult", "Run", "RunOptions", "open_run", "process_batch"]
