@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import cast
 
@@ -290,3 +290,25 @@ def list_errors(
     if category is not None:
         query = query.where(c.category == category)
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def remove_history(
+    engine: Engine, retention_days: int, now: datetime | None = None
+) -> tuple[int, int]:
+    """`sync_history_cleanup`: drop finished runs and resolved errors older than the retention.
+
+    Unresolved errors stay whatever their age: they are still true.
+    """
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    with engine.begin() as conn:
+        removed_runs = conn.execute(
+            sync_runs.delete().where(
+                sync_runs.c.started_at < cutoff, sync_runs.c.status != RunStatus.RUNNING.value
+            )
+        ).rowcount
+        removed_errors = conn.execute(
+            sync_errors.delete().where(
+                sync_errors.c.resolved.is_(True), sync_errors.c.last_seen < cutoff
+            )
+        ).rowcount
+    return removed_runs, removed_errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from feeds import exporter, indexer, runs
 from feeds.context import Context
 from feeds.errors import FeedsyncError
 from feeds.resync import ResyncRequest, resync
-from feeds.store import ItemStatus, items
+from feeds.store import ItemStatus, items, utcnow
 from tests.conftest import library_context
 from tests.destination_server import DestinationServer
 
@@ -404,3 +405,19 @@ def test_no_reindex_resends_the_stored_payloads_of_a_legacy_feed(
         f"Book {n}" for n in range(1, BOOKS + 1)
     }
     ctx.close()
+
+
+def test_history_cleanup_drops_old_runs_and_resolved_errors_only(
+    lib: Context, destination: DestinationServer
+) -> None:
+    destination.omit({"book-1"})
+    destination.reject({"book-2"})
+    indexer.reindex(lib, lib.registry.get("books"))
+    destination.clear_faults()
+    resend_until_quiet(lib)  # book-1's error is now resolved; book-2's rejection is still current
+    assert runs.remove_history(lib.db, retention_days=5) == (0, 0)
+    later = utcnow() + timedelta(days=6)
+    removed_runs, removed_errors = runs.remove_history(lib.db, retention_days=5, now=later)
+    assert removed_runs >= 2 and runs_all(lib) == []
+    assert removed_errors == 1
+    assert [e["item_id"] for e in errors(lib)] == ["book-2"]

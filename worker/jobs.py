@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import structlog
 
-from feeds import exporter, indexer
+from feeds import exporter, indexer, runs
 from feeds.context import Context
 from feeds.schedule import resend_job
 
@@ -42,6 +42,14 @@ def indexer_clean_all_changelogs(ctx: Context) -> list[str]:
     return [f"{feed}: {count} changelog rows removed" for feed, count in removed.items()]
 
 
+def sync_history_cleanup(ctx: Context) -> list[str]:
+    days = ctx.settings.file.retention.days
+    removed_runs, removed_errors = runs.remove_history(ctx.db, days)
+    return [
+        f"removed {removed_runs} sync runs and {removed_errors} resolved sync errors older than {days} days"
+    ]
+
+
 def _legacy_exporter(sales: bool) -> Job:
     def job(ctx: Context) -> list[str]:
         feeds = [f for f in ctx.registry if f.sales is sales]
@@ -67,6 +75,7 @@ def jobs_for(ctx: Context) -> dict[str, Job]:
         "saas_data_exporter": _legacy_exporter(sales=False),
         "sales_data_exporter": _legacy_exporter(sales=True),
         "indexer_clean_all_changelogs": indexer_clean_all_changelogs,
+        "sync_history_cleanup": sync_history_cleanup,
     }
     for feed in ctx.registry:
         jobs[resend_job(feed.name)] = _resender(feed.name)
