@@ -1,10 +1,10 @@
 """A sync run and its batch pipeline: build → classify → deliver → record.
 
 One batch goes: build documents (source) → classify against the feed table → send the changed
-items (or keep their payload, legacy collection) → record them in the feed table, with the run's
-error rows, in one worker-database transaction that can also advance the changelog pointer. An
-item is recorded as sent only after the destination accepted it; a crash before the commit means
-the batch is done again (and resent), never lost.
+items (or keep their payload, legacy collection) → record them in the feed table with the run's
+error rows, one transaction per round of export batches; the last one also advances the changelog
+pointer. An item is recorded as sent only after the destination accepted it: a crash before the
+commit means that round is sent again, never lost.
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ class RunOptions:
     send: bool = True  # False: legacy collection, keep payloads for the exporter job
     dry_run: bool = False  # classify and count only: send nothing, write nothing
     threads: int = 1  # batches sent in parallel
-    resend_all: bool = False  # a resync: send unchanged items too …
-    accepted_since: datetime | None = (
-        None  # … except those accepted since then (a continued resync)
-    )
+    resend_all: bool = False  # a resync: send unchanged items too,
+    accepted_since: datetime | None = None  # except those accepted since (a continued resync)
     batch_size: int | None = None  # export batch size for this run (default: the feed's)
 
 
@@ -69,7 +67,7 @@ def delivery_for(ctx: Context, feed: Feed, options: RunOptions) -> Delivery:
         feed=feed.name,
         batch_size=options.batch_size or ctx.settings.batch_size(feed.name),
         retry=ctx.settings.file.retry,
-        keep_payload=ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY,
+        keep_payload=collect_only(ctx, feed),
         threads=options.threads,
     )
 
