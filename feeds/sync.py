@@ -153,6 +153,7 @@ def process_batch(
         updated=diff.count(Change.UPDATED),
         deleted=diff.count(Change.DELETED),
         skipped=diff.skipped,
+        failed=len(broken),
         last_timestamp_synced=diff.newest_update,
     )
     if run.options.dry_run:
@@ -251,7 +252,6 @@ def _record_broken(
     with ctx.db.begin() as conn:
         store.record_items(conn, run.feed.name, records)
         runs.record_errors(conn, run.id, run.feed.name, results)
-    run.counts.failed += len(broken)
     for entity, message in broken.items():
         run.log.error("build.entity_failed", entity=entity, error=message)
 
