@@ -43,16 +43,20 @@ def _alembic_config(engine: Engine) -> Any:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The applied revision(s), comma-separated when several branches are applied."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision(engine: Engine) -> str | None:
+    """The newest revision(s) of the migration scripts, comma-separated when they branch."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    heads = ScriptDirectory.from_config(_alembic_config(engine)).get_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
@@ -62,5 +66,6 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     before = current_revision(engine)
     head = head_revision(engine)
     if before != head:
-        command.upgrade(_alembic_config(engine), "head")
+        # "heads": independent branches of migrations (merged later) all apply.
+        command.upgrade(_alembic_config(engine), "heads")
     return before, head
