@@ -1,7 +1,553 @@
-"""Admin dashboard at /dashboard (server-rendered; SPEC §7). Routes are added below."""
+"""The admin dashboard at /dashboard (SPEC §7): sync runs, errors by category, resync, CSV, API usage.
+
+Server-rendered with Jinja2, no JavaScript framework. A browser logs in once with an API key that
+holds `sync.admin` and then carries a signed session cookie (key id, expiry, HMAC), never the key.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
-router = APIRouter()
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from feeds import apikeys
+from feeds.apikeys import Permission, api_keys
+from feeds.context import Context
+from feeds.errors import FeedsyncError
+from feeds.locks import LockedError
+from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.runs import Operation, RunStatus, sync_errors, sync_runs
+from feeds.store import utcnow
+
+log = structlog.get_logger("worker.api.dashboard")
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+ADMIN_PERMISSION = Permission.SYNC_ADMIN
+SESSION_SECRET = "dashboard_session"
+SESSION_COOKIE = "feedsync_session"
+SESSION_TTL_S = 12 * 3600
+DEFAULT_DAYS = 5
+RUNS_PER_PAGE = 50
+RECORDS_PER_CARD = 200
+CSRF_FIELD = "csrf_token"
+
+
+# --- session cookie and CSRF token: pure functions of a secret ---------------------------------
+
+
+def sign_session(secret: bytes, key_id: int, key_hash: str, expires: int) -> str:
+    """`<key id>.<expiry>.<mac>`: the MAC covers the key's stored hash, so a rotated key ends it."""
+    return f"{key_id}.{expires}.{_mac(secret, f'session:{key_id}.{expires}.{key_hash}')}"
+
+
+def session_key_id(secret: bytes, token: str, key_hash_of: Any, now: float) -> int | None:
+    """The key id a session token names, when its MAC is right and it has not expired."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    key_id, expires = int(parts[0]), int(parts[1])
+    if expires < now:
+        return None
+    key_hash = key_hash_of(key_id)
+    if key_hash is None:
+        return None
+    expected = sign_session(secret, key_id, key_hash, expires)
+    return key_id if hmac.compare_digest(expected, token) else None
+
+
+def csrf_token(secret: bytes, session: str) -> str:
+    """The form token of one session: a page of another site can read neither."""
+    return _mac(secret, f"csrf:{session}")[:32]
+
+
+def _mac(secret: bytes, message: str) -> str:
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+
+
+# --- filters: parsed from the query string, one sentence per bad value -------------------------
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """What the sync-status table shows: runs started in [since, until), filtered, sorted, one page."""
+
+    since: date
+    until: date | None = None
+    feed: str | None = None
+    operation: str | None = None
+    status: str | None = None
+    sort: str = "start"
+    order: str = "desc"
+    page: int = 1
+
+    def query(self, **changes: object) -> str:
+        """This state as a query string (the URL keeps it), with some values changed."""
+        values: dict[str, object] = {
+            "from": self.since.isoformat(),
+            "to": self.until.isoformat() if self.until else None,
+            "feed": self.feed,
+            "operation": self.operation,
+            "status": self.status,
+            "sort": self.sort,
+            "order": self.order,
+            "page": self.page,
+        }
+        values.update(changes)
+        if values["page"] == 1:
+            del values["page"]
+        return urlencode({k: v for k, v in values.items() if v is not None and v != ""})
+
+
+def parse_filters(
+    params: Mapping[str, str], feeds: Sequence[str], today: date
+) -> tuple[RunFilters, list[str]]:
+    """Filters from the query string; a bad value is dropped and explained, never a crash."""
+    problems: list[str] = []
+    since = today - timedelta(days=DEFAULT_DAYS)
+    until: date | None = None
+    if params.get("from"):
+        since = _date(params["from"], "from", problems) or since
+    if params.get("to"):
+        until = _date(params["to"], "to", problems)
+    if until is not None and until < since:
+        problems.append(
+            f"The date range ends ({until}) before it starts ({since}); showing runs from {since}."
+        )
+        until = None
+    choices = {
+        "feed": list(feeds),
+        "operation": [o.value for o in Operation],
+        "status": [s.value for s in RunStatus],
+    }
+    chosen: dict[str, str | None] = {}
+    for name, accepted in choices.items():
+        value = params.get(name) or None
+        if value is not None and value not in accepted:
+            problems.append(
+                f"{name} {value!r} is not known; accepted values are {', '.join(accepted)}."
+            )
+            value = None
+        chosen[name] = value
+    sort = params.get("sort") or "start"
+    if sort not in ("start", "end"):
+        problems.append(f"sort {sort!r} is not accepted; sort by 'start' or 'end'.")
+        sort = "start"
+    order = params.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        problems.append(f"order {order!r} is not accepted; use 'asc' or 'desc'.")
+        order = "desc"
+    page_text = params.get("page") or "1"
+    page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
+    if page_text != str(page):
+        problems.append(f"page {page_text!r} is not a page number; showing page 1.")
+    filters = RunFilters(
+        since, until, chosen["feed"], chosen["operation"], chosen["status"], sort, order, page
+    )
+    return filters, problems
+
+
+def _date(text: str, name: str, problems: list[str]) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{name} {text!r} is not a date; use YYYY-MM-DD.")
+        return None
+
+
+# --- queries: SQL filters, ORDER BY and LIMIT, so thousands of runs cost one page ---------------
+
+
+@dataclass
+class RunPage:
+    runs: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+
+
+def run_page(conn: Connection, f: RunFilters, per_page: int = RUNS_PER_PAGE) -> RunPage:
+    c = sync_runs.c
+    query = select(sync_runs).where(c.started_at >= _midnight(f.since))
+    if f.until is not None:
+        query = query.where(c.started_at < _midnight(f.until + timedelta(days=1)))
+    for column, value in ((c.feed, f.feed), (c.operation, f.operation), (c.status, f.status)):
+        if value is not None:
+            query = query.where(column == value)
+    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    pages = max(1, -(-total // per_page))
+    page = min(f.page, pages)
+    column = c.started_at if f.sort == "start" else c.finished_at
+    # A running run has no end yet: it is the newest of all, so it comes first newest-first.
+    if f.order == "desc":
+        order = (column.desc().nulls_first(), c.id.desc())
+    else:
+        order = (column.asc().nulls_last(), c.id.asc())
+    rows = conn.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page))
+    return RunPage([dict(row) for row in rows.mappings()], total, page, pages)
+
+
+@dataclass
+class ErrorCard:
+    category: str
+    errors: int
+    records: int
+    resolution: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
+    """The current errors per category: counts of errors and of affected records, first records."""
+    c = sync_errors.c
+    current = [c.resolved.is_(False)] + ([c.feed == feed] if feed else [])
+    per_record = (
+        select(c.category, func.count().label("n"))
+        .where(*current)
+        .group_by(c.category, c.feed, c.item_id)
+        .subquery()
+    )
+    counts = conn.execute(
+        select(per_record.c.category, func.sum(per_record.c.n), func.count())
+        .group_by(per_record.c.category)
+        .order_by(func.sum(per_record.c.n).desc(), per_record.c.category)
+    ).all()
+    cards = []
+    for category, errors, records in counts:
+        rows = conn.execute(
+            select(c.id, c.feed, c.item_id, c.code, c.message, c.attempts, c.last_seen)
+            .where(*current, c.category == category)
+            .order_by(c.last_seen.desc(), c.id.desc())
+            .limit(RECORDS_PER_CARD)
+        ).mappings()
+        cards.append(
+            ErrorCard(
+                category,
+                int(errors),
+                int(records),
+                resolution_text(category),
+                [dict(r) for r in rows],
+            )
+        )
+    return cards
+
+
+def resolution_text(category: str) -> str:
+    return ""
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    name: str
+    key_hash: str
+    permissions: frozenset[str]
+
+
+def _stored_key(ctx: Context, key_id: int) -> StoredKey | None:
+    """The active (not revoked) key with this id."""
+    with ctx.db.connect() as conn:
+        row = conn.execute(
+            select(api_keys.c.name, api_keys.c.key_hash, api_keys.c.permissions).where(
+                api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)
+            )
+        ).first()
+    return (
+        None
+        if row is None
+        else StoredKey(row.name, row.key_hash, frozenset(row.permissions.split()))
+    )
+
+
+def _secret(ctx: Context) -> bytes:
+    return apikeys.shared_secret(ctx.db, SESSION_SECRET)
+
+
+def _usage(ctx: Context) -> Any:
+    return None
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in browser: the key it logged in with, and its form token."""
+
+    key_id: int
+    key_name: str
+    permissions: frozenset[str]
+    token: str
+    csrf: str
+
+
+def current_session(request: Request, ctx: Context) -> Session | None:
+    """The session of this request's cookie, when it is valid and its key still exists."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    secret = _secret(ctx)
+    keys: dict[int, StoredKey] = {}
+
+    def key_hash_of(key_id: int) -> str | None:
+        key = _stored_key(ctx, key_id)
+        if key is None:
+            return None
+        keys[key_id] = key
+        return key.key_hash
+
+    key_id = session_key_id(secret, token, key_hash_of, time.time())
+    if key_id is None:
+        return None
+    key = keys[key_id]
+    return Session(key_id, key.name, key.permissions, token, csrf_token(secret, token))
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    ctx = _ctx(request)
+    session = current_session(request, ctx)
+    if session is not None and ADMIN_PERMISSION in session.permissions:
+        return RedirectResponse("/dashboard", status_code=303)
+    return _page(request, "login.html", {})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    ctx = _ctx(request)
+    form = await _form(request)
+    raw_key = (form.get("api_key") or [""])[0].strip()
+    key = await run_in_threadpool(apikeys.find_key, ctx.db, raw_key) if raw_key else None
+    if key is None:
+        log.info("dashboard.login_refused", reason="unknown key" if raw_key else "no key")
+        message = (
+            "That API key is not valid (unknown or revoked). Paste a key created with "
+            "`python -m worker apikey:create --permission sync.admin`."
+            if raw_key
+            else "Enter an API key to log in."
+        )
+        return _page(request, "login.html", {"error": message}, status_code=401)
+    if ADMIN_PERMISSION not in key.permissions:
+        log.info("dashboard.login_forbidden", key_id=key.id)
+        return _forbidden(request, key.name)
+    stored = await run_in_threadpool(_stored_key, ctx, key.id)
+    assert stored is not None  # it authenticated a moment ago
+    token = sign_session(_secret(ctx), key.id, stored.key_hash, int(time.time()) + SESSION_TTL_S)
+    log.info("dashboard.login", key_id=key.id)
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_TTL_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    ctx = _ctx(request)
+    form = await _form(request)
+    session = await run_in_threadpool(current_session, request, ctx)
+    if session is not None and _csrf_ok(session, form):
+        log.info("dashboard.logout", key_id=session.key_id)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+def dashboard(request: Request) -> Response:
+    ctx = _ctx(request)
+    session = current_session(request, ctx)
+    if session is None:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    if ADMIN_PERMISSION not in session.permissions:
+        return _forbidden(request, session.key_name, session)
+    params = dict(request.query_params)
+    notices = _resync_notice(params)
+    return _render_dashboard(request, ctx, session, params, notices=notices)
+
+
+@router.post("/resync", response_class=HTMLResponse)
+async def resync(request: Request) -> Response:
+    ctx = _ctx(request)
+    form = await _form(request)
+    session = await run_in_threadpool(current_session, request, ctx)
+    if session is None:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    if ADMIN_PERMISSION not in session.permissions:
+        return _forbidden(request, session.key_name, session)
+    if not _csrf_ok(session, form):
+        log.warning("dashboard.csrf_refused", key_id=session.key_id)
+        return _page(
+            request,
+            "message.html",
+            {
+                "title": "Form expired",
+                "message": "This form is out of date or did not come from the dashboard; "
+                "reload the dashboard and try again.",
+                "session": session,
+            },
+            status_code=403,
+        )
+    back = _back(form)
+    selected = form.get("error_id", [])
+    if not all(value.isdigit() for value in selected):
+        problem = (
+            "The selection holds something other than sync error ids; reload and select again."
+        )
+        return await run_in_threadpool(
+            _render_dashboard, request, ctx, session, back, [], [problem], 400
+        )
+    if len(selected) > MAX_RESYNC_ERRORS:
+        problem = (
+            f"{len(selected)} errors were selected, but at most {MAX_RESYNC_ERRORS} can be resynced "
+            f"at once: select {MAX_RESYNC_ERRORS} or fewer and press Resync again."
+        )
+        return await run_in_threadpool(
+            _render_dashboard, request, ctx, session, back, [], [problem], 400
+        )
+    try:
+        outcome = await run_in_threadpool(resync_errors, ctx, [int(v) for v in selected])
+    except LockedError as exc:
+        return await run_in_threadpool(
+            _render_dashboard, request, ctx, session, back, [], [str(exc)], 409
+        )
+    except FeedsyncError as exc:
+        return await run_in_threadpool(
+            _render_dashboard, request, ctx, session, back, [], [str(exc)], 400
+        )
+    log.info(
+        "dashboard.resynced",
+        key_id=session.key_id,
+        selected=len(selected),
+        cleared=len(outcome.resolved),
+        still_failing=len(outcome.still_failing),
+    )
+    result = {
+        "resynced": len(outcome.resolved) + len(outcome.still_failing),
+        "cleared": len(outcome.resolved),
+    }
+    return RedirectResponse(f"/dashboard?{urlencode({**back, **result})}", status_code=303)
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _render_dashboard(
+    request: Request,
+    ctx: Context,
+    session: Session,
+    params: Mapping[str, str],
+    notices: Sequence[str] = (),
+    problems: Sequence[str] = (),
+    status_code: int = 200,
+) -> Response:
+    feeds = ctx.registry.names()
+    filters, filter_problems = parse_filters(params, feeds, utcnow().date())
+    with ctx.db.connect() as conn:
+        page = run_page(conn, filters)
+        cards = error_cards(conn, filters.feed)
+    return _page(
+        request,
+        "dashboard.html",
+        {
+            "session": session,
+            "filters": filters,
+            "page": page,
+            "cards": cards,
+            "feeds": feeds,
+            "operations": [o.value for o in Operation],
+            "statuses": [s.value for s in RunStatus],
+            "notices": list(notices),
+            "problems": [*problems, *filter_problems],
+            "usage": _usage(ctx),
+            "max_resync": MAX_RESYNC_ERRORS,
+            "csv_url": "/sync/errors.csv",
+        },
+        status_code=status_code,
+    )
+
+
+def _page(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    # The pages hold live data and a form token: never cached, never framed (no clickjacking).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def _forbidden(request: Request, key_name: str, session: Session | None = None) -> Response:
+    return _page(
+        request,
+        "message.html",
+        {
+            "title": "Permission needed",
+            "message": f"The API key {key_name!r} does not hold the {ADMIN_PERMISSION} permission "
+            "the dashboard needs. Log in with a key created with "
+            f"`python -m worker apikey:create --permission {ADMIN_PERMISSION}`.",
+            "session": session,
+            "login_link": True,
+        },
+        status_code=403,
+    )
+
+
+def _resync_notice(params: Mapping[str, str]) -> list[str]:
+    resynced, cleared = params.get("resynced", ""), params.get("cleared", "")
+    if not (resynced.isdigit() and cleared.isdigit()):
+        return []
+    failing = int(resynced) - int(cleared)
+    text = f"Resynced {resynced} error{'s' if resynced != '1' else ''}: {cleared} cleared"
+    return [f"{text}, {failing} still failing." if failing > 0 else f"{text}."]
+
+
+def _back(form: Mapping[str, list[str]]) -> dict[str, str]:
+    """The filter state the resync form came from (query parameters only: no open redirect)."""
+    keep = ("from", "to", "feed", "operation", "status", "sort", "order", "page")
+    pairs = parse_qsl((form.get("back") or [""])[0])
+    return {k: v for k, v in pairs if k in keep}
+
+
+def _csrf_ok(session: Session, form: Mapping[str, list[str]]) -> bool:
+    sent = (form.get(CSRF_FIELD) or [""])[0]
+    return bool(sent) and hmac.compare_digest(sent, session.csrf)
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    """An urlencoded form body (all the dashboard's forms are; no multipart parser needed)."""
+    body = await request.body()
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
