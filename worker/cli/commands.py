@@ -1,6 +1,6 @@
 """Every command group registers its sub-commands here."""
 
-from worker.cli import cron, db, demo, indexer, run, saas, sync
+from worker.cli import api, apikey, cron, db, demo, indexer, run, saas, sync
 
 REGISTRARS = [
     indexer.register,
@@ -10,4 +10,6 @@ REGISTRARS = [
     demo.register,
     db.register,
     run.register,
+    api.register,
+    apikey.register,
 ]

@@ -1,0 +1,89 @@
+"""Authentication of API requests (SPEC §7): `Authorization: Bearer <API key>`, a permission per
+endpoint, and the per-key rate limits. Missing or unknown key → 401, no permission → 403, past the
+rate limit → 429 with `Retry-After`; every refusal is JSON `{"message": ...}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import structlog
+from fastapi import Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from feeds import apikeys
+from feeds.apikeys import ApiKey, Permission
+from feeds.context import Context
+from worker.api.ratelimit import Limit, RateLimiter
+
+log = structlog.get_logger("worker.api.auth")
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key made with `python -m worker apikey:create`.",
+)
+
+
+class ApiError(Exception):
+    """An answer other than success: its status code, one sentence, and extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def authenticate(ctx: Context, raw_key: str) -> ApiKey | None:
+    """The active API key with this secret, or None when it is unknown or revoked."""
+    return apikeys.find_key(ctx.db, raw_key.strip())
+
+
+def get_context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def require(permission: Permission, limit: Limit | None = None) -> Callable[..., ApiKey]:
+    """A FastAPI dependency: the request's API key, which holds `permission` and is within `limit`."""
+
+    def dependency(
+        request: Request,
+        response: Response,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> ApiKey:
+        if credentials is None or not credentials.credentials:
+            raise ApiError(
+                401,
+                "Missing API key: send it as 'Authorization: Bearer <key>' "
+                "(create one with python -m worker apikey:create).",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        key = authenticate(get_context(request), credentials.credentials)
+        if key is None:
+            log.info("api.unauthorized", path=request.url.path)
+            raise ApiError(401, "Invalid API key.", {"WWW-Authenticate": "Bearer"})
+        if not key.allows(permission):
+            log.info("api.forbidden", path=request.url.path, key_id=key.id, needs=permission.value)
+            raise ApiError(403, f"This API key lacks the permission {permission.value}.")
+        if limit is not None:
+            limiter: RateLimiter = request.app.state.limiter
+            verdict = limiter.hit(key.id, limit)
+            headers = {
+                "X-RateLimit-Limit": str(verdict.limit),
+                "X-RateLimit-Remaining": str(verdict.remaining),
+            }
+            if not verdict.allowed:
+                log.info("api.rate_limited", path=request.url.path, key_id=key.id)
+                raise ApiError(
+                    429,
+                    f"Rate limit of {limit.per_minute} requests per minute exceeded for this API key; "
+                    f"retry in {verdict.retry_after_s} s.",
+                    {**headers, "Retry-After": str(verdict.retry_after_s)},
+                )
+            response.headers.update(headers)
+        return key
+
+    return dependency
