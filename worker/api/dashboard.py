@@ -6,9 +6,6 @@ holds `sync.admin` and then carries a signed session cookie (key id, expiry, HMA
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -24,14 +21,16 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from feeds import apikeys
-from feeds.apikeys import Permission, api_keys
+from feeds.apikeys import Permission
 from feeds.context import Context
 from feeds.errors import FeedsyncError
 from feeds.locks import LockedError
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.runs import Operation, RunStatus, sync_errors, sync_runs
 from feeds.store import utcnow
+from worker.api import session as sessions
+from worker.api.auth import authenticate, get_context
+from worker.api.session import Session, current_session
 
 log = structlog.get_logger("worker.api.dashboard")
 
@@ -39,45 +38,10 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 ADMIN_PERMISSION = Permission.SYNC_ADMIN
-SESSION_SECRET = "dashboard_session"
-SESSION_COOKIE = "feedsync_session"
-SESSION_TTL_S = 12 * 3600
 DEFAULT_DAYS = 5
 RUNS_PER_PAGE = 50
 RECORDS_PER_CARD = 200
 CSRF_FIELD = "csrf_token"
-
-
-# --- session cookie and CSRF token: pure functions of a secret ---------------------------------
-
-
-def sign_session(secret: bytes, key_id: int, key_hash: str, expires: int) -> str:
-    """`<key id>.<expiry>.<mac>`: the MAC covers the key's stored hash, so a rotated key ends it."""
-    return f"{key_id}.{expires}.{_mac(secret, f'session:{key_id}.{expires}.{key_hash}')}"
-
-
-def session_key_id(secret: bytes, token: str, key_hash_of: Any, now: float) -> int | None:
-    """The key id a session token names, when its MAC is right and it has not expired."""
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
-        return None
-    key_id, expires = int(parts[0]), int(parts[1])
-    if expires < now:
-        return None
-    key_hash = key_hash_of(key_id)
-    if key_hash is None:
-        return None
-    expected = sign_session(secret, key_id, key_hash, expires)
-    return key_id if hmac.compare_digest(expected, token) else None
-
-
-def csrf_token(secret: bytes, session: str) -> str:
-    """The form token of one session: a page of another site can read neither."""
-    return _mac(secret, f"csrf:{session}")[:32]
-
-
-def _mac(secret: bytes, message: str) -> str:
-    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
 
 
 # --- filters: parsed from the query string, one sentence per bad value -------------------------
@@ -257,195 +221,110 @@ def _midnight(day: date) -> datetime:
 # --- routes --------------------------------------------------------------------------------------
 
 
-def _ctx(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
-    return ctx
-
-
-@dataclass(frozen=True)
-class StoredKey:
-    name: str
-    key_hash: str
-    permissions: frozenset[str]
-
-
-def _stored_key(ctx: Context, key_id: int) -> StoredKey | None:
-    """The active (not revoked) key with this id."""
-    with ctx.db.connect() as conn:
-        row = conn.execute(
-            select(api_keys.c.name, api_keys.c.key_hash, api_keys.c.permissions).where(
-                api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)
-            )
-        ).first()
-    return (
-        None
-        if row is None
-        else StoredKey(row.name, row.key_hash, frozenset(row.permissions.split()))
-    )
-
-
-def _secret(ctx: Context) -> bytes:
-    return apikeys.shared_secret(ctx.db, SESSION_SECRET)
-
-
 def _usage(ctx: Context) -> Any:
     return None
 
 
-@dataclass(frozen=True)
-class Session:
-    """A logged-in browser: the key it logged in with, and its form token."""
-
-    key_id: int
-    key_name: str
-    permissions: frozenset[str]
-    token: str
-    csrf: str
-
-
-def current_session(request: Request, ctx: Context) -> Session | None:
-    """The session of this request's cookie, when it is valid and its key still exists."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        return None
-    secret = _secret(ctx)
-    keys: dict[int, StoredKey] = {}
-
-    def key_hash_of(key_id: int) -> str | None:
-        key = _stored_key(ctx, key_id)
-        if key is None:
-            return None
-        keys[key_id] = key
-        return key.key_hash
-
-    key_id = session_key_id(secret, token, key_hash_of, time.time())
-    if key_id is None:
-        return None
-    key = keys[key_id]
-    return Session(key_id, key.name, key.permissions, token, csrf_token(secret, token))
-
-
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
-    ctx = _ctx(request)
-    session = current_session(request, ctx)
-    if session is not None and ADMIN_PERMISSION in session.permissions:
+    session = current_session(request, get_context(request))
+    if session is not None and session.key.allows(ADMIN_PERMISSION):
         return RedirectResponse("/dashboard", status_code=303)
     return _page(request, "login.html", {})
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    ctx = _ctx(request)
-    form = await _form(request)
-    raw_key = (form.get("api_key") or [""])[0].strip()
-    key = await run_in_threadpool(apikeys.find_key, ctx.db, raw_key) if raw_key else None
+    ctx = get_context(request)
+    raw_key = _field(await _form(request), "api_key").strip()
+    key = await run_in_threadpool(authenticate, ctx, raw_key) if raw_key else None
     if key is None:
         log.info("dashboard.login_refused", reason="unknown key" if raw_key else "no key")
         message = (
-            "That API key is not valid (unknown or revoked). Paste a key created with "
-            "`python -m worker apikey:create --permission sync.admin`."
+            "That API key is not valid: it is unknown or revoked. Paste the key printed by "
+            f"`python -m worker apikey:create` for a key with the {ADMIN_PERMISSION} permission."
             if raw_key
             else "Enter an API key to log in."
         )
         return _page(request, "login.html", {"error": message}, status_code=401)
-    if ADMIN_PERMISSION not in key.permissions:
+    if not key.allows(ADMIN_PERMISSION):
         log.info("dashboard.login_forbidden", key_id=key.id)
         return _forbidden(request, key.name)
-    stored = await run_in_threadpool(_stored_key, ctx, key.id)
-    assert stored is not None  # it authenticated a moment ago
-    token = sign_session(_secret(ctx), key.id, stored.key_hash, int(time.time()) + SESSION_TTL_S)
-    log.info("dashboard.login", key_id=key.id)
     response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=SESSION_TTL_S,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    await run_in_threadpool(sessions.start, request, response, ctx, key)
+    log.info("dashboard.login", key_id=key.id)
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    ctx = _ctx(request)
     form = await _form(request)
-    session = await run_in_threadpool(current_session, request, ctx)
-    if session is not None and _csrf_ok(session, form):
-        log.info("dashboard.logout", key_id=session.key_id)
+    session = await run_in_threadpool(current_session, request, get_context(request))
+    if session is not None and sessions.csrf_ok(session, _field(form, CSRF_FIELD)):
+        log.info("dashboard.logout", key_id=session.key.id)
     response = RedirectResponse("/dashboard/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    sessions.end(response)
     return response
 
 
 @router.get("", response_class=HTMLResponse)
 def dashboard(request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = get_context(request)
     session = current_session(request, ctx)
     if session is None:
         return RedirectResponse("/dashboard/login", status_code=303)
-    if ADMIN_PERMISSION not in session.permissions:
-        return _forbidden(request, session.key_name, session)
+    if not session.key.allows(ADMIN_PERMISSION):
+        return _forbidden(request, session.key.name, session)
     params = dict(request.query_params)
-    notices = _resync_notice(params)
-    return _render_dashboard(request, ctx, session, params, notices=notices)
+    return _render_dashboard(request, ctx, session, params, notices=_resync_notice(params))
 
 
 @router.post("/resync", response_class=HTMLResponse)
 async def resync(request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = get_context(request)
     form = await _form(request)
     session = await run_in_threadpool(current_session, request, ctx)
     if session is None:
         return RedirectResponse("/dashboard/login", status_code=303)
-    if ADMIN_PERMISSION not in session.permissions:
-        return _forbidden(request, session.key_name, session)
-    if not _csrf_ok(session, form):
-        log.warning("dashboard.csrf_refused", key_id=session.key_id)
-        return _page(
-            request,
-            "message.html",
-            {
-                "title": "Form expired",
-                "message": "This form is out of date or did not come from the dashboard; "
-                "reload the dashboard and try again.",
-                "session": session,
-            },
-            status_code=403,
+    if not session.key.allows(ADMIN_PERMISSION):
+        return _forbidden(request, session.key.name, session)
+    if not sessions.csrf_ok(session, _field(form, CSRF_FIELD)):
+        log.warning("dashboard.csrf_refused", key_id=session.key.id)
+        message = (
+            "This form is out of date or did not come from the dashboard; "
+            "reload the dashboard and try again."
         )
+        context = {"title": "Form expired", "message": message, "session": session}
+        return _page(request, "message.html", context, status_code=403)
     back = _back(form)
     selected = form.get("error_id", [])
-    if not all(value.isdigit() for value in selected):
+    problem, status = None, 400
+    if not selected:
+        problem = "No error was selected: tick the records to resync, then press Resync."
+    elif not all(value.isdigit() for value in selected):
         problem = (
             "The selection holds something other than sync error ids; reload and select again."
         )
-        return await run_in_threadpool(
-            _render_dashboard, request, ctx, session, back, [], [problem], 400
-        )
-    if len(selected) > MAX_RESYNC_ERRORS:
+    elif len(selected) > MAX_RESYNC_ERRORS:
         problem = (
             f"{len(selected)} errors were selected, but at most {MAX_RESYNC_ERRORS} can be resynced "
             f"at once: select {MAX_RESYNC_ERRORS} or fewer and press Resync again."
         )
+    else:
+        try:
+            outcome = await run_in_threadpool(resync_errors, ctx, [int(v) for v in selected])
+        except LockedError as exc:
+            problem, status = str(exc), 409
+        except FeedsyncError as exc:
+            problem = str(exc)
+    if problem is not None:
+        log.info("dashboard.resync_refused", key_id=session.key.id, selected=len(selected))
         return await run_in_threadpool(
-            _render_dashboard, request, ctx, session, back, [], [problem], 400
-        )
-    try:
-        outcome = await run_in_threadpool(resync_errors, ctx, [int(v) for v in selected])
-    except LockedError as exc:
-        return await run_in_threadpool(
-            _render_dashboard, request, ctx, session, back, [], [str(exc)], 409
-        )
-    except FeedsyncError as exc:
-        return await run_in_threadpool(
-            _render_dashboard, request, ctx, session, back, [], [str(exc)], 400
+            _render_dashboard, request, ctx, session, back, (), (problem,), status
         )
     log.info(
         "dashboard.resynced",
-        key_id=session.key_id,
+        key_id=session.key.id,
         selected=len(selected),
         cleared=len(outcome.resolved),
         still_failing=len(outcome.still_failing),
@@ -511,6 +390,7 @@ def _page(
 
 
 def _forbidden(request: Request, key_name: str, session: Session | None = None) -> Response:
+    """403: the key is fine but lacks sync.admin (at login, or since it was changed)."""
     return _page(
         request,
         "message.html",
@@ -538,13 +418,12 @@ def _resync_notice(params: Mapping[str, str]) -> list[str]:
 def _back(form: Mapping[str, list[str]]) -> dict[str, str]:
     """The filter state the resync form came from (query parameters only: no open redirect)."""
     keep = ("from", "to", "feed", "operation", "status", "sort", "order", "page")
-    pairs = parse_qsl((form.get("back") or [""])[0])
+    pairs = parse_qsl(_field(form, "back"))
     return {k: v for k, v in pairs if k in keep}
 
 
-def _csrf_ok(session: Session, form: Mapping[str, list[str]]) -> bool:
-    sent = (form.get(CSRF_FIELD) or [""])[0]
-    return bool(sent) and hmac.compare_digest(sent, session.csrf)
+def _field(form: Mapping[str, list[str]], name: str) -> str:
+    return (form.get(name) or [""])[0]
 
 
 async def _form(request: Request) -> dict[str, list[str]]:
