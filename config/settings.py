@@ -62,9 +62,18 @@ class JobSettings(_Strict):
     def _cron(cls, value: str) -> str:
         if not croniter.is_valid(value):
             raise ValueError(
-                f"{value!r} is not a cron expression; accepted: five fields such as '* * * * *' or '*/5 * * * *'"
+                f"{value!r} is not a cron expression; accepted: five fields such as '* * * * *' or '*/5 * * * *' (a sixth, seconds, may follow)"
             )
         return value
+
+
+class FleetSettings(_Strict):
+    """Celery fleet: job locks and the broker's redelivery of unacknowledged tasks."""
+
+    # A job's Redis lock expires this long after its worker died (renewed every third of it).
+    lock_ttl_s: float = Field(default=60, ge=1, le=3600)
+    # Redis redelivers a task not acknowledged after this long: keep it above the longest job.
+    visibility_timeout_s: int = Field(default=21600, ge=10)
 
 
 class RetrySettings(_Strict):
@@ -81,6 +90,15 @@ class NotificationSettings(_Strict):
     frequency: Literal["off", "immediately", "daily", "weekly"] = "off"
     webhook_url: str | None = None
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_http_url(value):
+            raise ValueError(
+                "accepted: an http(s):// URL with a host, such as https://hooks.example.com/feedsync"
+            )
+        return value
+
 
 class FileConfig(_Strict):
     """The TOML file named by FEEDSYNC_CONFIG; every key is optional."""
@@ -92,6 +110,7 @@ class FileConfig(_Strict):
     retry: RetrySettings = RetrySettings()
     retention: RetentionSettings = RetentionSettings()
     notifications: NotificationSettings = NotificationSettings()
+    fleet: FleetSettings = FleetSettings()
 
 
 class _Env(BaseSettings):
@@ -105,8 +124,11 @@ class _Env(BaseSettings):
     EXPORT_TIMEOUT_S: float = Field(default=30, gt=0)
     EXPORT_BATCH_SIZE: int = Field(default=500, ge=1, le=100_000)
     EXPORT_DAILY_CALL_ALLOCATION: int | None = Field(default=None, ge=1)
+    EXPORT_DAILY_CALL_LIMIT: int | None = Field(default=None, ge=1)
     FEEDSYNC_CONFIG: str | None = None
     LOG_FORMAT: Literal["console", "json"] | None = None
+    METRICS_PORT: int = Field(default=9808, ge=0, le=65535)
+    REALTIME_POLL_S: float = Field(default=0.25, gt=0, le=60)
 
 
 class Settings(BaseModel):
@@ -122,8 +144,14 @@ class Settings(BaseModel):
     export_timeout_s: float
     export_batch_size: int
     export_daily_call_allocation: int | None
+    # The destination's daily call limit when it sends no X-RateLimit-Limit-Day header.
+    export_daily_call_limit: int | None = None
     config_path: str | None
     log_format: Literal["console", "json"] | None
+    # Prometheus endpoint of the worker (0: any free port, printed at start).
+    metrics_port: int = 9808
+    # How often the realtime listener checks the changelogs (SQLite; PostgreSQL is signalled).
+    realtime_poll_s: float = 0.25
     file: FileConfig = FileConfig()
 
     def feed(self, name: str) -> FeedSettings:
@@ -155,8 +183,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         export_timeout_s=raw.EXPORT_TIMEOUT_S,
         export_batch_size=raw.EXPORT_BATCH_SIZE,
         export_daily_call_allocation=raw.EXPORT_DAILY_CALL_ALLOCATION,
+        export_daily_call_limit=raw.EXPORT_DAILY_CALL_LIMIT,
         config_path=raw.FEEDSYNC_CONFIG,
         log_format=raw.LOG_FORMAT,
+        metrics_port=raw.METRICS_PORT,
+        realtime_poll_s=raw.REALTIME_POLL_S,
         file=read_config_file(raw.FEEDSYNC_CONFIG) if raw.FEEDSYNC_CONFIG else FileConfig(),
     )
 
@@ -205,6 +236,12 @@ def check_export_url(url: str, setting: str) -> str:
     raise ConfigError(
         f"{setting} {url!r} is not a destination; accepted: file:///path/to/dir, file://./relative/dir or http(s)://host[/path]."
     )
+
+
+def is_http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host (webhooks)."""
+    scheme, _, rest = url.partition("://")
+    return scheme in ("http", "https") and bool(rest.split("/", 1)[0].strip())
 
 
 def file_destination_path(url: str) -> Path:

@@ -1,14 +1,18 @@
 """Change tracking in the source database (Magento's mview): changelog tables, triggers, backlog.
 
-In `schedule` mode every source table a feed watches gets INSERT/UPDATE/DELETE triggers that write
-the affected entity ids into the feed's changelog `<indexer_id>_cl` (version_id, entity_id). An
-UPDATE that changes no column writes nothing. The version processed so far is kept in the worker
-database (`indexer_state.version_id`), and advanced only once the work it covers is committed.
+Every source table a feed watches gets INSERT/UPDATE/DELETE triggers that write the affected
+entity ids into the feed's changelog `<indexer_id>_cl` (version_id, entity_id, changed_at), in both
+indexer modes. An UPDATE that changes no column writes nothing. The version processed so far is
+kept in the worker database (`indexer_state.version_id`), and advanced only once the work it covers
+is committed. For `realtime` indexers on PostgreSQL the changelog itself also gets a statement
+trigger that NOTIFYs `CHANNEL` on each write, so a listener syncs the feed at once; the changelog
+stays the durable record, so nothing is lost when no listener is running.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import (
     BigInteger,
     Column,
+    DateTime,
     Engine,
     Integer,
     MetaData,
@@ -31,6 +36,12 @@ from feeds.definitions import Feed, Watch
 from feeds.errors import SourceSchemaError
 
 OPERATIONS = ("insert", "update", "delete")
+CHANNEL = "feedsync_changes"  # PostgreSQL NOTIFY channel of realtime indexers
+# When a row was logged, in UTC, to the millisecond (what the lag metric measures from).
+_NOW = {
+    "postgresql": "statement_timestamp()",
+    "sqlite": "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+}
 
 
 def changelog_name(feed: Feed) -> str:
@@ -49,6 +60,8 @@ def changelog_table(feed: Feed) -> Table:
             autoincrement=True,
         ),
         Column("entity_id", BigInteger, nullable=False),
+        # Set by the writers (triggers, realtime.notify); NULL in rows logged before it existed.
+        Column("changed_at", DateTime(timezone=True), nullable=True),
         sqlite_autoincrement=True,
     )
 
@@ -62,13 +75,21 @@ def trigger_name(feed: Feed, table: str, operation: str) -> str:
     return f"{name[:50]}_{suffix}"
 
 
+def notify_trigger_name(feed: Feed) -> str:
+    return trigger_name(feed, "cl", "notify")
+
+
 def missing_tables(conn: Connection, feed: Feed) -> list[str]:
     present = set(inspect(conn).get_table_names())
     return [t for t in feed.tables if t not in present]
 
 
-def subscribe(engine: Engine, feed: Feed) -> int:
-    """Create the changelog and install the triggers; returns the current changelog version."""
+def subscribe(engine: Engine, feed: Feed, *, notify: bool = False) -> int:
+    """Create the changelog and install the triggers; returns the current changelog version.
+
+    `notify` (realtime indexers) also signals every changelog write on `CHANNEL` (PostgreSQL only;
+    on SQLite the listener polls the changelog instead).
+    """
     with engine.begin() as conn:
         missing = missing_tables(conn, feed)
         if missing:
@@ -77,9 +98,13 @@ def subscribe(engine: Engine, feed: Feed) -> int:
                 "create the application schema first (for the sample catalog: python -m worker demo:seed)."
             )
         changelog_table(feed).create(conn, checkfirst=True)
+        _add_changed_at(conn, feed)
         _drop_triggers(conn, feed)
         for table, watches in _by_table(feed).items():
             for statement in _trigger_sql(conn, feed, table, watches):
+                conn.exec_driver_sql(statement)
+        if notify and conn.dialect.name == "postgresql":
+            for statement in _notify_sql(conn, feed):
                 conn.exec_driver_sql(statement)
         return _max_version(conn, feed)
 
@@ -105,6 +130,54 @@ def installed_triggers(conn: Connection, feed: Feed) -> set[str]:
 
 def is_subscribed(conn: Connection, feed: Feed) -> bool:
     return len(installed_triggers(conn, feed)) == len(feed.tables) * len(OPERATIONS)
+
+
+def notifies(conn: Connection, feed: Feed) -> bool:
+    """Whether changelog writes of this feed are signalled on `CHANNEL` (PostgreSQL)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    query = text(
+        "SELECT 1 FROM information_schema.triggers "
+        "WHERE trigger_schema = current_schema() AND trigger_name = :name"
+    )
+    return conn.execute(query, {"name": notify_trigger_name(feed)}).first() is not None
+
+
+def is_tracked(conn: Connection, feed: Feed, *, notify: bool) -> bool:
+    """The triggers are installed, with the notify trigger where `notify` asks for it."""
+    wants_notify = notify and conn.dialect.name == "postgresql"
+    return is_subscribed(conn, feed) and notifies(conn, feed) is wants_notify
+
+
+def record(conn: Connection, feed: Feed, entity_ids: Sequence[int]) -> None:
+    """Log entity ids in the changelog, as the triggers do (in the caller's transaction)."""
+    if not entity_ids:
+        return
+    now = _NOW.get(conn.dialect.name, "CURRENT_TIMESTAMP")
+    conn.execute(
+        text(f'INSERT INTO "{changelog_name(feed)}" (entity_id, changed_at) VALUES (:e, {now})'),
+        [{"e": int(e)} for e in entity_ids],
+    )
+
+
+def oldest_pending_age(conn: Connection, feed: Feed, after: int) -> float | None:
+    """Seconds since the oldest change logged after version `after` (None when nothing is pending)."""
+    if not inspect(conn).has_table(changelog_name(feed)):
+        return None
+    cl = changelog_table(feed)
+    if conn.dialect.name == "postgresql":
+        age = func.extract("epoch", func.clock_timestamp() - cl.c.changed_at)
+    else:
+        age = (func.julianday("now") - func.julianday(cl.c.changed_at)) * 86400.0
+    # Versions grow with time: the first dated row after the pointer is the oldest pending change.
+    query = (
+        select(age)
+        .where(cl.c.version_id > after, cl.c.changed_at.is_not(None))
+        .order_by(cl.c.version_id)
+        .limit(1)
+    )
+    value = conn.scalar(query)
+    return None if value is None else max(0.0, float(value))
 
 
 def current_version(conn: Connection, feed: Feed) -> int:
@@ -166,8 +239,8 @@ def _by_table(feed: Feed) -> dict[str, list[Watch]]:
     return grouped
 
 
-def _entities(watches: Sequence[Watch], rows: Sequence[str]) -> str:
-    """A SELECT of the distinct, non-NULL entity ids the changed row(s) point to."""
+def _entities(watches: Sequence[Watch], rows: Sequence[str], now: str) -> str:
+    """A SELECT of the distinct, non-NULL entity ids the changed row(s) point to, with the time."""
     arms = []
     for watch in watches:
         for row in rows:
@@ -178,19 +251,20 @@ def _entities(watches: Sequence[Watch], rows: Sequence[str]) -> str:
             else:
                 arms.append(f"SELECT CAST({watch.expression(row)} AS BIGINT) AS e")
     union = " UNION ".join(arms)
-    return f"SELECT e FROM ({union}) AS affected WHERE e IS NOT NULL"
+    return f"SELECT e, {now} FROM ({union}) AS affected WHERE e IS NOT NULL"
 
 
 def _trigger_sql(conn: Connection, feed: Feed, table: str, watches: Sequence[Watch]) -> list[str]:
     cl = changelog_name(feed)
     rows_of = {"insert": ("NEW",), "update": ("NEW", "OLD"), "delete": ("OLD",)}
+    now = _NOW[conn.dialect.name]
     if conn.dialect.name == "postgresql":
         statements = []
         for operation in OPERATIONS:
             name = trigger_name(feed, table, operation)
             statements.append(
                 f'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
-                f'INSERT INTO "{cl}" (entity_id) {_entities(watches, rows_of[operation])}; RETURN NULL; END $$'
+                f'INSERT INTO "{cl}" (entity_id, changed_at) {_entities(watches, rows_of[operation], now)}; RETURN NULL; END $$'
             )
             when = " WHEN (OLD.* IS DISTINCT FROM NEW.*)" if operation == "update" else ""
             statements.append(
@@ -205,13 +279,40 @@ def _trigger_sql(conn: Connection, feed: Feed, table: str, watches: Sequence[Wat
         when = f" WHEN {changed}" if operation == "update" else ""
         statements.append(
             f'CREATE TRIGGER "{trigger_name(feed, table, operation)}" AFTER {operation.upper()} ON "{table}" '
-            f'FOR EACH ROW{when} BEGIN INSERT INTO "{cl}" (entity_id) {_entities(watches, rows_of[operation])}; END'
+            f'FOR EACH ROW{when} BEGIN INSERT INTO "{cl}" (entity_id, changed_at) {_entities(watches, rows_of[operation], now)}; END'
         )
     return statements
 
 
+def _notify_sql(conn: Connection, feed: Feed) -> list[str]:
+    """One statement-level trigger on the changelog: every write of it signals the feed (once per transaction)."""
+    schema = conn.scalar(text("SELECT current_schema()"))
+    # The schema is part of the payload: schemas of one database share its channels.
+    payload = json.dumps({"schema": schema, "feed": feed.name}).replace("'", "''")
+    name = notify_trigger_name(feed)
+    return [
+        f'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+        f"PERFORM pg_notify('{CHANNEL}', '{payload}'); RETURN NULL; END $$",
+        f'CREATE TRIGGER "{name}" AFTER INSERT ON "{changelog_name(feed)}" FOR EACH STATEMENT '
+        f'EXECUTE FUNCTION "{name}"()',
+    ]
+
+
+def _add_changed_at(conn: Connection, feed: Feed) -> None:
+    """Changelogs created before `changed_at` existed get the column (older rows stay NULL)."""
+    columns = {c["name"] for c in inspect(conn).get_columns(changelog_name(feed))}
+    if "changed_at" not in columns:
+        kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        conn.exec_driver_sql(f'ALTER TABLE "{changelog_name(feed)}" ADD COLUMN changed_at {kind}')
+
+
 def _drop_triggers(conn: Connection, feed: Feed) -> None:
     present = set(inspect(conn).get_table_names())
+    if conn.dialect.name == "postgresql":
+        name = notify_trigger_name(feed)
+        if changelog_name(feed) in present:
+            conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "{name}" ON "{changelog_name(feed)}"')
+        conn.exec_driver_sql(f'DROP FUNCTION IF EXISTS "{name}"()')
     for table in feed.tables:
         for operation in OPERATIONS:
             name = trigger_name(feed, table, operation)

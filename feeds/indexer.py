@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -13,7 +13,7 @@ from sqlalchemy import column, func, select, table
 from sqlalchemy.engine import Connection
 
 from config.settings import IndexerMode
-from feeds import changelog, parallel, store
+from feeds import changelog, parallel, stopping, store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
 from feeds.locks import Lock, LockedError, is_locked
@@ -32,10 +32,13 @@ class Batch:
 
     keys: Keys
     entities: int
+    seq: int | None = None  # its place in a planned fan-out resync
 
 
 Progress = Callable[[Counts, int], None]  # counts so far, entities done so far
 AfterBatch = Callable[[Batch], None]
+# Processes batches elsewhere (e.g. Celery workers) and yields each with its counts, added to the run.
+BatchMapper = Callable[[Run, Iterable[Batch]], Iterator[tuple[Batch, Counts]]]
 
 
 def lock_name(feed: Feed) -> str:
@@ -74,17 +77,20 @@ def full_reindex(
     lock: Lock | None = None,
     start_after: int | None = None,
     after_batch: AfterBatch | None = None,
+    batches: Iterable[Batch] | None = None,
+    mapper: BatchMapper | None = None,
 ) -> Counts:
     """Rebuild the whole feed: every entity of the source, and deletes for entities gone from it."""
     feed = run.feed
-    batches = entity_batches(
-        ctx, feed, ctx.settings.feed(feed.name).collect_batch_size, start_after
-    )
-    processes = reindex_processes(ctx, feed)
-    if processes > 1:
-        done: Iterator[tuple[Batch, Counts]] = parallel.map_batches(
-            ctx.settings, run, batches, processes
+    if batches is None:
+        batches = entity_batches(
+            ctx, feed, ctx.settings.feed(feed.name).collect_batch_size, start_after
         )
+    processes = 1 if mapper is not None else reindex_processes(ctx, feed)
+    if mapper is not None:
+        done: Iterator[tuple[Batch, Counts]] = mapper(run, batches)
+    elif processes > 1:
+        done = parallel.map_batches(ctx.settings, run, batches, processes)
     else:
         done = ((batch, process_batch(ctx, run, batch.keys)) for batch in batches)
     entities = 0
@@ -96,6 +102,7 @@ def full_reindex(
             after_batch(batch)
         if progress is not None and batch.entities:
             progress(run.counts, entities)
+        stopping.check()  # warm shutdown: every finished batch is committed
     return run.counts
 
 
@@ -130,6 +137,7 @@ def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = No
         after = chunk.to_version
         if lock is not None:
             lock.renew()
+        stopping.check()
     return run.counts
 
 
@@ -156,6 +164,8 @@ def reindex(
     start_after: int | None = None,
     after_batch: AfterBatch | None = None,
     on_start: Callable[[Run], None] | None = None,
+    batches: Iterable[Batch] | None = None,
+    mapper: BatchMapper | None = None,
 ) -> Outcome:
     """`indexer:reindex` for one feed: hold its lock, mark it working, rebuild, mark it valid.
 
@@ -167,13 +177,10 @@ def reindex(
         raise LockedError(f"{feed.title} index is locked by another reindex process.")
     try:
         with ctx.db.begin() as conn:
-            state = store.get_state(conn, feed.indexer_id)
             store.set_status(conn, feed.indexer_id, IndexerStatus.WORKING)
-        version = 0
-        if state.mode is IndexerMode.SCHEDULE:
-            # Changes logged before the rebuild starts are covered by it.
-            with ctx.source.connect() as src:
-                version = changelog.current_version(src, feed)
+        # Changes logged before the rebuild starts are covered by it.
+        with ctx.source.connect() as src:
+            version = changelog.current_version(src, feed)
         try:
             run_options = options or RunOptions(send=not collect_only(ctx, feed))
             with open_run(ctx, feed, operation, run_options) as run:
@@ -186,6 +193,8 @@ def reindex(
                     lock=lock,
                     start_after=start_after,
                     after_batch=after_batch,
+                    batches=batches,
+                    mapper=mapper,
                 )
         except BaseException:
             with ctx.db.begin() as conn:
@@ -205,10 +214,14 @@ def reindex(
 
 
 def update_view(ctx: Context, feed: Feed) -> Outcome | None:
-    """Partial sync of one schedule-mode indexer from its changelog; None when nothing is due."""
+    """Partial sync of one indexer from its changelog; None when nothing is due.
+
+    Schedule-mode indexers are synced by the minute job; realtime ones by the listener at once,
+    and by the minute job too for whatever the listener missed (it was down, say).
+    """
     with ctx.db.connect() as conn:
         state = store.get_state(conn, feed.indexer_id)
-    if state.mode is not IndexerMode.SCHEDULE or state.status is not IndexerStatus.VALID:
+    if state.status is not IndexerStatus.VALID:
         return None
     with ctx.source.connect() as src:
         upto = changelog.current_version(src, feed)
@@ -230,7 +243,7 @@ def update_view(ctx: Context, feed: Feed) -> Outcome | None:
 
 
 def update_all_views(ctx: Context) -> list[Outcome]:
-    """`indexer_update_all_views`: partial sync of every schedule-mode indexer with a backlog."""
+    """`indexer_update_all_views`: partial sync of every indexer with a backlog (realtime ones: their leftovers)."""
     ensure_subscriptions(ctx)
     return [outcome for feed in ctx.registry if (outcome := update_view(ctx, feed)) is not None]
 
@@ -267,16 +280,17 @@ def clean_all_changelogs(ctx: Context) -> dict[str, int]:
 
 
 def ensure_subscriptions(ctx: Context) -> None:
-    """Install the triggers of schedule-mode indexers that lack them (e.g. source tables created since)."""
+    """Install the triggers each indexer's mode needs where they lack (e.g. source tables created since)."""
     with ctx.db.connect() as conn:
         states = store.all_states(conn)
     for feed in ctx.registry:
-        if states[feed.indexer_id].mode is not IndexerMode.SCHEDULE:
-            continue
+        notify = states[feed.indexer_id].mode is IndexerMode.REALTIME
         with ctx.source.connect() as src:
-            if changelog.is_subscribed(src, feed) or changelog.missing_tables(src, feed):
+            if changelog.is_tracked(src, feed, notify=notify) or changelog.missing_tables(
+                src, feed
+            ):
                 continue
-        version = changelog.subscribe(ctx.source, feed)
+        version = changelog.subscribe(ctx.source, feed, notify=notify)
         with ctx.db.begin() as conn:
             if (
                 states[feed.indexer_id].version_id < version
@@ -287,16 +301,17 @@ def ensure_subscriptions(ctx: Context) -> None:
 
 
 def set_mode(ctx: Context, feed: Feed, mode: IndexerMode) -> IndexerMode:
-    """Switch an indexer's mode: `schedule` installs the triggers, `realtime` removes them. Returns the old mode."""
+    """Switch an indexer's mode; returns the old mode.
+
+    Both modes keep the changelog triggers: the changelog is what makes a realtime change durable
+    when no listener is running. `realtime` adds the NOTIFY trigger (PostgreSQL), `schedule`
+    removes it. The backlog carries over; only an indexer that had no triggers starts from now.
+    """
     with ctx.db.connect() as conn:
         old = store.get_state(conn, feed.indexer_id).mode
-    if mode is IndexerMode.SCHEDULE:
-        version = changelog.subscribe(ctx.source, feed)
-        with ctx.db.begin() as conn:
-            # Changes made while in realtime mode were not logged; start from now.
-            store.set_mode(conn, feed.indexer_id, mode, version if old is not mode else None)
-    else:
-        changelog.unsubscribe(ctx.source, feed)
-        with ctx.db.begin() as conn:
-            store.set_mode(conn, feed.indexer_id, mode)
+    with ctx.source.connect() as src:
+        tracked = changelog.is_subscribed(src, feed)
+    version = changelog.subscribe(ctx.source, feed, notify=mode is IndexerMode.REALTIME)
+    with ctx.db.begin() as conn:
+        store.set_mode(conn, feed.indexer_id, mode, None if tracked else version)
     return old

@@ -77,18 +77,35 @@ def test_backlog_counts_distinct_entities_after_the_pointer(library: Context) ->
         assert changelog.backlog(conn, feed, state(library).version_id) == 2
 
 
-def test_realtime_mode_removes_the_triggers_and_schedule_puts_them_back(library: Context) -> None:
+def test_realtime_mode_keeps_logging_changes_and_signals_them_on_postgresql(
+    library: Context,
+) -> None:
+    # Realtime keeps the changelog: it is what makes a change durable while no listener runs.
     feed = library.registry.get("books")
     assert indexer.set_mode(library, feed, IndexerMode.REALTIME) is IndexerMode.SCHEDULE
     with library.source.connect() as conn:
-        assert changelog.installed_triggers(conn, feed) == set()
-    sql(library, "UPDATE books SET title = 'unseen' WHERE book_no = 1")
-    assert logged(library) == []
+        assert changelog.is_subscribed(conn, feed)
+        assert changelog.notifies(conn, feed) is (conn.dialect.name == "postgresql")
+    sql(library, "UPDATE books SET title = 'logged in realtime' WHERE book_no = 1")
+    assert logged(library) == [1]
     indexer.set_mode(library, feed, IndexerMode.SCHEDULE)
     with library.source.connect() as conn:
         assert changelog.is_subscribed(conn, feed)
+        assert not changelog.notifies(conn, feed)
     sql(library, "UPDATE books SET title = 'seen' WHERE book_no = 1")
-    assert logged(library) == [1]
+    assert logged(library) == [1, 1]
+    assert state(library).version_id == 0  # the backlog carried over both switches
+
+
+def test_changelog_rows_carry_the_time_they_were_logged(library: Context) -> None:
+    feed = library.registry.get("books")
+    sql(library, "UPDATE books SET title = 'dated' WHERE book_no = 2")
+    with library.source.connect() as conn:
+        age = changelog.oldest_pending_age(conn, feed, 0)
+        assert age is not None and 0 <= age < 5
+        assert (
+            changelog.oldest_pending_age(conn, feed, changelog.current_version(conn, feed)) is None
+        )
 
 
 def test_partial_reindex_advances_the_pointer_to_the_processed_version(library: Context) -> None:

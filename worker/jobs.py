@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import datetime
 
 import structlog
 
-from feeds import exporter, indexer, runs
+from feeds import exporter, indexer, job_runs, runs
 from feeds.context import Context
+from feeds.definitions import FeedRegistry
 from feeds.schedule import resend_job
+from worker import metrics
 
 log = structlog.get_logger("worker.jobs")
 
@@ -26,6 +30,8 @@ def _outcome_line(outcome: indexer.Outcome) -> str:
 
 
 def _lines(outcomes: list[indexer.Outcome], nothing: str) -> list[str]:
+    for outcome in outcomes:
+        metrics.observe_outcome(outcome)  # every job's outcomes pass here: one place to count them
     return [_outcome_line(o) for o in outcomes] or [nothing]
 
 
@@ -69,6 +75,11 @@ def _resender(feed_name: str) -> Job:
 
 def jobs_for(ctx: Context) -> dict[str, Job]:
     """Every job this deployment runs, by beat entry name."""
+    return jobs_in(ctx.registry)
+
+
+def jobs_in(registry: FeedRegistry) -> dict[str, Job]:
+    """Every job for these feeds, by beat entry name (no database needed: beat builds its schedule here)."""
     jobs: dict[str, Job] = {
         "indexer_reindex_all_invalid": indexer_reindex_all_invalid,
         "indexer_update_all_views": indexer_update_all_views,
@@ -77,15 +88,25 @@ def jobs_for(ctx: Context) -> dict[str, Job]:
         "indexer_clean_all_changelogs": indexer_clean_all_changelogs,
         "sync_history_cleanup": sync_history_cleanup,
     }
-    for feed in ctx.registry:
+    for feed in registry:
         jobs[resend_job(feed.name)] = _resender(feed.name)
     return jobs
 
 
-def run_job(ctx: Context, name: str) -> list[str]:
-    """Run one job in this process; binds the job name to every log line it writes."""
-    with structlog.contextvars.bound_contextvars(job=name):
+def run_job(
+    ctx: Context, name: str, *, tick: datetime | None = None, task_id: str | None = None
+) -> list[str]:
+    """Run one job in this process and record the run (`cron:list`); binds the job name to its log lines."""
+    with (
+        structlog.contextvars.bound_contextvars(job=name),
+        job_runs.recorded(ctx.db, name, tick=tick, task_id=task_id) as record,
+    ):
         log.info("job.started")
-        lines = jobs_for(ctx)[name](ctx)
-        log.info("job.finished")
+        started = time.monotonic()
+        try:
+            lines = jobs_for(ctx)[name](ctx)
+        finally:
+            metrics.observe_job(name, time.monotonic() - started)
+        log.info("job.finished", seconds=round(time.monotonic() - started, 3))
+        record.done(lines)
         return lines
