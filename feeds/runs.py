@@ -4,7 +4,9 @@ every item that failed in a run is an error row with its category.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,12 +23,16 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
+from feeds.diff import iso
 from feeds.export.protocol import ItemResult
 from feeds.store import Base, ItemStatus, utcnow
 
@@ -111,9 +117,11 @@ class Counts:
     failed: int = 0
     rows_synced: int = 0
     last_timestamp_synced: datetime | None = None
+    # Items the API-call budget kept from being sent (status -1, resent later); not a column.
+    deferred: int = 0
 
     def __iadd__(self, other: Counts) -> Counts:
-        for name in ("new", "updated", "deleted", "skipped", "failed", "rows_synced"):
+        for name in ("new", "updated", "deleted", "skipped", "failed", "rows_synced", "deferred"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.last_timestamp_synced and (
             self.last_timestamp_synced is None
@@ -133,9 +141,12 @@ class Counts:
 
 
 def status_for(counts: Counts, config_error: str | None = None) -> RunStatus:
-    """`config_error` when the destination refused us; `error` when items failed and none synced; `partial` when some failed."""
+    """`config_error` when the destination refused us; `partial` when the API-call budget paused
+    sending or some items failed; `error` when items failed and none synced."""
     if config_error:
         return RunStatus.CONFIG_ERROR
+    if counts.deferred:
+        return RunStatus.PARTIAL
     if counts.failed == 0:
         return RunStatus.SUCCESS
     if counts.rows_synced == 0:
@@ -181,9 +192,12 @@ def finish_run(
 
 
 def record_errors(conn: Connection, run_id: str, feed: str, results: Sequence[ItemResult]) -> None:
-    """One error row per failed item of the run; an item sent now resolves its earlier errors."""
+    """One error row per failed item of the run; an item sent now resolves its earlier errors.
+
+    An item the API-call budget kept back (-1) was not sent and did not fail: no row, nothing resolved.
+    """
     now = utcnow()
-    failed = [r for r in results if r.status is not ItemStatus.SENT]
+    failed = [r for r in results if r.status not in (ItemStatus.SENT, ItemStatus.SKIPPED)]
     sent = [r.id for r in results if r.status is ItemStatus.SENT]
     if sent:
         resolve(conn, feed, sent, now)
@@ -312,3 +326,177 @@ def remove_history(
             )
         ).rowcount
     return removed_runs, removed_errors
+
+
+# --- queries of the HTTP API and dashboard -------------------------------------------------
+
+
+def runs_page(
+    conn: Connection,
+    feed: str,
+    *,
+    start: tuple[datetime, str] | None = None,
+    older: bool = True,
+    limit: int = 10,
+) -> list[dict[str, object]]:
+    """Up to `limit` runs of a feed, newest first, strictly older (or newer) than the run `start`
+    (its started_at and id); from the newest when `start` is None."""
+    c = sync_runs.c
+    query = select(sync_runs).where(c.feed == feed)
+    if start is not None:
+        query = query.where(_beyond(start, older))
+    if older:
+        query = query.order_by(c.started_at.desc(), c.id.desc()).limit(limit)
+        return [dict(row) for row in conn.execute(query).mappings()]
+    query = query.order_by(c.started_at.asc(), c.id.asc()).limit(limit)
+    return [dict(row) for row in reversed(conn.execute(query).mappings().all())]
+
+
+def has_runs_beyond(conn: Connection, feed: str, start: tuple[datetime, str], older: bool) -> bool:
+    """Whether the feed has runs older (or newer) than the run `start`."""
+    query = select(sync_runs.c.id).where(sync_runs.c.feed == feed, _beyond(start, older)).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _beyond(start: tuple[datetime, str], older: bool) -> ColumnElement[bool]:
+    c = sync_runs.c
+    moment, run_id = start
+    if older:
+        return or_(c.started_at < moment, and_(c.started_at == moment, c.id < run_id))
+    return or_(c.started_at > moment, and_(c.started_at == moment, c.id > run_id))
+
+
+class RunSort(StrEnum):
+    START = "start"
+    END = "end"
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """The filters of the run history: a date range on the start time, feed, operation, status."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    feed: str | None = None
+    operation: str | None = None
+    status: str | None = None
+
+
+def find_runs(
+    conn: Connection,
+    where: RunFilter,
+    *,
+    sort: RunSort = RunSort.START,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, object]], int]:
+    """A page of runs matching `where`, newest first by start or end time (running runs first when
+    sorting by end), and how many match in all."""
+    c = sync_runs.c
+    conditions: list[ColumnElement[bool]] = []
+    for column, value in (
+        (c.feed, where.feed),
+        (c.operation, where.operation),
+        (c.status, where.status),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if where.since is not None:
+        conditions.append(c.started_at >= where.since)
+    if where.until is not None:
+        conditions.append(c.started_at < where.until)
+    total = int(conn.scalar(select(func.count()).select_from(sync_runs).where(*conditions)) or 0)
+    if sort is RunSort.END:
+        order = [
+            c.finished_at.is_(None).desc(),
+            c.finished_at.desc(),
+            c.started_at.desc(),
+            c.id.desc(),
+        ]
+    else:
+        order = [c.started_at.desc(), c.id.desc()]
+    query = select(sync_runs).where(*conditions).order_by(*order).limit(limit).offset(offset)
+    return [dict(row) for row in conn.execute(query).mappings()], total
+
+
+def errors_page(
+    conn: Connection,
+    *,
+    feed: str | None = None,
+    category: str | None = None,
+    include_resolved: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, object]], int]:
+    """A page of sync errors, newest first (current ones unless asked otherwise), and how many match."""
+    c = sync_errors.c
+    conditions: list[ColumnElement[bool]] = [] if include_resolved else [c.resolved.is_(False)]
+    for column, value in ((c.feed, feed), (c.category, category)):
+        if value is not None:
+            conditions.append(column == value)
+    total = int(conn.scalar(select(func.count()).select_from(sync_errors).where(*conditions)) or 0)
+    query = (
+        select(sync_errors)
+        .where(*conditions)
+        .order_by(c.last_seen.desc(), c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()], total
+
+
+@dataclass(frozen=True)
+class CategorySummary:
+    category: str
+    errors: int
+    records: int  # distinct affected items (feed and item id)
+
+
+def error_summary(conn: Connection, *, feed: str | None = None) -> list[CategorySummary]:
+    """Current (unresolved) errors per category: how many, and how many distinct records they affect;
+    the largest category first."""
+    c = sync_errors.c
+    current = [c.resolved.is_(False), *([c.feed == feed] if feed is not None else [])]
+    errors: dict[str, int] = dict(
+        conn.execute(select(c.category, func.count()).where(*current).group_by(c.category)).all()
+    )
+    affected = select(c.category, c.feed, c.item_id).where(*current).distinct().subquery()
+    records: dict[str, int] = dict(
+        conn.execute(select(affected.c.category, func.count()).group_by(affected.c.category)).all()
+    )
+    rows = [
+        CategorySummary(str(cat), int(n), int(records.get(cat, 0))) for cat, n in errors.items()
+    ]
+    return sorted(rows, key=lambda s: (-s.errors, s.category))
+
+
+ERROR_CSV_COLUMNS = [
+    "feed",
+    "item_id",
+    "category",
+    "code",
+    "message",
+    "first_seen",
+    "last_seen",
+    "attempts",
+    "resolved",
+    "run_id",
+]
+
+
+def errors_csv(rows: Iterable[Mapping[str, object]]) -> Iterator[str]:
+    """Sync errors as CSV lines (a header first; ISO 8601 UTC times): `sync:errors --csv` and the API."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(ERROR_CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_csv_value(row.get(column)) for column in ERROR_CSV_COLUMNS])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _csv_value(value: object) -> object:
+    return iso(value) if isinstance(value, datetime) else value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -49,18 +48,7 @@ RUN_COLUMNS = [
     "skipped",
     "rows_synced",
 ]
-ERROR_COLUMNS = [
-    "feed",
-    "item_id",
-    "category",
-    "code",
-    "message",
-    "first_seen",
-    "last_seen",
-    "attempts",
-    "resolved",
-    "run_id",
-]
+ERROR_COLUMNS = runs.ERROR_CSV_COLUMNS
 
 
 def status(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,10 +94,8 @@ def errors(args: argparse.Namespace, settings: Settings) -> int:
             conn, feed=args.feed, category=args.category, include_resolved=args.all
         )
     if args.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(ERROR_COLUMNS)
-        for row in rows:
-            writer.writerow([_plain(row[c]) for c in ERROR_COLUMNS])
+        for chunk in runs.errors_csv(rows):
+            sys.stdout.write(chunk)
         return 0
     headers = ["Feed", "Item", "Category", "Code", "Message", "First seen", "Last seen", "Attempts"]
     print(render(headers, [[_cell(row[c]) for c in ERROR_COLUMNS[:8]] for row in rows]))

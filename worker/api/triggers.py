@@ -1,0 +1,77 @@
+"""What `POST /cdi/integrations/{id}/sync` queues. Replaceable: the fleet passes a trigger that
+enqueues a Celery task instead (`create_app(trigger=...)`).
+
+A trigger either accepts the sync or raises `LockedError` when that feed already has a job in
+progress (answered `429 Another job is in progress`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from feeds import indexer
+from feeds.context import Context
+from feeds.definitions import Feed
+from feeds.locks import Lock, LockedError, is_locked
+
+log = structlog.get_logger("worker.api.triggers")
+
+SyncTrigger = Callable[[Context, Feed], None]
+
+# Held from the request until the background sync ends (or its TTL passes, if the process dies):
+# two requests, in one API process or several, cannot both start a sync of the same feed.
+REQUEST_LOCK_TTL_S = 120.0
+
+
+def request_lock_name(feed: Feed) -> str:
+    return f"api_sync:{feed.indexer_id}"
+
+
+class BackgroundSync:
+    """The embedded trigger: a full reindex of the feed (it sends only what changed) in a thread of
+    this process. `join` waits for the syncs still running (at shutdown)."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+
+    def __call__(self, ctx: Context, feed: Feed) -> None:
+        request = Lock(ctx.db, request_lock_name(feed), ttl_s=REQUEST_LOCK_TTL_S)
+        if not request.acquire():
+            raise LockedError(f"A sync of {feed.name} was already requested.")
+        if is_locked(ctx.db, indexer.lock_name(feed)):
+            request.release()
+            raise LockedError(f"{feed.title} index is locked by another process.")
+        thread = threading.Thread(
+            target=self._run, args=(ctx, feed, request), name=f"api-sync-{feed.name}", daemon=True
+        )
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        log.info("api.sync_queued", feed=feed.name)
+
+    def _run(self, ctx: Context, feed: Feed, request: Lock) -> None:
+        try:
+            outcome = indexer.reindex(ctx, feed)
+            log.info(
+                "api.sync_finished",
+                feed=feed.name,
+                run_id=outcome.run_id,
+                **outcome.counts.as_dict(),
+            )
+        except LockedError:
+            log.info("api.sync_skipped", feed=feed.name, reason="locked by another process")
+        except Exception:
+            # The run row already says `rolled_back` or `error`; keep the traceback in the log.
+            log.exception("api.sync_failed", feed=feed.name)
+        finally:
+            request.release()
+
+    def join(self, timeout_s: float) -> list[str]:
+        """Wait up to `timeout_s` for running syncs; the names of those still running."""
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in self._threads if t.is_alive()]
