@@ -57,7 +57,6 @@ class RunFilters:
     operation: str | None = None
     status: str | None = None
     sort: str = "start"
-    order: str = "desc"
     page: int = 1
 
     def query(self, **changes: object) -> str:
@@ -69,7 +68,6 @@ class RunFilters:
             "operation": self.operation,
             "status": self.status,
             "sort": self.sort,
-            "order": self.order,
             "page": self.page,
         }
         values.update(changes)
@@ -112,16 +110,12 @@ def parse_filters(
     if sort not in ("start", "end"):
         problems.append(f"sort {sort!r} is not accepted; sort by 'start' or 'end'.")
         sort = "start"
-    order = params.get("order") or "desc"
-    if order not in ("asc", "desc"):
-        problems.append(f"order {order!r} is not accepted; use 'asc' or 'desc'.")
-        order = "desc"
     page_text = params.get("page") or "1"
     page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
     if page_text != str(page):
         problems.append(f"page {page_text!r} is not a page number; showing page 1.")
     filters = RunFilters(
-        since, until, chosen["feed"], chosen["operation"], chosen["status"], sort, order, page
+        since, until, chosen["feed"], chosen["operation"], chosen["status"], sort, page
     )
     return filters, problems
 
@@ -156,12 +150,11 @@ def run_page(conn: Connection, f: RunFilters, per_page: int = RUNS_PER_PAGE) -> 
     total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     pages = max(1, -(-total // per_page))
     page = min(f.page, pages)
-    column = c.started_at if f.sort == "start" else c.finished_at
-    # A running run has no end yet: it is the newest of all, so it comes first newest-first.
-    if f.order == "desc":
-        order = (column.desc().nulls_first(), c.id.desc())
+    # Newest first (SPEC §7). A running run has no end yet: it is the newest of all by end time.
+    if f.sort == "end":
+        order = (c.finished_at.desc().nulls_first(), c.started_at.desc(), c.id.desc())
     else:
-        order = (column.asc().nulls_last(), c.id.asc())
+        order = (c.started_at.desc(), c.id.desc())
     rows = conn.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page))
     return RunPage([dict(row) for row in rows.mappings()], total, page, pages)
 
@@ -417,7 +410,7 @@ def _resync_notice(params: Mapping[str, str]) -> list[str]:
 
 def _back(form: Mapping[str, list[str]]) -> dict[str, str]:
     """The filter state the resync form came from (query parameters only: no open redirect)."""
-    keep = ("from", "to", "feed", "operation", "status", "sort", "order", "page")
+    keep = ("from", "to", "feed", "operation", "status", "sort", "page")
     pairs = parse_qsl(_field(form, "back"))
     return {k: v for k, v in pairs if k in keep}
 
