@@ -1,18 +1,25 @@
-"""The embedded all-in-one runner: jobs on their cron schedule in this process, no broker."""
+"""The embedded all-in-one runner: jobs on their cron schedule in this process, no broker; the
+realtime listener, the metrics endpoint and the HTTP API in threads beside them."""
 
 from __future__ import annotations
 
+import signal
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
 
 import structlog
 from croniter import croniter
 
 from feeds.context import Context
 from feeds.schedule import DEFAULT_CRONS, RESEND_CRON
+from worker import metrics
 from worker.jobs import jobs_for, run_job
+from worker.realtime import Listener, sync_in_process
 
 log = structlog.get_logger("worker.embedded")
 
@@ -61,3 +68,81 @@ def _run(ctx: Context, name: str) -> None:
     except Exception:
         # One failing job must not stop the runner; the error is logged and the job runs again next tick.
         log.exception("job.failed", job=name)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM set `stop`: the job in progress finishes, then all stops.
+
+    A second signal interrupts at once (KeyboardInterrupt). Main thread only.
+    """
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("embedded.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class Background:
+    """What runs beside the jobs: realtime listener, metrics endpoint, HTTP API."""
+
+    stop: threading.Event
+    threads: list[threading.Thread] = field(default_factory=list)
+    metrics: metrics.Endpoint | None = None
+    api: Any = None  # uvicorn.Server
+    api_url: str | None = None
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.api is not None:
+            self.api.should_exit = True
+        if self.metrics is not None:
+            self.metrics.stop()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+def start_listener(ctx: Context, background: Background) -> Listener:
+    """The realtime listener in a thread, syncing realtime feeds in this process."""
+    listener = Listener(ctx, sync_in_process(ctx))
+    thread = threading.Thread(
+        target=listener.run, args=(background.stop,), name="realtime", daemon=True
+    )
+    thread.start()
+    background.threads.append(thread)
+    return listener
+
+
+def start_api(ctx: Context, background: Background, host: str, port: int) -> str | None:
+    """The HTTP API and dashboard in a thread; its base URL, or None when this build has no API."""
+    try:
+        import uvicorn
+
+        from worker.api.app import create_app
+    except ImportError as exc:
+        log.warning("api.unavailable", error=str(exc))
+        return None
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ctx.settings), host=host, port=port, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    background.threads.append(thread)
+    background.api = server
+    while not server.started and thread.is_alive():
+        background.stop.wait(0.05)
+    if not server.started:
+        log.error("api.not_started", host=host, port=port)
+        return None
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    background.api_url = f"http://{host}:{bound}"
+    return background.api_url

@@ -1,6 +1,6 @@
 """Every command group registers its sub-commands here."""
 
-from worker.cli import api, apikey, cron, db, demo, indexer, run, saas, sync
+from worker.cli import api, apikey, cron, db, demo, indexer, realtime, run, saas, sync
 
 REGISTRARS = [
     indexer.register,
@@ -10,6 +10,7 @@ REGISTRARS = [
     demo.register,
     db.register,
     run.register,
+    realtime.register,
     api.register,
     apikey.register,
 ]

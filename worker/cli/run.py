@@ -1,4 +1,5 @@
-"""`run [--demo]`: the embedded all-in-one (migrate, then run the jobs on schedule; no broker)."""
+"""`run [--demo]`: the embedded all-in-one — migrate, then the jobs on schedule, the realtime
+listener, the metrics endpoint and the HTTP API, all in this process, no broker."""
 
 from __future__ import annotations
 
@@ -11,64 +12,109 @@ from typing import Any
 import structlog
 from sqlalchemy import func, inspect, select, table
 
-from config.settings import Settings, file_destination_path
+from config.settings import IndexerMode, Settings, file_destination_path
 from feeds import indexer
 from feeds.commerce import demo
 from feeds.context import Context, open_context
-from worker.embedded import run_forever
+from feeds.errors import ConfigError
+from worker import metrics
+from worker.embedded import Background, run_forever, start_api, start_listener, stop_on_signals
 
 log = structlog.get_logger("worker.run")
 
 DEMO_PRODUCTS = 2000
 DEMO_CHANGE_EVERY_S = 20.0
+DEMO_REALTIME_FEED = "products"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="embedded all-in-one: migrate and run the jobs in this process")
+    p = sub.add_parser(
+        "run",
+        help="embedded all-in-one: jobs, realtime listener, metrics and API in this process",
+    )
     p.add_argument(
         "--demo",
         action="store_true",
         help="seed the sample catalog and keep changing a few products",
     )
+    p.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="API port (default 8000; 0: any free)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus endpoint port (default METRICS_PORT, 9808; 0: any free)",
+    )
+    p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
     p.add_argument("--demo-products", type=int, default=DEMO_PRODUCTS, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--demo-change-every", type=float, default=DEMO_CHANGE_EVERY_S, help=argparse.SUPPRESS
+    )
     p.set_defaults(handler=run, quiet_logs=False)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     ctx = open_context(settings)
-    extra = None
-    if args.demo:
-        _seed_if_empty(ctx, args.demo_products)
-        extra = _changer(ctx)
-    indexer.ensure_subscriptions(ctx)
-    _print_welcome(ctx, args.demo)
     stop = threading.Event()
+    background = Background(stop)
     try:
-        run_forever(ctx, stop, extra)
+        with stop_on_signals(stop):
+            extra = None
+            if args.demo:
+                if _seed_if_empty(ctx, args.demo_products):
+                    _realtime_demo_feed(ctx)
+                extra = _changer(ctx, args.demo_change_every)
+            indexer.ensure_subscriptions(ctx)
+            background.metrics = _serve_metrics(ctx, args.metrics_port)
+            if not args.no_api:
+                start_api(ctx, background, args.host, args.port)
+            start_listener(ctx, background)
+            _print_welcome(ctx, background, args.demo_change_every if args.demo else None)
+            run_forever(ctx, stop, extra)
     except KeyboardInterrupt:
-        stop.set()
-        print("\nStopped.")
+        print("\nInterrupted.", flush=True)
     finally:
+        background.close()
         ctx.close()
+    print("Stopped.", flush=True)
     return 0
 
 
-def _seed_if_empty(ctx: Context, products: int) -> None:
+def _serve_metrics(ctx: Context, port: int | None) -> metrics.Endpoint:
+    try:
+        return metrics.serve(ctx, port)
+    except OSError as exc:
+        chosen = ctx.settings.metrics_port if port is None else port
+        raise ConfigError(
+            f"The metrics port {chosen} cannot be used ({exc.strerror}); accepted: a free port "
+            "in METRICS_PORT or --metrics-port (0 picks one)."
+        ) from None
+
+
+def _seed_if_empty(ctx: Context, products: int) -> bool:
+    """Seed the sample catalog unless the source has products; True when it seeded."""
     with ctx.source.connect() as conn:
         present = inspect(conn).has_table("products") and (
             conn.scalar(select(func.count()).select_from(table("products"))) or 0
         )
-    if not present:
-        print(f"Seeding the sample catalog with {products} products …")
-        demo.seed(ctx.source, products)
+    if present:
+        return False
+    print(f"Seeding the sample catalog with {products} products …", flush=True)
+    demo.seed(ctx.source, products)
+    return True
 
 
-def _changer(ctx: Context) -> Any:
-    """Every DEMO_CHANGE_EVERY_S, update a few products as the application would."""
+def _realtime_demo_feed(ctx: Context) -> None:
+    """A fresh demo shows both modes: products in realtime (seconds), the other feeds on schedule."""
+    indexer.set_mode(ctx, ctx.registry.get(DEMO_REALTIME_FEED), IndexerMode.REALTIME)
+
+
+def _changer(ctx: Context, every_s: float) -> Any:
+    """Every `every_s` seconds, update a few products as the application would."""
     last = [time.monotonic()]
 
     def change() -> None:
-        if time.monotonic() - last[0] < DEMO_CHANGE_EVERY_S:
+        if time.monotonic() - last[0] < every_s:
             return
         last[0] = time.monotonic()
         affected = demo.change(ctx.source, update=random.randint(1, 5), delete=0)
@@ -77,16 +123,28 @@ def _changer(ctx: Context) -> Any:
     return change
 
 
-def _print_welcome(ctx: Context, demo_mode: bool) -> None:
+def _print_welcome(ctx: Context, background: Background, demo_every_s: float | None) -> None:
     export = ctx.settings.export_url
     where = file_destination_path(export).resolve() if export.startswith("file://") else export
-    print(
-        "Feedsync is running (embedded mode: jobs run in this process, no broker). Ctrl-C stops it."
-    )
-    print(f"  worker database : {ctx.settings.database_url}")
-    print(f"  exported items  : {where}/<feed>.jsonl")
-    print("  watch it        : python -m worker indexer:status")
-    if demo_mode:
-        print(
-            f"  demo            : a few products change every {DEMO_CHANGE_EVERY_S:.0f} s; partial syncs run every minute"
+    lines = [
+        "Feedsync is running (embedded mode: jobs, realtime listener, metrics and API in this "
+        "process, no broker). Ctrl-C stops it.",
+        f"  worker database : {ctx.settings.database_url}",
+        f"  exported items  : {where}/<feed>.jsonl",
+    ]
+    if background.api_url:
+        lines += [
+            f"  dashboard       : {background.api_url}/dashboard  "
+            "(sign in with a key from: python -m worker apikey:create --name me "
+            "--permission sync.admin)",
+            f"  API             : {background.api_url}/cdi/integrations",
+        ]
+    if background.metrics is not None:
+        lines.append(f"  metrics         : http://127.0.0.1:{background.metrics.port}/metrics")
+    lines.append("  indexers        : python -m worker indexer:status")
+    if demo_every_s is not None:
+        lines.append(
+            f"  demo            : a few products change every {demo_every_s:g} s; "
+            "realtime feeds export them within a second, schedule feeds at the next minute"
         )
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,61 @@
+"""`indexer:notify` (signal changed entities) and `listen` (the realtime listener process)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from config.settings import Settings
+from feeds import indexer, realtime
+from feeds.context import open_context
+from worker.embedded import stop_on_signals
+from worker.realtime import Listener, enqueue_task, sync_in_process
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "indexer:notify",
+        help="record changed entities of a feed (the application's realtime signal)",
+    )
+    p.add_argument("--feed", required=True, help="feed name or indexer id")
+    p.add_argument(
+        "--ids", required=True, help="comma-separated entity ids (keys of the feed's driving table)"
+    )
+    p.set_defaults(handler=notify)
+    p = sub.add_parser(
+        "listen",
+        help="realtime listener: sync realtime feeds as soon as they change (fleet: enqueue tasks)",
+    )
+    p.set_defaults(handler=listen, quiet_logs=False)
+
+
+def notify(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = open_context(settings)
+    try:
+        feed = ctx.registry.get(args.feed)
+        count = realtime.notify(ctx, feed, [i for i in args.ids.split(",") if i.strip()])
+    finally:
+        ctx.close()
+    print(
+        f"Recorded {count} changed {feed.name} entities; they are synced at once in realtime mode."
+    )
+    return 0
+
+
+def listen(args: argparse.Namespace, settings: Settings) -> int:
+    ctx = open_context(settings)
+    try:
+        indexer.ensure_subscriptions(ctx)
+        if settings.broker_url:
+            from worker.app import app
+
+            dispatch = enqueue_task(app)
+        else:
+            dispatch = sync_in_process(ctx)
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            Listener(ctx, dispatch).run(stop)
+    finally:
+        ctx.close()
+    return 0
