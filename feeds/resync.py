@@ -15,12 +15,20 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from feeds import store
+from feeds import resync_ranges, store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
 from feeds.errors import FeedsyncError
 from feeds.exporter import send_stored
-from feeds.indexer import Batch, Outcome, Progress, count_entities, lock_name, reindex
+from feeds.indexer import (
+    Batch,
+    BatchMapper,
+    Outcome,
+    Progress,
+    count_entities,
+    lock_name,
+    reindex,
+)
 from feeds.locks import Lock, LockedError
 from feeds.runs import Operation, sync_errors
 from feeds.store import checkpoints, utcnow
@@ -38,6 +46,7 @@ class ResyncRequest:
     batch_size: int | None = None
     threads: int = 1
     continue_resync: bool = False
+    fleet: bool = False  # fan the key ranges out to the Celery workers
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,10 @@ def check(ctx: Context, feed: Feed, request: ResyncRequest) -> None:
         raise FeedsyncError(
             f"There is no interrupted resync of feed {feed.name!r} to continue; start one with saas:resync --feed {feed.name}."
         )
+    if request.fleet and (request.dry_run or request.by_ids or request.no_reindex):
+        raise FeedsyncError(
+            "--fleet spreads a full resync over the workers; it cannot be combined with --dry-run, --by-ids or --no-reindex."
+        )
     if request.by_ids and (request.cleanup_feed or request.no_reindex):
         raise FeedsyncError(
             "--by-ids resends the items named; it cannot be combined with --cleanup-feed or --no-reindex."
@@ -80,9 +93,16 @@ def total_entities(ctx: Context, feed: Feed, request: ResyncRequest) -> int:
 
 
 def resync(
-    ctx: Context, feed: Feed, request: ResyncRequest, progress: Progress | None = None
+    ctx: Context,
+    feed: Feed,
+    request: ResyncRequest,
+    progress: Progress | None = None,
+    mapper: BatchMapper | None = None,
 ) -> Outcome:
-    """Run `saas:resync` for one feed. Raises LockedError when another process holds the feed."""
+    """Run `saas:resync` for one feed. Raises LockedError when another process holds the feed.
+
+    With `request.fleet`, `mapper` processes the planned key ranges elsewhere (the Celery workers).
+    """
     check(ctx, feed, request)
     options = RunOptions(
         send=True,
@@ -104,6 +124,10 @@ def resync(
     if request.cleanup_feed:
         with ctx.db.begin() as conn:
             store.delete_feed_items(conn, feed.name)
+    if request.fleet:
+        if mapper is None:
+            raise FeedsyncError("A fleet resync needs the Celery workers (BROKER_URL).")
+        return _fleet(ctx, feed, request, progress, mapper)
     start_after = None
     previous = checkpoint(ctx, feed) if request.continue_resync else None
     if previous is not None:
@@ -126,6 +150,40 @@ def resync(
     )
     with ctx.db.begin() as conn:
         conn.execute(checkpoints.delete().where(checkpoints.c.feed == feed.name))
+    return outcome
+
+
+def _fleet(
+    ctx: Context,
+    feed: Feed,
+    request: ResyncRequest,
+    progress: Progress | None,
+    mapper: BatchMapper,
+) -> Outcome:
+    """The same resync with the key ranges planned up front and processed by `mapper`, in any order."""
+    previous = checkpoint(ctx, feed) if request.continue_resync else None
+    options = RunOptions(
+        send=True,
+        threads=request.threads,
+        resend_all=True,
+        batch_size=request.batch_size,
+        accepted_since=previous.started_at if previous else None,
+    )
+    if previous is None or not resync_ranges.planned(ctx, feed):
+        # A new resync, or the continuation of one that ran without --fleet: plan from its checkpoint.
+        resync_ranges.plan(ctx, feed, start_after=previous.last_key if previous else None)
+    outcome = reindex(
+        ctx,
+        feed,
+        progress=progress,
+        options=options,
+        batches=resync_ranges.pending(ctx, feed),
+        mapper=mapper,
+        on_start=lambda run: _start_checkpoint(ctx, feed, run, previous),
+    )
+    with ctx.db.begin() as conn:
+        conn.execute(checkpoints.delete().where(checkpoints.c.feed == feed.name))
+        resync_ranges.clear(conn, feed)
     return outcome
 
 

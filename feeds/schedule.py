@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from croniter import croniter
 
 DEFAULT_CRONS: dict[str, str] = {
     "indexer_reindex_all_invalid": "* * * * *",
@@ -22,3 +26,27 @@ def resend_job(feed: str) -> str:
 
 def job_names(feeds: Sequence[str]) -> list[str]:
     return [*DEFAULT_CRONS, *(resend_job(feed) for feed in feeds)]
+
+
+class _Configured(Protocol):
+    cron: str
+
+
+def cron_of(job: str, configured: Mapping[str, _Configured]) -> str:
+    """The job's cron expression: its `[jobs.<name>] cron` in the TOML file, else the default."""
+    entry = configured.get(job)
+    return entry.cron if entry is not None else DEFAULT_CRONS.get(job, RESEND_CRON)
+
+
+def next_fire(cron: str, after: datetime) -> datetime:
+    """The first fire time strictly after `after` (cron expressions are read in UTC)."""
+    return croniter(cron, _utc(after)).get_next(datetime)
+
+
+def latest_fire(cron: str, now: datetime) -> datetime:
+    """The tick `now` belongs to: the newest fire time at or before `now`."""
+    return croniter(cron, _utc(now) + timedelta(microseconds=1)).get_prev(datetime)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

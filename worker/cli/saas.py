@@ -12,6 +12,8 @@ from typing import Any
 from config.settings import Settings
 from feeds import runs
 from feeds.context import open_context
+from feeds.errors import FeedsyncError
+from feeds.indexer import BatchMapper
 from feeds.locks import LockedError
 from feeds.resync import ResyncRequest, resync, total_entities
 from feeds.runs import Counts, RunStatus
@@ -32,6 +34,11 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=positive, default=None, help="items per request")
     p.add_argument("--thread-count", type=positive, default=1, help="batches sent in parallel")
     p.add_argument("--continue-resync", action="store_true", help="resume an interrupted resync")
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="spread the key ranges over the Celery workers (needs BROKER_URL and running workers)",
+    )
     p.set_defaults(handler=resync_command)
 
 
@@ -46,11 +53,13 @@ def resync_command(args: argparse.Namespace, settings: Settings) -> int:
         batch_size=args.batch_size,
         threads=args.thread_count,
         continue_resync=args.continue_resync,
+        fleet=args.fleet,
     )
+    mapper = _fleet_mapper(settings) if args.fleet else None
     started = time.monotonic()
     try:
         with _progress(feed.name, total_entities(ctx, feed, request)) as report:
-            outcome = resync(ctx, feed, request, report)
+            outcome = resync(ctx, feed, request, report, mapper)
     except LockedError:
         print(f"{feed.title} index is locked by another reindex process. Skipping.")
         return 1
@@ -78,6 +87,19 @@ def resync_command(args: argparse.Namespace, settings: Settings) -> int:
     if run.get("message"):
         print(f"  {run['message']}", file=sys.stderr)
     return 1 if status in (RunStatus.ERROR, RunStatus.CONFIG_ERROR) else 0
+
+
+def _fleet_mapper(settings: Settings) -> BatchMapper:
+    """Send the key ranges to the workers, two in flight per worker process."""
+    if not settings.broker_url:
+        raise FeedsyncError(
+            "--fleet sends the resync to the Celery workers; set BROKER_URL to their broker (redis://host:6379/0), or drop --fleet."
+        )
+    from worker.app import create_app
+    from worker.fanout import celery_mapper, worker_processes
+
+    app = create_app(settings)
+    return celery_mapper(app, in_flight=2 * worker_processes(app))
 
 
 @contextmanager

@@ -1,0 +1,200 @@
+"""Scheduled job runs: one row per execution of a job of SPEC §3 (start, end, status, summary).
+
+Written by every runner (Celery task, embedded loop, `cron:run`); read by `cron:list` and by the
+fleet tests that check a job ran once per tick and never overlapped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from feeds.stopping import StopRequested
+from feeds.store import Base, utcnow
+
+
+class JobStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    ERROR = "error"
+    SKIPPED = "skipped"  # another run of the job held the fleet lock
+    STOPPED = "stopped"  # warm shutdown: stopped between batches, requeued
+    LOST = "lost"  # its worker died; the message was delivered again
+
+
+class JobRunRow(Base):
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        Index("ix_job_runs_job", "job", "started_at"),
+        Index("ix_job_runs_task", "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job: Mapped[str] = mapped_column(String(200))
+    tick: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+job_runs = cast(Table, JobRunRow.__table__)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    id: int
+    job: str
+    tick: datetime | None
+    task_id: str | None
+    worker: str
+    status: JobStatus
+    started_at: datetime
+    finished_at: datetime | None
+    summary: str | None
+
+
+def this_worker() -> str:
+    """host:pid of the process running the job (the pid is what a test kills)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start(db: Engine, job: str, *, tick: datetime | None = None, task_id: str | None = None) -> int:
+    """Record a run as started; an earlier `running` row of the same task is marked `lost`."""
+    now = utcnow()
+    with db.begin() as conn:
+        if task_id is not None:
+            # The same message delivered again: its first delivery's worker died mid-run.
+            conn.execute(
+                update(job_runs)
+                .where(job_runs.c.task_id == task_id, job_runs.c.status == JobStatus.RUNNING)
+                .values(status=JobStatus.LOST, finished_at=now, summary="its worker died")
+            )
+        return int(
+            conn.execute(
+                job_runs.insert()
+                .values(
+                    job=job,
+                    tick=_naive(tick),
+                    task_id=task_id,
+                    worker=this_worker(),
+                    status=JobStatus.RUNNING,
+                    started_at=now,
+                )
+                .returning(job_runs.c.id)
+            ).scalar_one()
+        )
+
+
+def finish(db: Engine, run_id: int, status: JobStatus, summary: str) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            update(job_runs)
+            .where(job_runs.c.id == run_id)
+            .values(status=status, finished_at=utcnow(), summary=summary[:4000])
+        )
+
+
+@dataclass
+class Recorder:
+    """What a recorded run reports: its summary lines."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def done(self, lines: list[str]) -> None:
+        self.lines = lines
+
+
+@contextmanager
+def recorded(
+    db: Engine, job: str, *, tick: datetime | None = None, task_id: str | None = None
+) -> Iterator[Recorder]:
+    """Record the block as a run of `job`: success, error (it raised) or stopped (warm shutdown)."""
+    run_id = start(db, job, tick=tick, task_id=task_id)
+    recorder = Recorder()
+    try:
+        yield recorder
+    except StopRequested as exc:
+        finish(db, run_id, JobStatus.STOPPED, str(exc))
+        raise
+    except BaseException as exc:
+        finish(db, run_id, JobStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        raise
+    finish(db, run_id, JobStatus.SUCCESS, "\n".join(recorder.lines))
+
+
+def record_skip(
+    db: Engine, job: str, reason: str, *, tick: datetime | None, task_id: str | None
+) -> None:
+    """A tick that found the job running elsewhere: recorded so `cron:list` shows it."""
+    now = utcnow()
+    with db.begin() as conn:
+        conn.execute(
+            job_runs.insert().values(
+                job=job,
+                tick=_naive(tick),
+                task_id=task_id,
+                worker=this_worker(),
+                status=JobStatus.SKIPPED,
+                started_at=now,
+                finished_at=now,
+                summary=reason,
+            )
+        )
+
+
+def last_runs(db: Engine) -> dict[str, JobRun]:
+    """The newest run of each job."""
+    newest = (
+        select(job_runs.c.job, func.max(job_runs.c.id).label("id")).group_by(job_runs.c.job)
+    ).subquery()
+    with db.connect() as conn:
+        rows = conn.execute(select(job_runs).join(newest, newest.c.id == job_runs.c.id)).all()
+    return {row.job: _run(row) for row in rows}
+
+
+def all_runs(db: Engine, job: str | None = None) -> list[JobRun]:
+    """Every recorded run (of one job), oldest first."""
+    query = select(job_runs).order_by(job_runs.c.id)
+    if job is not None:
+        query = query.where(job_runs.c.job == job)
+    with db.connect() as conn:
+        return [_run(row) for row in conn.execute(query)]
+
+
+def _run(row: object) -> JobRun:
+    values = dict(row._mapping)  # type: ignore[attr-defined]
+    values["status"] = JobStatus(values["status"])
+    return JobRun(**values)
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    """Timestamps are stored as naive UTC, like every column of the worker database."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

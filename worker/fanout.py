@@ -1,0 +1,84 @@
+"""Fan-out of a full resync: each planned key range is a `feedsync.resync_range` task on the fleet.
+
+The coordinator (`saas:resync --fleet`) keeps a bounded number of ranges in flight, two per worker
+process, and adds up each range's counts into its run as the ranges finish, in any order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from celery import Celery
+
+from feeds.errors import FeedsyncError
+from feeds.indexer import Batch, BatchMapper
+from feeds.resync_ranges import counts_from, options_dict
+from feeds.runs import Counts
+from feeds.sync import Run
+
+RANGE_TASK = "feedsync.resync_range"
+_POLL_S = 0.05
+
+
+def worker_processes(app: Celery, timeout_s: float = 2.0) -> int:
+    """How many task processes the running workers have; a sentence when none answers."""
+    stats: dict[str, Any] = app.control.inspect(timeout=timeout_s).stats() or {}
+    processes = sum(int(s.get("pool", {}).get("max-concurrency", 1)) for s in stats.values())
+    if not processes:
+        raise FeedsyncError(
+            "No Celery worker answered on BROKER_URL; start one with `celery -A worker worker` "
+            "(same DATABASE_URL and EXPORT_URL), or drop --fleet."
+        )
+    return processes
+
+
+def celery_mapper(app: Celery, in_flight: int) -> BatchMapper:
+    """A BatchMapper sending each range as a task and yielding it with its counts once done."""
+
+    def mapper(run: Run, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Counts]]:
+        pending: list[tuple[Batch, Any]] = []
+        try:
+            for batch in batches:
+                pending.append((batch, _send(app, run, batch)))
+                while len(pending) >= in_flight:
+                    yield _collect(run, pending)
+            while pending:
+                yield _collect(run, pending)
+        finally:
+            for _, result in pending:
+                result.forget()
+
+    return mapper
+
+
+def _send(app: Celery, run: Run, batch: Batch) -> Any:
+    return app.send_task(
+        RANGE_TASK,
+        kwargs={
+            "feed": run.feed.name,
+            "run_id": run.id,
+            "operation": run.operation.value,
+            "options": options_dict(run.options),
+            "seq": batch.seq,
+            "lo": batch.keys.lo,
+            "hi": batch.keys.hi,
+            "entities": batch.entities,
+        },
+    )
+
+
+def _collect(run: Run, pending: list[tuple[Batch, Any]]) -> tuple[Batch, Counts]:
+    """Wait for the first range to finish (any order), add its counts to the run."""
+    while True:
+        for index, (batch, result) in enumerate(pending):
+            if result.ready():
+                del pending[index]
+                answer = result.get(propagate=True)
+                counts = counts_from(answer["counts"])
+                run.counts += counts
+                run.committed_batches += 1
+                run.delivery.config_error = run.delivery.config_error or answer["config_error"]
+                return batch, counts
+        time.sleep(_POLL_S)

@@ -1,0 +1,103 @@
+"""A scheduled job in the fleet: at most once per beat tick, at most one run at a time, recorded.
+
+Two beats send every tick, and a worker that was down finds a queue of old ticks; this is where
+those tasks are sorted out before any work:
+
+- the first task of a tick claims it in Redis; another task of the same tick is a `duplicate`;
+- a task whose tick is no longer the job's latest (a later tick has fired since it was sent) is
+  `superseded`: the later tick's task is in the queue too, so a backlog collapses into one run;
+- the job's fleet lock is taken with a TTL and kept alive by a heartbeat while the job runs; a
+  tick that finds it held is `locked` (logged and recorded as skipped).
+
+A task delivered a second time (its worker died: late acks, reject on worker lost, visibility
+timeout) finds its own claim and, until the dead run's lock expires, its own lock: it waits for
+the expiry and then runs the job again, which is safe because every job is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import structlog
+from redis import Redis
+
+from feeds import job_runs, stopping
+from feeds.context import Context
+from feeds.schedule import cron_of, next_fire
+from worker.fleet_lock import PREFIX, FleetLock, held
+from worker.jobs import run_job
+
+log = structlog.get_logger("worker.fleet")
+
+
+class Verdict(StrEnum):
+    RAN = "ran"
+    DUPLICATE = "duplicate"  # another task already runs this tick
+    SUPERSEDED = "superseded"  # a later tick has fired: its task runs instead
+    LOCKED = "locked"  # the job is running elsewhere
+    WAIT = "wait"  # this task's own earlier delivery died holding the lock: retry after its expiry
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    verdict: Verdict
+    lines: list[str] = field(default_factory=list)
+    retry_in_s: float = 0.0
+
+
+def run_scheduled(
+    ctx: Context,
+    redis: Redis,
+    job: str,
+    *,
+    task_id: str,
+    tick: datetime | None,
+    now: datetime | None = None,
+) -> FleetRun:
+    """Run `job` for the beat tick `tick` unless another task does or did (see the module doc)."""
+    fleet = ctx.settings.file.fleet
+    with_log = log.bind(job=job, task_id=task_id, tick=tick.isoformat() if tick else None)
+    if tick is not None:
+        key = f"{PREFIX}:tick:{job}:{tick.isoformat()}"
+        owner = _text(redis.get(key))
+        if owner is None:
+            now = now or datetime.now(UTC)
+            if next_fire(cron_of(job, ctx.settings.file.jobs), tick) <= now:
+                with_log.info("job.skipped", reason="superseded by a later tick")
+                return FleetRun(Verdict.SUPERSEDED)
+            # Kept well past any redelivery, so a second delivery still recognises its claim.
+            keep_s = max(2 * fleet.visibility_timeout_s, 3600)
+            if not redis.set(key, task_id, nx=True, ex=keep_s):
+                owner = _text(redis.get(key))
+        if owner is not None and owner != task_id:
+            with_log.info("job.skipped", reason="tick already taken", by=owner)
+            return FleetRun(Verdict.DUPLICATE)
+    lock = FleetLock(redis, job, task_id, fleet.lock_ttl_s)
+    if not lock.acquire():
+        holder = lock.holder()
+        if holder == task_id:
+            wait_s = lock.remaining_s() + 0.5
+            with_log.info(
+                "job.waiting", reason="its earlier delivery died holding the lock", seconds=wait_s
+            )
+            return FleetRun(Verdict.WAIT, retry_in_s=wait_s)
+        with_log.info("job.skipped", reason="locked: the job is running elsewhere", holder=holder)
+        job_runs.record_skip(
+            ctx.db, job, "locked: the job is running elsewhere", tick=tick, task_id=task_id
+        )
+        return FleetRun(Verdict.LOCKED)
+    with held(lock) as heartbeat:
+        # A lost lock (Redis unreachable past the TTL) stops the job at its next batch.
+        probe = heartbeat.lost.is_set
+        stopping.install(probe)
+        try:
+            lines = run_job(ctx, job, tick=tick, task_id=task_id)
+        finally:
+            stopping.remove(probe)
+    return FleetRun(Verdict.RAN, lines)
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
