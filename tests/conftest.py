@@ -172,3 +172,18 @@ def library_context(
 
     indexer.ensure_subscriptions(ctx)
     return ctx
+
+
+# --- HTTP API ------------------------------------------------------------------------------
+
+
+def make_api_key(ctx: Context, *permissions: str, name: str = "test") -> str:
+    """A new API key with these permissions (all four when none are given); the raw key."""
+    from feeds import apikeys
+
+    chosen = permissions or tuple(p.value for p in apikeys.Permission)
+    return apikeys.create_key(ctx.db, name, chosen)[1]
+
+
+def bearer(raw_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {raw_key}"}
