@@ -14,6 +14,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select
 
+from feeds import budget
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
 from feeds.diff import Change, FeedItem
@@ -30,16 +31,30 @@ def export_pending(ctx: Context, feed: Feed) -> Outcome | None:
     """Send the collected-but-never-sent items of a legacy-mode feed; None when there are none."""
     if not collect_only(ctx, feed) or not _has_pending(ctx, feed):
         return None
+    if (paused := _budget_paused(ctx, feed, Operation.LEGACY_EXPORT)) is not None:
+        return paused
     return _locked(
         ctx, feed, Operation.LEGACY_EXPORT, functools.partial(send_stored, only_unsent=True)
     )
 
 
 def resend_failed(ctx: Context, feed: Feed) -> Outcome | None:
-    """Resend the items whose last send failed with a retryable error and whose next attempt is due."""
+    """Resend the items whose last send failed with a retryable error, or that the API-call budget
+    held back, and whose next attempt is due."""
     if not _due_ids(ctx, feed, limit=1):
         return None
+    if (paused := _budget_paused(ctx, feed, Operation.RESEND_FAILED)) is not None:
+        return paused
     return _locked(ctx, feed, Operation.RESEND_FAILED, _resend_due)
+
+
+def _budget_paused(ctx: Context, feed: Feed, operation: Operation) -> Outcome | None:
+    """While the API-call budget is used up, a sending job records no run: there is nothing it could do."""
+    reason = budget.exhausted(ctx, feed)
+    if reason is None:
+        return None
+    log.info("export.skipped", feed=feed.name, operation=operation.value, reason=reason)
+    return Outcome(feed, Counts(), 0.0, reason)
 
 
 def _locked(
@@ -98,6 +113,8 @@ def send_stored(ctx: Context, run: Run, lock: Lock, only_unsent: bool) -> None:
         last = rows[-1].id
         lock.renew()
         log.debug("legacy_export.batch", feed=feed_name, items=len(rows))
+        if run.delivery.paused:
+            return  # the API-call budget is used up: the rest stays unsent for a later run
 
 
 def _due_ids(
@@ -109,7 +126,7 @@ def _due_ids(
             select(c.id, c.entity_key)
             .where(
                 c.feed == feed.name,
-                c.status == int(ItemStatus.RETRYABLE),
+                c.status.in_((int(ItemStatus.RETRYABLE), int(ItemStatus.SKIPPED))),
                 c.next_attempt_at <= (due_by or utcnow()),
             )
             .order_by(c.next_attempt_at)
@@ -127,5 +144,5 @@ def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
         ids = {item_id for item_id, _ in due}
         process_batch(ctx, run, Keys(ids=tuple(sorted({entity for _, entity in due}))), resend=ids)
         lock.renew()
-        if run.delivery.config_error:
-            return  # nothing more can be sent in this run
+        if run.delivery.config_error or run.delivery.paused:
+            return  # nothing more can be sent in this run; the rest stays due

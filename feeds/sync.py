@@ -20,7 +20,7 @@ from sqlalchemy import column, select, table
 from sqlalchemy.engine import Connection
 
 from config.settings import ExportMode
-from feeds import runs, store
+from feeds import budget, runs, store
 from feeds.context import Context
 from feeds.definitions import Document, Feed, Keys
 from feeds.diff import Change, FeedItem, classify
@@ -62,13 +62,15 @@ class Run:
 
 
 def delivery_for(ctx: Context, feed: Feed, options: RunOptions) -> Delivery:
+    destination = ctx.destination(feed)
     return Delivery(
-        destination=ctx.destination(feed),
+        destination=destination,
         feed=feed.name,
         batch_size=options.batch_size or ctx.settings.batch_size(feed.name),
         retry=ctx.settings.file.retry,
         keep_payload=collect_only(ctx, feed),
         threads=options.threads,
+        gate=budget.gate_for(ctx, destination.name),
     )
 
 
@@ -113,12 +115,18 @@ def open_run(
         )
         raise
     status = runs.status_for(run.counts, run.delivery.config_error)
-    runs.finish_run(ctx.db, run.id, run.counts, status, message=run.delivery.config_error)
+    message = run.delivery.config_error
+    if run.counts.deferred and not message:
+        # From the counts, not the delivery: with several processes, theirs paused, not ours.
+        message = budget.paused_note(ctx, run.delivery.destination.name, run.counts.deferred)
+        run.log.warning(f"run.paused{label}", reason=message, deferred=run.counts.deferred)
+    runs.finish_run(ctx.db, run.id, run.counts, status, message=message)
     run.log.info(
         f"run.finished{label}",
         status=status.value,
         rows_synced=run.counts.rows_synced,
         calls=run.delivery.calls,
+        deferred=run.counts.deferred,
         **run.counts.as_dict(),
     )
 
@@ -183,9 +191,7 @@ def process_batch(
             runs.record_errors(conn, run.id, feed.name, results)
             if then is not None and number == len(rounds):
                 then(conn)
-        failed = sum(1 for r in results if r.status is not ItemStatus.SENT)
-        counts.failed += failed
-        counts.rows_synced += len(results) - failed
+        counts += tally(results)
         run.committed_batches += 1
     run.counts += counts
     return counts
@@ -264,11 +270,17 @@ def deliver_stored(
     with ctx.db.begin() as conn:
         store.record_items(conn, run.feed.name, records)
         runs.record_errors(conn, run.id, run.feed.name, results)
-    failed = sum(1 for r in results if r.status is not ItemStatus.SENT)
-    counts = Counts(failed=failed, rows_synced=len(results) - failed)
+    counts = tally(results)
     run.counts += counts
     run.committed_batches += 1
     return counts
+
+
+def tally(results: list[ItemResult]) -> Counts:
+    """Sent, failed and budget-deferred items among the destination's results."""
+    sent = sum(1 for r in results if r.status is ItemStatus.SENT)
+    deferred = sum(1 for r in results if r.status is ItemStatus.SKIPPED)
+    return Counts(rows_synced=sent, deferred=deferred, failed=len(results) - sent - deferred)
 
 
 def _collected(changed: list[FeedItem]) -> list[ItemRecord]:

@@ -6,11 +6,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from config.settings import RetrySettings
 from feeds.diff import FeedItem
-from feeds.export.destination import Destination
-from feeds.export.protocol import BatchOutcome, ItemResult
+from feeds.export.destination import CallGate, Destination
+from feeds.export.protocol import BatchOutcome, ItemResult, budget_exhausted
 from feeds.export.retry import next_attempt
 from feeds.store import ItemRecord, ItemStatus, utcnow
 
@@ -20,7 +21,9 @@ class Delivery:
     """Sends one run's items in `batch_size` batches (`threads` at a time) and remembers a config error.
 
     After a 401/403 nothing more is sent to the destination in this run: the remaining items are
-    recorded as retryable without a request.
+    recorded as retryable without a request. Once the API-call budget (`gate`) is used up, nothing
+    more is sent either: those items get status -1 and wait, attempts unchanged, until the budget
+    frees (the resend job sends them then).
     """
 
     destination: Destination
@@ -32,6 +35,9 @@ class Delivery:
     config_error: str | None = None
     calls: int = 0
     daily_limit: int | None = None
+    gate: CallGate | None = None
+    paused: str | None = None  # why the budget stopped sending in this run
+    resume_at: datetime | None = None  # when the budget frees again
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def deliver(
@@ -52,12 +58,18 @@ class Delivery:
         records = []
         for item in items:
             result = results[item.id]
-            attempts = 0 if result.status is ItemStatus.SENT else previous.get(item.id, 0) + 1
-            retry_at = (
-                next_attempt(attempts, now, self.retry)
-                if result.status is ItemStatus.RETRYABLE
-                else None
-            )
+            retry_at: datetime | None
+            if result.status is ItemStatus.SKIPPED:
+                # Not a failure: nothing was sent. It waits for the budget, not for a backoff.
+                attempts = previous.get(item.id, 0)
+                retry_at = self.resume_at or now + timedelta(minutes=1)
+            else:
+                attempts = 0 if result.status is ItemStatus.SENT else previous.get(item.id, 0) + 1
+                retry_at = (
+                    next_attempt(attempts, now, self.retry)
+                    if result.status is ItemStatus.RETRYABLE
+                    else None
+                )
             category = result.category
             records.append(
                 ItemRecord(
@@ -84,11 +96,23 @@ class Delivery:
                 [ItemResult(i.id, ItemStatus.RETRYABLE, "CONFIG_ERROR", message) for i in batch],
                 calls=0,
             )
-        outcome = self.destination.send(self.feed, batch)
+        if self.paused:
+            return budget_exhausted([i.id for i in batch], self.paused)
+        if self.gate is None:
+            outcome = self.destination.send(self.feed, batch)
+        else:
+            outcome = self.destination.send(self.feed, batch, gate=self.gate)
+            if outcome.daily_limit is not None:
+                self.gate.observe_limit(outcome.daily_limit)
         with self._lock:
             self.calls += outcome.calls
             if outcome.daily_limit is not None:
                 self.daily_limit = outcome.daily_limit
             if outcome.config_error and not self.config_error:
                 self.config_error = outcome.config_error
+            first_pause = outcome.paused is not None and self.paused is None
+            if first_pause:
+                self.paused = outcome.paused
+        if first_pause and self.gate is not None:
+            self.resume_at = self.gate.resumes_at()
         return outcome

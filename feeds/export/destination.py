@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from config.settings import Settings
@@ -10,12 +11,33 @@ from feeds.diff import FeedItem
 from feeds.export.protocol import BatchOutcome
 
 
+class CallGate(Protocol):
+    """Asked before every request to a destination: the API-call budget (feeds/budget.py)."""
+
+    def acquire(self) -> str | None:
+        """Count one call and return None; or return why no call may be made now."""
+        ...
+
+    def observe_limit(self, limit: int) -> None:
+        """The destination's daily limit, from its X-RateLimit-Limit-Day header."""
+        ...
+
+    def resumes_at(self) -> datetime | None:
+        """When calls may be made again, once `acquire` refused."""
+        ...
+
+
 class Destination(Protocol):
-    """Sends batches of one feed; reports every item of the batch. Safe to call from several threads."""
+    """Sends batches of one feed; reports every item of the batch. Safe to call from several threads.
+
+    A destination that makes API calls asks `gate` before each one (a 413 split included).
+    """
 
     name: str
 
-    def send(self, feed: str, items: Sequence[FeedItem]) -> BatchOutcome: ...
+    def send(
+        self, feed: str, items: Sequence[FeedItem], gate: CallGate | None = None
+    ) -> BatchOutcome: ...
 
     def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from config.settings import file_destination_path
 from feeds.diff import FeedItem
 from feeds.errors import DestinationError
+from feeds.export.destination import CallGate
 from feeds.export.protocol import BatchOutcome, ItemResult
 from feeds.store import ItemStatus
 
@@ -31,8 +32,13 @@ class FileDestination:
     def path(self, feed: str) -> Path:
         return self.directory / f"{feed}.jsonl"
 
-    def send(self, feed: str, items: Sequence[FeedItem]) -> BatchOutcome:
-        """Append the batch in one write; every item is accepted once it is written."""
+    def send(
+        self, feed: str, items: Sequence[FeedItem], gate: CallGate | None = None
+    ) -> BatchOutcome:
+        """Append the batch in one write; every item is accepted once it is written.
+
+        A file write is not an API call: the call budget (`gate`) does not apply.
+        """
         if not items:
             return BatchOutcome([], calls=0)
         data = b"\n".join(item.envelope() for item in items) + b"\n"

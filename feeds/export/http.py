@@ -10,9 +10,11 @@ from collections.abc import Sequence
 import httpx
 
 from feeds.diff import FeedItem
+from feeds.export.destination import CallGate
 from feeds.export.protocol import (
     BatchOutcome,
     ItemResult,
+    budget_exhausted,
     encode_batch,
     idempotency_key,
     interpret,
@@ -45,8 +47,10 @@ class HttpDestination:
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
-    def send(self, feed: str, items: Sequence[FeedItem]) -> BatchOutcome:
-        """Post one batch; a 413 splits it in halves until the parts fit."""
+    def send(
+        self, feed: str, items: Sequence[FeedItem], gate: CallGate | None = None
+    ) -> BatchOutcome:
+        """Post one batch; a 413 splits it in halves until the parts fit. `gate` is asked before each request."""
         if not items:
             return BatchOutcome([], calls=0)
         ids = [item.id for item in items]
@@ -58,7 +62,7 @@ class HttpDestination:
             )
         if wait > 0:
             time.sleep(wait)
-        outcome = self._post(feed, items, ids)
+        outcome = self._post(feed, items, ids, gate)
         if outcome.retry_after_s is not None:
             with self._lock:
                 self._paused_until = max(
@@ -77,16 +81,21 @@ class HttpDestination:
             ]
             return BatchOutcome(rejected, daily_limit=outcome.daily_limit)
         half = len(items) // 2
-        first, second = self.send(feed, items[:half]), self.send(feed, items[half:])
+        first, second = self.send(feed, items[:half], gate), self.send(feed, items[half:], gate)
         return BatchOutcome(
             first.results + second.results,
             retry_after_s=_max(first.retry_after_s, second.retry_after_s),
             config_error=first.config_error or second.config_error,
             daily_limit=second.daily_limit or first.daily_limit,
             calls=1 + first.calls + second.calls,
+            paused=first.paused or second.paused,
         )
 
-    def _post(self, feed: str, items: Sequence[FeedItem], ids: list[str]) -> BatchOutcome:
+    def _post(
+        self, feed: str, items: Sequence[FeedItem], ids: list[str], gate: CallGate | None
+    ) -> BatchOutcome:
+        if gate is not None and (refused := gate.acquire()) is not None:
+            return budget_exhausted(ids, refused)
         body = encode_batch(items)
         headers = {"Idempotency-Key": idempotency_key(feed, items)}
         if len(body) >= GZIP_MIN_BYTES:

@@ -56,7 +56,7 @@ class ItemResult:
 
     @property
     def category(self) -> ErrorCategory | None:
-        if self.status is ItemStatus.SENT:
+        if self.status in (ItemStatus.SENT, ItemStatus.SKIPPED):
             return None
         if self.status is ItemStatus.RETRYABLE:
             return ErrorCategory.TRANSIENT
@@ -73,6 +73,7 @@ class BatchOutcome:
     too_large: bool = False  # 413: split the batch and send the halves
     daily_limit: int | None = None  # X-RateLimit-Limit-Day
     calls: int = 1  # requests this batch cost (a split costs several)
+    paused: str | None = None  # the API-call budget is used up: not sent, why (items status -1)
     notes: list[str] = field(default_factory=list)
 
 
@@ -130,6 +131,13 @@ def interpret(
 def transport_failure(ids: Sequence[str], message: str) -> BatchOutcome:
     """A timeout or connection error: the whole batch is retryable."""
     return BatchOutcome(_all(ids, ItemStatus.RETRYABLE, "TRANSPORT", message))
+
+
+def budget_exhausted(ids: Sequence[str], reason: str) -> BatchOutcome:
+    """No request made: the API-call budget is used up. Every item waits (-1) for the window to free."""
+    return BatchOutcome(
+        _all(ids, ItemStatus.SKIPPED, "BUDGET_EXHAUSTED", reason), calls=0, paused=reason
+    )
 
 
 def _per_item(body: bytes, ids: Sequence[str]) -> list[ItemResult]:
