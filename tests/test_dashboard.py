@@ -25,15 +25,14 @@ from feeds.runs import Operation, sync_runs
 from feeds.store import utcnow
 from tests.conftest import library_context
 from tests.destination_server import DestinationServer
-from worker.api import dashboard, session
+from worker.api import session
+from worker.api.app import create_app
 from worker.api.dashboard import RUNS_PER_PAGE, RunFilters, parse_filters
 
 
 def make_app(ctx: Context) -> FastAPI:
-    app = FastAPI()
-    app.state.ctx = ctx
-    app.include_router(dashboard.router)
-    return app
+    """The real application, on the test's databases."""
+    return create_app(ctx.settings)
 
 
 def login(client: TestClient, ctx: Context, permissions: tuple[str, ...] = ("sync.admin",)) -> str:
@@ -471,3 +470,27 @@ def test_resync_needs_the_form_token_and_a_selection(
         "/dashboard/resync", data={"error_id": [error_id]}, follow_redirects=False
     )
     assert (anonymous.status_code, anonymous.headers["location"]) == (303, "/dashboard/login")
+
+
+def test_export_csv_link_works_with_the_session_cookie_and_only_for_reads(
+    lib: Context, lib_client: TestClient, destination: DestinationServer
+) -> None:
+    destination.reject(["book-8"], code="INVALID_ENUM_VALUE", message="colour 'mauve'")
+    destination.reject(["book-9"], code="MISSING_ASSOCIATION")
+    indexer.reindex(lib, lib.registry.get("books"))
+    page = lib_client.get("/dashboard")
+    link = re.search(r'href="(/sync/errors\.csv\?category=picklists)"', page.text)
+    assert link is not None
+    answer = lib_client.get(link.group(1))
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    lines = answer.text.splitlines()
+    assert lines[0].startswith("feed,item_id,category,code,message,")
+    assert (
+        len(lines) == 2 and "books,book-8,picklists,INVALID_ENUM_VALUE,colour 'mauve'," in lines[1]
+    )
+    # The cookie alone never changes anything through the API: writes need the Bearer key.
+    [error_id] = error_ids(page.text, "picklists")
+    write = lib_client.post("/sync/errors/resync", json={"error_ids": [int(error_id)]})
+    assert write.status_code == 401
+    lib_client.cookies.clear()
+    assert lib_client.get(link.group(1)).status_code == 401

@@ -18,15 +18,16 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from feeds import runs
 from feeds.apikeys import Permission
 from feeds.context import Context
+from feeds.error_categories import help_for
 from feeds.errors import FeedsyncError
 from feeds.locks import LockedError
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
-from feeds.runs import Operation, RunStatus, sync_errors, sync_runs
+from feeds.runs import Operation, RunFilter, RunSort, RunStatus
 from feeds.store import utcnow
 from worker.api import session as sessions
 from worker.api.auth import authenticate, get_context
@@ -106,8 +107,8 @@ def parse_filters(
             )
             value = None
         chosen[name] = value
-    sort = params.get("sort") or "start"
-    if sort not in ("start", "end"):
+    sort = params.get("sort") or RunSort.START.value
+    if sort not in [s.value for s in RunSort]:
         problems.append(f"sort {sort!r} is not accepted; sort by 'start' or 'end'.")
         sort = "start"
     page_text = params.get("page") or "1"
@@ -128,7 +129,7 @@ def _date(text: str, name: str, problems: list[str]) -> date | None:
         return None
 
 
-# --- queries: SQL filters, ORDER BY and LIMIT, so thousands of runs cost one page ---------------
+# --- queries: the domain's, with SQL filters and LIMIT, so thousands of runs cost one page ------
 
 
 @dataclass
@@ -140,28 +141,30 @@ class RunPage:
 
 
 def run_page(conn: Connection, f: RunFilters, per_page: int = RUNS_PER_PAGE) -> RunPage:
-    c = sync_runs.c
-    query = select(sync_runs).where(c.started_at >= _midnight(f.since))
-    if f.until is not None:
-        query = query.where(c.started_at < _midnight(f.until + timedelta(days=1)))
-    for column, value in ((c.feed, f.feed), (c.operation, f.operation), (c.status, f.status)):
-        if value is not None:
-            query = query.where(column == value)
-    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    """One page of the runs the filters select, newest first by start or end time."""
+    where = RunFilter(
+        since=_midnight(f.since),
+        until=_midnight(f.until + timedelta(days=1)) if f.until else None,
+        feed=f.feed,
+        operation=f.operation,
+        status=f.status,
+    )
+    sort = RunSort(f.sort)
+    rows, total = runs.find_runs(
+        conn, where, sort=sort, limit=per_page, offset=(f.page - 1) * per_page
+    )
     pages = max(1, -(-total // per_page))
-    page = min(f.page, pages)
-    # Newest first (SPEC §7). A running run has no end yet: it is the newest of all by end time.
-    if f.sort == "end":
-        order = (c.finished_at.desc().nulls_first(), c.started_at.desc(), c.id.desc())
-    else:
-        order = (c.started_at.desc(), c.id.desc())
-    rows = conn.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page))
-    return RunPage([dict(row) for row in rows.mappings()], total, page, pages)
+    if f.page > pages:  # a page past the end (the runs changed since): show the last one
+        rows, total = runs.find_runs(
+            conn, where, sort=sort, limit=per_page, offset=(pages - 1) * per_page
+        )
+    return RunPage(rows, total, min(f.page, pages), pages)
 
 
 @dataclass
 class ErrorCard:
     category: str
+    title: str
     errors: int
     records: int
     resolution: str
@@ -169,42 +172,25 @@ class ErrorCard:
 
 
 def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
-    """The current errors per category: counts of errors and of affected records, first records."""
-    c = sync_errors.c
-    current = [c.resolved.is_(False)] + ([c.feed == feed] if feed else [])
-    per_record = (
-        select(c.category, func.count().label("n"))
-        .where(*current)
-        .group_by(c.category, c.feed, c.item_id)
-        .subquery()
-    )
-    counts = conn.execute(
-        select(per_record.c.category, func.sum(per_record.c.n), func.count())
-        .group_by(per_record.c.category)
-        .order_by(func.sum(per_record.c.n).desc(), per_record.c.category)
-    ).all()
+    """The current errors per category: counts of errors and affected records, what to do, and the
+    most recent records (the CSV export has them all)."""
     cards = []
-    for category, errors, records in counts:
-        rows = conn.execute(
-            select(c.id, c.feed, c.item_id, c.code, c.message, c.attempts, c.last_seen)
-            .where(*current, c.category == category)
-            .order_by(c.last_seen.desc(), c.id.desc())
-            .limit(RECORDS_PER_CARD)
-        ).mappings()
+    for summary in runs.error_summary(conn, feed=feed):
+        items, _ = runs.errors_page(
+            conn, feed=feed, category=summary.category, limit=RECORDS_PER_CARD
+        )
+        guide = help_for(summary.category)
         cards.append(
             ErrorCard(
-                category,
-                int(errors),
-                int(records),
-                resolution_text(category),
-                [dict(r) for r in rows],
+                summary.category,
+                guide.title,
+                summary.errors,
+                summary.records,
+                guide.resolution,
+                items,
             )
         )
     return cards
-
-
-def resolution_text(category: str) -> str:
-    return ""
 
 
 def _midnight(day: date) -> datetime:
