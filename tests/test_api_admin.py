@@ -1,0 +1,291 @@
+"""The admin endpoints (`sync.admin`) over HTTP, on SQLite and PostgreSQL: run history with filters
+and sorting, errors by category, CSV export, resync of selected errors against the real test
+destination.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from config.settings import Settings
+from feeds import indexer
+from feeds.context import Context
+from feeds.error_categories import HELP
+from feeds.runs import sync_runs
+from tests.conftest import bearer, library_context, make_api_key
+from tests.destination_server import DestinationServer
+from worker.api.app import create_app
+
+
+def ctx_of(client: TestClient) -> Context:
+    ctx: Context = client.app.state.ctx  # type: ignore[attr-defined]
+    return ctx
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        test_client.headers.update(bearer(make_api_key(ctx_of(test_client), "sync.admin")))
+        yield test_client
+
+
+T0 = datetime(2026, 11, 20, 12, 0)
+RUNS = [
+    # id, feed, operation, status, started (minutes after T0), duration in minutes (None: running)
+    ("a", "products", "full_sync", "success", 0, 50),
+    ("b", "prices", "partial_sync", "partial", 10, 5),
+    ("c", "products", "partial_sync", "error", 24 * 60, 1),
+    ("d", "products", "resend_failed", "success", 24 * 60 + 5, 30),
+    ("e", "orders", "partial_sync", "running", 2 * 24 * 60, None),
+    ("f", "products", "partial_sync", "success", 2 * 24 * 60 + 1, 2),
+]
+
+
+def add_runs(ctx: Context) -> None:
+    with ctx.db.begin() as conn:
+        conn.execute(
+            sync_runs.insert(),
+            [
+                {
+                    "id": run_id,
+                    "feed": feed,
+                    "operation": operation,
+                    "status": status,
+                    "started_at": T0 + timedelta(minutes=start),
+                    "finished_at": None
+                    if minutes is None
+                    else T0 + timedelta(minutes=start + minutes),
+                }
+                for run_id, feed, operation, status, start, minutes in RUNS
+            ],
+        )
+
+
+def run_ids(client: TestClient, **params: object) -> list[str]:
+    response = client.get("/sync/runs", params=params)
+    assert response.status_code == 200, response.json()
+    return [r["id"] for r in response.json()["results"]]
+
+
+def test_runs_newest_first_with_every_field(client: TestClient) -> None:
+    add_runs(ctx_of(client))
+    response = client.get("/sync/runs")
+    body = response.json()
+    assert (body["message"], body["total"], body["limit"], body["offset"]) == ("success", 6, 50, 0)
+    assert [r["id"] for r in body["results"]] == ["f", "e", "d", "c", "b", "a"]
+    assert body["results"][-1] == {
+        "id": "a",
+        "feed": "products",
+        "operation": "full_sync",
+        "status": "success",
+        "started_at": "2026-11-20T12:00:00.000Z",
+        "finished_at": "2026-11-20T12:50:00.000Z",
+        "new": 0,
+        "updated": 0,
+        "deleted": 0,
+        "failed": 0,
+        "skipped": 0,
+        "rows_synced": 0,
+        "rows_failed_with_errors": 0,
+        "last_timestamp_synced": None,
+        "message": None,
+    }
+
+
+def test_runs_filtered_by_date_range_feed_operation_and_status(client: TestClient) -> None:
+    add_runs(ctx_of(client))
+    assert run_ids(client, since="2026-11-21") == ["f", "e", "d", "c"]
+    assert run_ids(client, until="2026-11-21") == ["d", "c", "b", "a"]  # that day included
+    assert run_ids(client, since="2026-11-21T12:03:00Z", until="2026-11-22T12:00:30+00:00") == [
+        "e",
+        "d",
+    ]
+    assert run_ids(client, feed="products") == ["f", "d", "c", "a"]
+    assert run_ids(client, operation="partial_sync") == ["f", "e", "c", "b"]
+    assert run_ids(client, status="success", feed="products", operation="partial_sync") == ["f"]
+
+
+def test_runs_sorted_by_end_time_put_running_ones_first(client: TestClient) -> None:
+    add_runs(ctx_of(client))
+    # Ends: a 12:50, b 12:15, c +1d 12:01, d +1d 12:35, e running, f +2d 12:03.
+    assert run_ids(client, sort="end") == ["e", "f", "d", "c", "a", "b"]
+
+
+def test_runs_are_paged_with_total_and_links(client: TestClient) -> None:
+    add_runs(ctx_of(client))
+    first = client.get("/sync/runs", params={"limit": 4})
+    assert [r["id"] for r in first.json()["results"]] == ["f", "e", "d", "c"]
+    assert first.json()["total"] == 6
+    assert first.headers["link"] == '<http://testserver/sync/runs?offset=4&limit=4>; rel="next"'
+    second = client.get("/sync/runs", params={"limit": 4, "offset": 4})
+    assert [r["id"] for r in second.json()["results"]] == ["b", "a"]
+    assert second.headers["link"] == '<http://testserver/sync/runs?offset=0&limit=4>; rel="prev"'
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"feed": "nope"}, "feed 'nope' is not a feed; accepted feeds: products, "),
+        ({"since": "yesterday"}, "since 'yesterday' is not a date; accepted: YYYY-MM-DD"),
+        ({"status": "done"}, "The query parameter 'status' = 'done' is not accepted: Input should"),
+        ({"sort": "size"}, "The query parameter 'sort' = 'size' is not accepted"),
+        ({"limit": "0"}, "The query parameter 'limit' = '0' is not accepted"),
+    ],
+)
+def test_bad_filters_get_one_sentence(
+    client: TestClient, params: dict[str, str], message: str
+) -> None:
+    response = client.get("/sync/runs", params=params)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(message)
+
+
+def test_admin_endpoints_need_a_sync_admin_key(client: TestClient) -> None:
+    cdi_only = bearer(make_api_key(ctx_of(client), "cdi.integration_list"))
+    for method, path in [
+        ("GET", "/sync/runs"),
+        ("GET", "/sync/errors"),
+        ("GET", "/sync/errors.csv"),
+        ("POST", "/sync/errors/resync"),
+    ]:
+        response = client.request(method, path, headers=cdi_only, json={"error_ids": [1]})
+        assert (response.status_code, response.json()) == (
+            403,
+            {"message": "This API key lacks the permission sync.admin."},
+        )
+        response = client.request(method, path, headers={"Authorization": ""})
+        assert response.status_code == 401
+
+
+# --- errors, CSV, resync, against the real destination ---------------------------------------
+
+
+@pytest.fixture
+def lib_client(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator[TestClient]:
+    ctx = library_context(db_url, destination.url, tmp_path)
+    ctx.close()
+    with TestClient(create_app(ctx.settings)) as test_client:
+        test_client.headers.update(bearer(make_api_key(ctx_of(test_client), "sync.admin")))
+        yield test_client
+
+
+def sync_with_rejections(client: TestClient, destination: DestinationServer) -> None:
+    destination.reject(["book-1", "book-2", "book-3"], code="INVALID_VALUE", message="bad year")
+    destination.reject(["book-4"], code="MISSING_ASSOCIATION", message="no such author")
+    ctx = ctx_of(client)
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    destination.clear_faults()
+
+
+def test_errors_by_category_with_counts_and_resolution(
+    lib_client: TestClient, destination: DestinationServer
+) -> None:
+    sync_with_rejections(lib_client, destination)
+    body = lib_client.get("/sync/errors").json()
+    assert body["message"] == "success"
+    assert [(c["category"], c["errors"], c["records"]) for c in body["categories"]] == [
+        ("property_values", 3, 3),
+        ("associations", 1, 1),
+    ]
+    assert body["categories"][1]["title"] == "Associations"
+    assert body["categories"][1]["resolution"] == HELP["associations"].resolution
+    assert "MISSING_ASSOCIATION" in body["categories"][1]["resolution"]
+    assert body["total"] == 4
+    assert {(e["item_id"], e["category"], e["code"], e["message"]) for e in body["results"]} == {
+        ("book-1", "property_values", "INVALID_VALUE", "bad year"),
+        ("book-2", "property_values", "INVALID_VALUE", "bad year"),
+        ("book-3", "property_values", "INVALID_VALUE", "bad year"),
+        ("book-4", "associations", "MISSING_ASSOCIATION", "no such author"),
+    }
+    only = lib_client.get("/sync/errors", params={"category": "associations"}).json()
+    assert [e["item_id"] for e in only["results"]] == ["book-4"]
+    assert [c["category"] for c in only["categories"]] == ["associations"]
+
+
+def test_every_category_has_a_resolution_paragraph() -> None:
+    from feeds.export.protocol import ErrorCategory
+
+    assert set(HELP) == set(ErrorCategory)
+    assert all(len(h.resolution) > 150 for h in HELP.values())
+
+
+def test_errors_csv_has_a_header_and_one_row_per_error(
+    lib_client: TestClient, destination: DestinationServer
+) -> None:
+    sync_with_rejections(lib_client, destination)
+    response = lib_client.get("/sync/errors.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["content-disposition"].startswith('attachment; filename="sync-errors-')
+    lines = response.text.splitlines()
+    assert (
+        lines[0]
+        == "feed,item_id,category,code,message,first_seen,last_seen,attempts,resolved,run_id"
+    )
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert sorted((r["item_id"], r["category"], r["code"]) for r in rows) == [
+        ("book-1", "property_values", "INVALID_VALUE"),
+        ("book-2", "property_values", "INVALID_VALUE"),
+        ("book-3", "property_values", "INVALID_VALUE"),
+        ("book-4", "associations", "MISSING_ASSOCIATION"),
+    ]
+    assert all(r["feed"] == "books" and r["attempts"] == "1" for r in rows)
+    assert all(r["first_seen"].endswith("Z") and "T" in r["first_seen"] for r in rows)
+    filtered = lib_client.get("/sync/errors.csv", params={"category": "associations"})
+    assert [r["item_id"] for r in csv.DictReader(io.StringIO(filtered.text))] == ["book-4"]
+
+
+def test_resync_of_selected_errors_clears_them(
+    lib_client: TestClient, destination: DestinationServer
+) -> None:
+    sync_with_rejections(lib_client, destination)
+    errors = {e["item_id"]: e["id"] for e in lib_client.get("/sync/errors").json()["results"]}
+    destination.reset()
+    chosen = [errors["book-1"], errors["book-4"]]
+    response = lib_client.post("/sync/errors/resync", json={"error_ids": chosen})
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["message"], sorted(body["resolved"]), body["still_failing"]) == (
+        "success",
+        sorted(chosen),
+        [],
+    )
+    assert destination.accepted_ids("books") == {"book-1", "book-4"}
+    left = lib_client.get("/sync/errors").json()
+    assert sorted(e["item_id"] for e in left["results"]) == ["book-2", "book-3"]
+    runs = lib_client.get("/sync/runs", params={"operation": "resync_errors"}).json()["results"]
+    assert [(r["status"], r["rows_synced"]) for r in runs] == [("success", 2)]
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (
+            list(range(1, 102)),
+            "At most 100 sync errors can be resynced per request; 101 were selected.",
+        ),
+        ([], "Select at least one sync error to resync."),
+        ([999_999], "There are no sync errors with these ids: 999999."),
+    ],
+)
+def test_resync_refuses_more_than_100_no_or_unknown_errors(
+    lib_client: TestClient, ids: list[int], message: str
+) -> None:
+    response = lib_client.post("/sync/errors/resync", json={"error_ids": ids})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(message)
+
+
+def test_resync_body_must_be_a_list_of_ids(lib_client: TestClient) -> None:
+    response = lib_client.post("/sync/errors/resync", json={"error_ids": "all"})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(
+        "The request body 'error_ids' = 'all' is not accepted"
+    )
