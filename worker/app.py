@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> Celery:
         "feedsync",
         broker=settings.broker_url,
         backend=settings.broker_url,
-        include=["worker.tasks"],
+        include=["worker.tasks", "worker.realtime_tasks"],
     )
     fleet = settings.file.fleet
     app.conf.update(

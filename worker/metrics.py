@@ -24,8 +24,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from config.settings import Settings
 from feeds import changelog, store
-from feeds.context import Context
+from feeds.context import Context, open_context
 from feeds.indexer import Outcome
 
 log = structlog.get_logger("worker.metrics")
@@ -183,24 +184,34 @@ def enable_multiprocess(directory: str | None = None) -> str:
     return directory
 
 
-def connect_celery(ctx_factory: Any) -> None:
-    """In a Celery worker: multiprocess mode and the endpoint, started with the worker.
+def connect_celery(settings: Settings) -> None:
+    """In a Celery worker: multiprocess mode and the endpoint, started with the worker (main process).
 
-    `ctx_factory()` returns the context to read backlog and lag from.
+    The endpoint reads backlog and lag through a context of its own, opened in the main process;
+    forked pool processes drop its pooled connections without closing them (they are the parent's).
     """
-    from celery.signals import worker_init, worker_shutdown
+    from celery.signals import worker_init, worker_process_init, worker_shutdown
 
-    endpoints: list[Endpoint] = []
+    state: dict[str, Any] = {}
 
     @worker_init.connect(weak=False)
     def _start(**_: Any) -> None:
         enable_multiprocess()
+        ctx = open_context(settings, migrate=False)
+        state["ctx"] = ctx
         try:
-            endpoints.append(serve(ctx_factory()))
-        except OSError as exc:  # e.g. several workers on one host: one endpoint is enough
-            log.warning("metrics.not_served", error=str(exc))
+            state["endpoint"] = serve(ctx)
+        except OSError as exc:  # the port is taken (two workers on one host): say so, work on
+            log.warning("metrics.not_served", port=settings.metrics_port, error=str(exc))
+
+    @worker_process_init.connect(weak=False)
+    def _forked(**_: Any) -> None:
+        ctx = state.get("ctx")
+        if ctx is not None:
+            ctx.db.dispose(close=False)
+            ctx.source.dispose(close=False)
 
     @worker_shutdown.connect(weak=False)
     def _stop(**_: Any) -> None:
-        for endpoint in endpoints:
-            endpoint.stop()
+        if "endpoint" in state:
+            state.pop("endpoint").stop()

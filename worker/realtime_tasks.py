@@ -1,0 +1,51 @@
+"""The fleet side of realtime mode and of the metrics endpoint.
+
+`feedsync.realtime_sync` is what `python -m worker listen` enqueues when a realtime feed changed:
+an immediate partial sync of that feed. A feed held by another process (a partial sync or a
+reindex in progress, which may have started before this change was logged) is retried shortly.
+Importing this module (the app includes it) also starts the Prometheus endpoint with the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from celery import Task
+
+from feeds import realtime
+from worker import metrics
+from worker.app import app
+from worker.realtime import LOCKED_RETRY_S
+from worker.tasks import context, settings
+
+log = structlog.get_logger("worker.realtime_tasks")
+
+TASK = "feedsync.realtime_sync"
+# A realtime sync waits at most this many LOCKED_RETRY_S for a feed another process holds;
+# past that the minute job picks the change up (the changelog keeps it).
+_MAX_LOCKED_RETRIES = 240
+
+
+@app.task(name=TASK, bind=True, max_retries=_MAX_LOCKED_RETRIES, acks_late=True)
+def realtime_sync(self: Task, feed: str) -> dict[str, Any]:
+    """Partial sync of one realtime feed, now."""
+    ctx = context()
+    started = time.monotonic()
+    with structlog.contextvars.bound_contextvars(
+        job="realtime_sync", feed=feed, task_id=str(self.request.id)
+    ):
+        outcome = realtime.sync(ctx, ctx.registry.get(feed))
+        if outcome is None:
+            return {"feed": feed, "synced": False}
+        if outcome.skipped_reason == "locked":
+            log.info("realtime.retry", reason="locked by another process")
+            raise self.retry(countdown=LOCKED_RETRY_S)
+        metrics.observe_job("realtime_sync", time.monotonic() - started)
+        metrics.observe_outcome(outcome)
+        log.info("realtime.synced", run_id=outcome.run_id, **outcome.counts.as_dict())
+    return {"feed": feed, "synced": True, "run_id": outcome.run_id, **outcome.counts.as_dict()}
+
+
+metrics.connect_celery(settings)
