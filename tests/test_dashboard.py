@@ -347,7 +347,9 @@ def test_parse_filters_defaults_and_query_round_trip() -> None:
 
 @pytest.fixture
 def lib(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator[Context]:
-    ctx = library_context(db_url, destination.url, tmp_path, books=130, batch_size=50)
+    ctx = library_context(
+        db_url, destination.url, tmp_path, books=130, batch_size=50, collect_batch_size=65
+    )
     yield ctx
     ctx.close()
 
@@ -494,3 +496,39 @@ def test_export_csv_link_works_with_the_session_cookie_and_only_for_reads(
     assert write.status_code == 401
     lib_client.cookies.clear()
     assert lib_client.get(link.group(1)).status_code == 401
+
+
+def test_the_usage_gauge_shows_calls_of_the_last_24_hours_against_allocation_and_limit(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    destination.daily_limit = 1000
+    lib = library_context(
+        db_url,
+        destination.url,
+        tmp_path,
+        books=130,
+        batch_size=50,
+        collect_batch_size=50,
+        EXPORT_DAILY_CALL_ALLOCATION="40",
+    )
+    try:
+        indexer.reindex(lib, lib.registry.get("books"))
+        calls = len(destination.requests)
+        assert calls == 3  # 130 books in batches of 50
+        with TestClient(make_app(lib)) as client:
+            login(client, lib)
+            page = client.get("/dashboard")
+        gauge = re.search(r'<section id="usage".*?</section>', page.text, re.S)
+        assert gauge is not None
+        text = " ".join(re.sub(r"<[^>]+>", " ", gauge.group(0)).split())
+        assert f"{destination.url}: 3 calls of this worker's allocation of 40" in text
+        assert "the destination allows 1,000 a day" in text and "8% of 40 used" in text
+        assert 'max="40"' in gauge.group(0) and 'value="3"' in gauge.group(0)
+    finally:
+        lib.close()
+
+
+def test_a_file_destination_makes_no_api_calls(client: TestClient, ctx: Context) -> None:
+    login(client, ctx)
+    page = client.get("/dashboard")
+    assert "a file destination; its writes are not API calls." in page.text

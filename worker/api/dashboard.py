@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from fastapi import APIRouter, Request
@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Connection
 
-from feeds import runs
+from feeds import budget, runs
 from feeds.apikeys import Permission
 from feeds.context import Context
 from feeds.error_categories import help_for
@@ -200,8 +200,18 @@ def _midnight(day: date) -> datetime:
 # --- routes --------------------------------------------------------------------------------------
 
 
-def _usage(ctx: Context) -> Any:
-    return None
+def _usage(ctx: Context) -> list[budget.Usage]:
+    """API-call usage of every destination the feeds send to (usually one)."""
+    destinations = sorted({ctx.settings.destination(name) for name in ctx.registry.names()})
+    return [budget.usage(ctx, destination) for destination in destinations]
+
+
+def _shown_url(url: str) -> str:
+    """A destination URL without user info or query (they may hold credentials)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -346,6 +356,7 @@ def _render_dashboard(
             "notices": list(notices),
             "problems": [*problems, *filter_problems],
             "usage": _usage(ctx),
+            "shown_url": _shown_url,
             "max_resync": MAX_RESYNC_ERRORS,
             "csv_url": "/sync/errors.csv",
         },
