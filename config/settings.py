@@ -74,6 +74,9 @@ class FleetSettings(_Strict):
     lock_ttl_s: float = Field(default=60, ge=1, le=3600)
     # Redis redelivers a task not acknowledged after this long: keep it above the longest job.
     visibility_timeout_s: int = Field(default=21600, ge=10)
+    # A feed's database lock (reindex, partial sync, resync) expires this long after its holder
+    # died; it is renewed after every batch, so keep it above the slowest batch.
+    feed_lock_ttl_s: float = Field(default=120, ge=1, le=3600)
 
 
 class RetrySettings(_Strict):

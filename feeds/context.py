@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from feeds import database, store
+from feeds import database, locks, store
 from feeds.definitions import Feed, FeedRegistry, load_registry
 from feeds.errors import ConfigError
 from feeds.export import Destination, open_destination
@@ -43,6 +43,7 @@ def open_context(
     """Open both databases, migrate the worker database when behind, and create missing indexer states."""
     registry = registry or load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
     check_against_feeds(settings, registry)
+    locks.configure(settings.file.fleet.feed_lock_ttl_s)
     db = database.create_db_engine(settings.database_url)
     source = (
         db

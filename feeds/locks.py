@@ -20,6 +20,13 @@ from feeds.errors import FeedsyncError
 from feeds.store import locks, utcnow
 
 DEFAULT_TTL_S = 120.0
+_ttl_s = DEFAULT_TTL_S
+
+
+def configure(ttl_s: float) -> None:
+    """The TTL of the locks this process takes from now on (`[fleet] feed_lock_ttl_s`)."""
+    global _ttl_s
+    _ttl_s = ttl_s
 
 
 class LockedError(FeedsyncError):
@@ -31,10 +38,10 @@ class LockLostError(FeedsyncError):
 
 
 class Lock:
-    def __init__(self, engine: Engine, name: str, ttl_s: float = DEFAULT_TTL_S) -> None:
+    def __init__(self, engine: Engine, name: str, ttl_s: float | None = None) -> None:
         self.engine = engine
         self.name = name
-        self.ttl = timedelta(seconds=ttl_s)
+        self.ttl = timedelta(seconds=ttl_s or _ttl_s)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def acquire(self) -> bool:
@@ -86,7 +93,7 @@ def is_locked(engine: Engine, name: str) -> bool:
 
 
 @contextmanager
-def hold(engine: Engine, name: str, ttl_s: float = DEFAULT_TTL_S) -> Iterator[Lock]:
+def hold(engine: Engine, name: str, ttl_s: float | None = None) -> Iterator[Lock]:
     """Hold the lock for the block, or raise LockedError at once if another process has it."""
     lock = Lock(engine, name, ttl_s)
     if not lock.acquire():

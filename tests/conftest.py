@@ -71,6 +71,43 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+REDIS_URL = os.environ.get("FEEDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+_redis_error: list[str | None] = []
+
+
+def require_redis() -> None:
+    """Skip (fail under CI=true) when the test Redis server is not reachable."""
+    if not _redis_error:
+        from redis import Redis
+
+        try:
+            Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+            _redis_error.append(None)
+        except Exception as exc:  # any failure to connect means "not available here"
+            _redis_error.append(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
+    reason = _redis_error[0]
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason}; under CI=true the Redis tests must run.")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis database (db 11 unless FEEDSYNC_TEST_REDIS_URL says otherwise), flushed."""
+    require_redis()
+    from redis import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        yield REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The worker and source database, once on SQLite and once on PostgreSQL."""

@@ -2,94 +2,20 @@
 
     celery -A worker worker      celery -A worker beat      celery -A worker flower
 
-Every job of SPEC §3 is a beat entry of that name sending the task `feedsync.<job>`, on the job's
-croniter expression (the TOML `[jobs.<name>] cron`, or the default; a sixth field gives seconds).
-The beat scheduler adds the cron fire time (`tick`) to each task, so that the tasks two beats send
-for the same tick run once (see worker/fleet.py). Task hygiene for long jobs on Redis: late acks,
-rejection when a worker is lost, prefetch 1, and a visibility timeout above the longest job.
+The beat schedule is in worker/beat.py, the tasks in worker/tasks.py. Task hygiene for long jobs
+on Redis: late acks, rejection when a worker is lost, prefetch 1, and a visibility timeout above
+the longest job.
 """
 
 from __future__ import annotations
 
-import copy
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from celery import Celery, beat, schedules
+from celery import Celery
 
 from config.settings import Settings, load_settings
-from feeds.context import check_against_feeds
-from feeds.definitions import load_registry
 from feeds.errors import ConfigError, FeedsyncError
-from feeds.schedule import cron_of, latest_fire, next_fire
-from worker.jobs import jobs_in
-
-TASK_PREFIX = "feedsync."
-
-
-def task_name(job: str) -> str:
-    return f"{TASK_PREFIX}{job}"
-
-
-class CronSchedule(schedules.BaseSchedule):
-    """A beat schedule from a croniter expression (five fields, or six with seconds last), in UTC."""
-
-    def __init__(self, cron: str, nowfun: Any = None, app: Any = None) -> None:
-        self.cron = cron
-        super().__init__(nowfun=nowfun, app=app)
-
-    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
-        return next_fire(self.cron, last_run_at) - self.now()
-
-    def is_due(self, last_run_at: datetime) -> schedules.schedstate:
-        now = self.now()
-        due_at = next_fire(self.cron, last_run_at)
-        if due_at <= now:
-            # However many fire times passed since the last run (beat was down), send once.
-            return schedules.schedstate(True, (next_fire(self.cron, now) - now).total_seconds())
-        return schedules.schedstate(False, (due_at - now).total_seconds())
-
-    def tick(self) -> datetime:
-        """The fire time a task sent now answers."""
-        return latest_fire(self.cron, self.now())
-
-    def __repr__(self) -> str:
-        return f"<cron {self.cron}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CronSchedule) and other.cron == self.cron
-
-    def __hash__(self) -> int:
-        return hash(self.cron)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, (self.cron, self.nowfun))
-
-
-class FleetScheduler(beat.Scheduler):
-    """Beat's in-memory scheduler, adding each task's cron fire time as its `tick` argument.
-
-    In memory, not a schedule file: nothing to share between two beats, and a beat that was
-    down does not replay the ticks it missed.
-    """
-
-    def apply_async(
-        self, entry: beat.ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
-    ) -> Any:
-        if isinstance(entry.schedule, CronSchedule):
-            entry = copy.copy(entry)
-            entry.kwargs = {**entry.kwargs, "tick": entry.schedule.tick().isoformat()}
-        return super().apply_async(entry, producer, advance, **kwargs)
-
-
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """One entry per job, named as in SPEC §3."""
-    registry = load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
-    check_against_feeds(settings, registry)
-    return {
-        job: {"task": task_name(job), "schedule": CronSchedule(cron_of(job, settings.file.jobs))}
-        for job in jobs_in(registry)
-    }
+from worker.beat import beat_schedule
 
 
 def create_app(settings: Settings) -> Celery:
@@ -127,7 +53,7 @@ def create_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,  # structlog writes its JSON lines to stderr itself
         beat_schedule=beat_schedule(settings),
-        beat_scheduler="worker.app:FleetScheduler",
+        beat_scheduler="worker.beat:FleetScheduler",
     )
     app.feedsync_settings = settings  # what the tasks open their context with
     return app

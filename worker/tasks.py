@@ -25,7 +25,8 @@ from feeds.indexer import Batch
 from feeds.resync_ranges import counts_dict, process_range, range_run
 from feeds.stopping import StopRequested
 from worker import logs
-from worker.app import app, task_name
+from worker.app import app
+from worker.beat import task_name
 from worker.fanout import RANGE_TASK
 from worker.fleet import Verdict, run_scheduled
 from worker.fleet_lock import stop_key

@@ -1,0 +1,290 @@
+"""Fleet coordination without Celery: job locks (fakeredis and real Redis), tick claims, the beat
+schedule, warm-shutdown stops, job-run records, `cron:list`, and the fan-out resync's ranges."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import fakeredis
+import pytest
+import structlog
+from redis import Redis
+from sqlalchemy import func, select
+
+from config.settings import load_settings
+from feeds import job_runs, resync_ranges, stopping
+from feeds.context import Context
+from feeds.indexer import Batch
+from feeds.job_runs import JobStatus
+from feeds.resync import ResyncRequest, checkpoint, resync
+from feeds.runs import Counts
+from feeds.schedule import latest_fire
+from feeds.stopping import StopRequested
+from feeds.store import items
+from feeds.sync import Run
+from tests.conftest import library_context
+from worker.cli import main
+from worker.fleet import Verdict, run_scheduled
+from worker.fleet_lock import FleetLock, Heartbeat, held
+from worker.jobs import run_job
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def redis(request: pytest.FixtureRequest) -> Iterator[Redis]:
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis()
+        return
+    client = Redis.from_url(request.getfixturevalue("redis_url"))
+    yield client
+    client.close()
+
+
+# -- job locks -------------------------------------------------------------------------------
+
+
+def test_a_job_lock_has_one_owner_until_it_is_released(redis: Redis) -> None:
+    first = FleetLock(redis, "job", "task-1", ttl_s=30)
+    second = FleetLock(redis, "job", "task-2", ttl_s=30)
+    assert first.acquire()
+    assert not second.acquire()
+    assert second.holder() == "task-1"
+    assert not second.release()  # not its lock: left alone
+    assert first.holder() == "task-1"
+    assert first.release()
+    assert second.acquire()
+
+
+def test_a_job_lock_expires_when_its_worker_stops_renewing_it(redis: Redis) -> None:
+    assert FleetLock(redis, "job", "dead", ttl_s=0.3).acquire()
+    other = FleetLock(redis, "job", "alive", ttl_s=30)
+    assert not other.acquire()
+    time.sleep(0.5)
+    assert other.acquire()
+
+
+def test_the_heartbeat_keeps_a_job_lock_past_its_ttl_then_frees_it(redis: Redis) -> None:
+    lock = FleetLock(redis, "job", "long", ttl_s=0.6)
+    assert lock.acquire()
+    with held(lock) as heartbeat:
+        time.sleep(1.5)  # 2.5 TTLs
+        assert not FleetLock(redis, "job", "other", ttl_s=30).acquire()
+        assert not heartbeat.lost.is_set()
+    assert lock.holder() is None
+
+
+def test_a_holder_learns_it_lost_a_lock_that_expired_and_was_taken(redis: Redis) -> None:
+    lock = FleetLock(redis, "job", "slow", ttl_s=0.3)
+    assert lock.acquire()
+    time.sleep(0.4)
+    assert FleetLock(redis, "job", "next", ttl_s=30).acquire()
+    heartbeat = Heartbeat(lock, interval_s=0.05).start()
+    assert heartbeat.lost.wait(2)
+    heartbeat.stop()
+    assert lock.holder() == "next"
+
+
+# -- one run per tick, one run at a time -------------------------------------------------------
+
+JOB = "sync_history_cleanup"  # quick and needs no source table
+
+
+def _tick(now: datetime) -> datetime:
+    return latest_fire("15 * * * *", now)
+
+
+def test_the_tasks_two_beats_send_for_one_tick_run_the_job_once(ctx: Context, redis: Redis) -> None:
+    tick = _tick(datetime.now(UTC))
+    first = run_scheduled(ctx, redis, JOB, task_id="beat-1", tick=tick)
+    second = run_scheduled(ctx, redis, JOB, task_id="beat-2", tick=tick)
+    assert (first.verdict, second.verdict) == (Verdict.RAN, Verdict.DUPLICATE)
+    runs = job_runs.all_runs(ctx.db, JOB)
+    assert [(r.status, r.task_id, r.tick) for r in runs] == [
+        (JobStatus.SUCCESS, "beat-1", tick.replace(tzinfo=None))
+    ]
+    assert runs[0].summary and runs[0].summary.startswith("removed 0 sync runs")
+
+
+def test_a_backlog_of_missed_ticks_runs_the_job_once(ctx: Context, redis: Redis) -> None:
+    now = datetime.now(UTC)
+    ticks = [_tick(now) - timedelta(hours=h) for h in (3, 2, 1, 0)]  # a worker was down 3 hours
+    verdicts = [
+        run_scheduled(ctx, redis, JOB, task_id=f"t{n}", tick=t, now=now).verdict
+        for n, t in enumerate(ticks)
+    ]
+    assert verdicts == [Verdict.SUPERSEDED] * 3 + [Verdict.RAN]
+    assert [r.status for r in job_runs.all_runs(ctx.db, JOB)] == [JobStatus.SUCCESS]
+
+
+def test_a_tick_finding_the_job_running_elsewhere_is_skipped_logged_and_recorded(
+    ctx: Context, redis: Redis
+) -> None:
+    running = FleetLock(redis, JOB, "the-running-one", ttl_s=30)
+    assert running.acquire()
+    with structlog.testing.capture_logs() as logs:
+        outcome = run_scheduled(ctx, redis, JOB, task_id="next-tick", tick=_tick(datetime.now(UTC)))
+    assert outcome.verdict is Verdict.LOCKED
+    skipped = [e for e in logs if e["event"] == "job.skipped"]
+    assert skipped and skipped[0]["job"] == JOB and "locked" in skipped[0]["reason"]
+    assert [(r.status, r.task_id) for r in job_runs.all_runs(ctx.db, JOB)] == [
+        (JobStatus.SKIPPED, "next-tick")
+    ]
+    assert running.holder() == "the-running-one"
+
+
+def test_a_second_delivery_waits_for_its_dead_runs_lock_then_runs_again(
+    ctx: Context, redis: Redis
+) -> None:
+    tick = _tick(datetime.now(UTC))
+    # The first delivery claimed the tick, took the lock, recorded its start, and its worker died.
+    assert run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick).verdict is Verdict.RAN
+    job_runs.start(ctx.db, JOB, tick=tick, task_id="task-x")
+    assert FleetLock(redis, JOB, "task-x", ttl_s=0.5).acquire()
+    waiting = run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick)
+    assert waiting.verdict is Verdict.WAIT and 0 < waiting.retry_in_s <= 1.0
+    time.sleep(waiting.retry_in_s)
+    assert run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick).verdict is Verdict.RAN
+    assert [r.status for r in job_runs.all_runs(ctx.db, JOB)] == [
+        JobStatus.SUCCESS,
+        JobStatus.LOST,
+        JobStatus.SUCCESS,
+    ]
+
+
+# -- warm shutdown ---------------------------------------------------------------------------
+
+
+def test_a_warm_shutdown_stops_a_reindex_between_batches_and_the_rerun_completes(
+    db_url: str, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, f"file://{tmp_path / 'export'}", tmp_path, books=12)
+    batches: list[int] = []
+
+    def after_first_batch() -> bool:
+        batches.append(1)
+        return len(batches) >= 1
+
+    stopping.install(after_first_batch)
+    try:
+        with pytest.raises(StopRequested):
+            run_job(ctx, "indexer_reindex_all_invalid")
+    finally:
+        stopping.remove(after_first_batch)
+    with ctx.db.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(items)) == 6  # one batch, committed
+    assert job_runs.all_runs(ctx.db)[-1].status is JobStatus.STOPPED
+    run_job(ctx, "indexer_reindex_all_invalid")
+    with ctx.db.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(items)) == 12
+    assert job_runs.all_runs(ctx.db)[-1].status is JobStatus.SUCCESS
+    ctx.close()
+
+
+# -- beat schedule ---------------------------------------------------------------------------
+
+
+def test_every_job_is_a_beat_entry_with_its_task_and_cron(tmp_path: Path) -> None:
+    from worker.beat import CronSchedule, beat_schedule
+
+    config = tmp_path / "jobs.toml"
+    config.write_text('[jobs.indexer_update_all_views]\ncron = "*/2 * * * *"\n')
+    settings = load_settings({"FEEDSYNC_CONFIG": str(config)})
+    schedule = beat_schedule(settings)
+    assert (
+        "indexer_update_all_views" in schedule and "products_feed_resend_failed_items" in schedule
+    )
+    assert all(entry["task"] == f"feedsync.{job}" for job, entry in schedule.items())
+    assert schedule["indexer_update_all_views"]["schedule"] == CronSchedule("*/2 * * * *")
+    assert schedule["sync_history_cleanup"]["schedule"] == CronSchedule("15 * * * *")
+
+
+def test_beat_sends_once_after_downtime_then_waits_for_the_next_fire_time() -> None:
+    from worker.beat import CronSchedule
+
+    now = datetime(2026, 11, 23, 10, 30, 20, tzinfo=UTC)
+    schedule = CronSchedule("* * * * *", nowfun=lambda: now)
+    due, next_in = schedule.is_due(now - timedelta(minutes=47))  # beat was down 47 minutes
+    assert due and next_in == 40.0
+    assert schedule.tick() == datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    due, next_in = schedule.is_due(now)  # just sent
+    assert not due and next_in == 40.0
+
+
+# -- cron:list -------------------------------------------------------------------------------
+
+
+def test_cron_list_shows_each_jobs_cron_last_run_status_and_next_run(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["cron:run", JOB]) == 0
+    capsys.readouterr()
+    assert main(["cron:list"]) == 0
+    out = capsys.readouterr().out
+    header = [c.strip() for c in out.splitlines()[1].split("|")[1:-1]]
+    assert header == ["Job", "Cron", "Last Run", "Status", "Next Run"]
+    rows = {
+        cells[0]: cells
+        for line in out.splitlines()[3:-1]
+        if (cells := [c.strip() for c in line.split("|")[1:-1]])
+    }
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    _, cron, last, status, next_run = rows[JOB]
+    assert (cron, status) == ("15 * * * *", "success")
+    assert re.fullmatch(stamp, last) and re.fullmatch(stamp, next_run)
+    assert next_run.endswith(":15:00")
+    assert rows["indexer_update_all_views"][2:4] == ["never", ""]
+    assert {f"{feed}_feed_resend_failed_items" for feed in ("products", "orders")} <= set(rows)
+
+
+# -- fan-out resync, without Celery ----------------------------------------------------------
+
+
+def _mapper(ctx: Context, order: str, stop_after: int | None = None):  # type: ignore[no-untyped-def]
+    """Processes the ranges here, in reverse order (as a fleet may), optionally 'dying' midway."""
+    seen: list[int | None] = []
+
+    def mapper(run: Run, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Counts]]:
+        todo = list(batches)
+        for batch in reversed(todo) if order == "reverse" else todo:
+            if stop_after is not None and len(seen) == stop_after:
+                raise KeyboardInterrupt
+            seen.append(batch.seq)
+            yield batch, resync_ranges.process_range(ctx, run, batch)  # adds to `run` itself
+
+    return mapper, seen
+
+
+def test_a_fleet_resync_sends_every_range_in_any_order_and_records_one_run(
+    db_url: str, tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    ctx = library_context(db_url, f"file://{export}", tmp_path, books=20)
+    mapper, seen = _mapper(ctx, "reverse")
+    outcome = resync(ctx, ctx.registry.get("books"), ResyncRequest(fleet=True), mapper=mapper)
+    assert outcome.counts.rows_synced == 20 and outcome.counts.new == 20
+    assert seen == [4, 3, 2, 1, 0]  # 20 books in ranges of 6, then the tail past the last key
+    assert not resync_ranges.planned(ctx, ctx.registry.get("books"))
+    sent = (export / "books.jsonl").read_text()
+    assert {f'"book-{n}"' for n in range(1, 21)} <= set(re.findall(r'"book-\d+"', sent))
+    ctx.close()
+
+
+def test_a_continued_fleet_resync_sends_only_the_ranges_not_done(
+    db_url: str, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, f"file://{tmp_path / 'export'}", tmp_path, books=20)
+    books = ctx.registry.get("books")
+    mapper, seen = _mapper(ctx, "reverse", stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        resync(ctx, books, ResyncRequest(fleet=True), mapper=mapper)
+    assert seen == [4, 3] and checkpoint(ctx, books) is not None
+    assert [b.seq for b in resync_ranges.pending(ctx, books)] == [0, 1, 2]
+    mapper, seen = _mapper(ctx, "forward")
+    outcome = resync(ctx, books, ResyncRequest(fleet=True, continue_resync=True), mapper=mapper)
+    assert seen == [0, 1, 2]
+    assert outcome.counts.rows_synced == 18  # books 1-18; 19 and 20 were sent before the stop
+    assert checkpoint(ctx, books) is None and not resync_ranges.planned(ctx, books)
+    ctx.close()
