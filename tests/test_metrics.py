@@ -139,13 +139,18 @@ def test_counters_of_forked_worker_processes_are_summed(tmp_path: Path) -> None:
         [sys.executable, str(script), f"sqlite:///{tmp_path / 'w.db'}"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")},
     )
     try:
         assert process.stdout is not None
-        port = int(process.stdout.readline())
+        line = process.stdout.readline()
+        if not line.strip().isdigit():
+            process.kill()
+            pytest.fail(f"the script did not serve: {process.communicate()[1][-2000:]}")
+        port = int(line)
         samples = scrape(port)
         assert value(samples, "feedsync_items_sent_total", feed="products") == 7
         assert value(samples, "feedsync_items_skipped_total", feed="products") == 2
