@@ -1,0 +1,271 @@
+"""The dashboard in a real headless Chromium (Debian's /usr/bin/chromium), driven by Playwright,
+against a real uvicorn server on a real database whose runs and errors come from syncing to the
+real test destination. Leaves a screenshot in artifacts/dashboard.png.
+
+Playwright rather than Selenium: one PyPI package drives the system Chromium over CDP (no
+chromedriver to keep at the browser's exact version), and its locators wait for navigation and
+rendering by themselves, so the test has no sleeps. `playwright install` is never run.
+
+Without Chromium or Playwright the test skips with the reason, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from feeds import apikeys, indexer
+from feeds.context import Context
+from feeds.runs import sync_runs
+from feeds.store import utcnow
+from tests.conftest import IN_CI, library_context
+from tests.destination_server import DestinationServer
+from worker.api.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+def require_browser() -> None:
+    """Skip (or, under CI=true, fail) when the browser or its driver is missing."""
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright package is missing (pip install -e '.[test]')"
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason}; under CI=true the browser test must run.")
+    pytest.skip(reason)
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """A real uvicorn server on a free local port, in a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def seed_history(ctx: Context, now: datetime) -> None:
+    """Older runs of the feed (the last four days), so the table has pages, sorts and filters."""
+    operations = ["partial_sync", "resend_failed", "full_sync", "reindex_invalid"]
+    statuses = ["success", "success", "partial", "error"]
+    rows: list[dict[str, Any]] = []
+    for n in range(120):
+        started = now - timedelta(hours=1, minutes=45 * n)
+        running = n == 7
+        rows.append(
+            {
+                "id": f"seed{n:04d}",
+                "feed": "books",
+                "operation": operations[n % 4],
+                "status": "running" if running else statuses[(n // 4) % 4],
+                "started_at": started,
+                "finished_at": None if running else started + timedelta(minutes=(n * 13) % 120),
+                "new": n % 9,
+                "updated": n % 4,
+                "deleted": n % 2,
+                "failed": n % 3,
+                "skipped": n % 5,
+            }
+        )
+    with ctx.db.begin() as conn:
+        conn.execute(sync_runs.insert(), rows)
+
+
+@pytest.fixture
+def lib(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator[Context]:
+    require_browser()
+    destination.daily_limit = 1000
+    ctx = library_context(
+        db_url,
+        destination.url,
+        tmp_path,
+        books=40,
+        batch_size=10,
+        collect_batch_size=20,
+        EXPORT_DAILY_CALL_ALLOCATION="20",
+    )
+    yield ctx
+    ctx.close()
+
+
+def column(page: Any, index: int) -> list[str]:
+    """The text of one column of the runs table (0 = start)."""
+    return [
+        cell.strip()
+        for cell in page.locator(f"table.runs tbody tr td:nth-child({index + 1})").all_inner_texts()
+    ]
+
+
+def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
+    lib: Context, destination: DestinationServer
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    books = lib.registry.get("books")
+    # Real runs and errors: a full sync the destination partly rejects, then a partial sync.
+    destination.reject(
+        ["book-3", "book-4", "book-5"], code="MISSING_ASSOCIATION", message="no author"
+    )
+    destination.reject(["book-7"], code="INVALID_VALUE", message="title too long")
+    indexer.reindex(lib, books)
+    with lib.source.begin() as conn:
+        conn.execute(text("UPDATE books SET title = 'Changed' WHERE book_no = 2"))
+        conn.execute(text("DELETE FROM books WHERE book_no = 40"))
+    indexer.update_all_views(lib)
+    seed_history(lib, utcnow())
+    _, admin_key = apikeys.create_key(lib.db, "browser admin", ["sync.admin"])
+
+    with serving(create_app(lib.settings)) as base, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, accept_downloads=True
+            )
+            page = context.new_page()
+
+            # Login: the dashboard sends an anonymous browser to the form; a wrong key is explained.
+            page.goto(f"{base}/dashboard")
+            expect(page).to_have_url(f"{base}/dashboard/login")
+            page.fill("#api_key", "fsk_wrong")
+            page.click("button[type=submit]")
+            expect(page.locator("#message")).to_contain_text("That API key is not valid")
+            page.fill("#api_key", admin_key)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{base}/dashboard")
+            expect(page.locator("h1")).to_have_text("Sync status")
+            expect(page.locator("header .who")).to_contain_text("browser admin")
+            cookie = next(c for c in context.cookies() if c["name"] == "feedsync_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert admin_key not in cookie["value"]
+
+            # The table: newest first, the two real runs on top, 122 runs over 3 pages.
+            expect(page.locator("#run-count")).to_have_text("122 runs · page 1 of 3")
+            assert column(page, 3)[:2] == ["partial_sync", "full_sync"]
+            assert column(page, 4)[:2] == ["success", "partial"]
+            assert column(page, 8)[:2] == ["0", "4"]  # failed
+            page.click("#page-next")
+            expect(page.locator("#run-count")).to_have_text("122 runs · page 2 of 3")
+            assert "page=2" in page.url
+
+            # Filter by operation and status: a GET form, the URL keeps the state.
+            page.goto(f"{base}/dashboard")
+            page.select_option("select[name=operation]", "partial_sync")
+            page.select_option("select[name=status]", "success")
+            page.click("#filters button[type=submit]")
+            expect(page).to_have_url(re.compile(r"operation=partial_sync&status=success"))
+            operations, statuses = column(page, 3), column(page, 4)
+            # seeded: partial_sync is n % 4 == 0, success is (n // 4) % 4 in (0, 1): 16 of them
+            assert len(operations) == 17
+            assert set(operations) == {"partial_sync"} and set(statuses) == {"success"}
+            expect(page.locator("select[name=operation]")).to_have_value("partial_sync")
+
+            # Sort by end time: running runs first, then the latest finished; the filters stay.
+            page.click("#sort-end")
+            expect(page).to_have_url(re.compile(r"operation=partial_sync.*sort=end"))
+            ends = column(page, 1)
+            assert ends == sorted(ends, reverse=True) and len(ends) == 17
+            page.goto(f"{base}/dashboard?sort=end")
+            ends = column(page, 1)
+            assert ends[0] == "—"  # the running run
+            assert ends[1:] == sorted(ends[1:], reverse=True)
+            starts = column(page, 0)
+            assert starts != sorted(starts, reverse=True)  # the order really is by end
+
+            # Error cards: counts, the category's resolution text, the affected records.
+            page.goto(f"{base}/dashboard")
+            card = page.locator("#card-associations")
+            expect(card.locator(".errors-count")).to_have_text("3")
+            expect(card.locator(".records-count")).to_have_text("3")
+            expect(card.locator(".resolution")).to_contain_text("refer to another record")
+            expect(page.locator("#card-property_values .errors-count")).to_have_text("1")
+
+            # "Select all" ticks every record of the card, and only of that card.
+            card.locator(".select-all").check()
+            assert card.locator("input[name=error_id]:checked").count() == 3
+            assert page.locator("#card-property_values input[name=error_id]:checked").count() == 0
+            card.locator(".select-all").uncheck()
+
+            # Resync two selected errors: the destination now accepts them, so they are cleared.
+            destination.clear_faults()
+            calls = len(destination.requests)
+            destination.reset()
+            card.get_by_label("Select book-3").check()
+            card.get_by_label("Select book-5").check()
+            card.locator("button.resync").click()
+            expect(page.locator("#message")).to_have_text("Resynced 2 errors: 2 cleared.")
+            assert destination.accepted_ids("books") == {"book-3", "book-5"}
+            expect(page.locator("#card-associations .errors-count")).to_have_text("1")
+            expect(page.locator("#card-associations td.record")).to_have_text(["book-4"])
+            assert column(page, 3)[0] == "resync_errors"
+
+            # The API-usage gauge: the real calls of the three syncs against the allocation.
+            gauge = page.locator("#usage .gauge")
+            expect(gauge.locator(".usage-calls")).to_have_text(
+                str(calls + len(destination.requests))
+            )
+            expect(gauge.locator(".usage-allocation")).to_have_text("20")
+            expect(gauge.locator(".usage-limit")).to_have_text("1,000")
+
+            # Export CSV (authenticated by the session cookie): the current errors.
+            with page.expect_download() as download_info:
+                page.click("#export-csv")
+            download = download_info.value
+            assert download.suggested_filename.startswith("sync-errors-")
+            exported = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+            assert sorted((r["item_id"], r["category"], r["code"]) for r in exported) == [
+                ("book-4", "associations", "MISSING_ASSOCIATION"),
+                ("book-7", "property_values", "INVALID_VALUE"),
+            ]
+            assert {r["resolved"].lower() for r in exported} == {"false"}
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+            # Log out: the session is gone.
+            page.click("header button.link")
+            expect(page).to_have_url(f"{base}/dashboard/login")
+            page.goto(f"{base}/dashboard")
+            expect(page).to_have_url(f"{base}/dashboard/login")
+        finally:
+            browser.close()
