@@ -14,27 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from config.settings import IndexerMode
 from feeds import indexer
 from feeds.context import Context
-from tests.conftest import IN_CI, library_context
+from tests.conftest import library_context
 from tests.test_metrics import scrape, value
 from tests.test_realtime import FAST, sql, title_of, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("FEEDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
-
-
-def require_redis() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        reason = f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}"
-        if IN_CI:
-            pytest.fail(f"{reason}; under CI=true the Redis tests must run.")
-        pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -44,10 +32,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def fleet_env(postgres_url: str, export_dir: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
-    require_redis()
-    broker = redis.Redis.from_url(REDIS_URL)
-    broker.flushdb()
+def fleet_env(
+    postgres_url: str, redis_url: str, export_dir: Path, tmp_path: Path
+) -> dict[str, str]:
     ctx = library_context(postgres_url, f"file://{export_dir}", tmp_path, books=6, batch_size=50)
     indexer.reindex(ctx, ctx.registry.get("books"))
     indexer.set_mode(ctx, ctx.registry.get("books"), IndexerMode.REALTIME)
@@ -57,14 +44,13 @@ def fleet_env(postgres_url: str, export_dir: Path, tmp_path: Path) -> Iterator[d
         "DATABASE_URL": postgres_url,
         "EXPORT_URL": f"file://{export_dir}",
         "FEEDSYNC_CONFIG": str(tmp_path / "library.toml"),
-        "BROKER_URL": REDIS_URL,
+        "BROKER_URL": redis_url,
         "METRICS_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
         "LOG_FORMAT": "json",
         "PYTHONPATH": str(ROOT),
     }
-    yield env
-    broker.flushdb()
+    return env
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
