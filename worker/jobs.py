@@ -8,7 +8,7 @@ from datetime import datetime
 
 import structlog
 
-from feeds import exporter, indexer, job_runs, runs
+from feeds import exporter, indexer, job_runs, notifications, runs
 from feeds.context import Context
 from feeds.definitions import FeedRegistry
 from feeds.schedule import resend_job
@@ -56,6 +56,10 @@ def sync_history_cleanup(ctx: Context) -> list[str]:
     ]
 
 
+def sync_error_notifications(ctx: Context) -> list[str]:
+    return notifications.send_due(ctx).lines()
+
+
 def _legacy_exporter(sales: bool) -> Job:
     def job(ctx: Context) -> list[str]:
         feeds = [f for f in ctx.registry if f.sales is sales]
@@ -87,6 +91,7 @@ def jobs_in(registry: FeedRegistry) -> dict[str, Job]:
         "sales_data_exporter": _legacy_exporter(sales=True),
         "indexer_clean_all_changelogs": indexer_clean_all_changelogs,
         "sync_history_cleanup": sync_history_cleanup,
+        "sync_error_notifications": sync_error_notifications,
     }
     for feed in registry:
         jobs[resend_job(feed.name)] = _resender(feed.name)
