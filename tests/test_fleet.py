@@ -1,0 +1,400 @@
+"""The fleet as ops run it: real `celery -A worker worker|beat|flower` processes on real Redis and
+PostgreSQL, against the real protocol v1 destination.
+
+Two beats and two workers: every job runs at most once per tick and never overlaps itself. A
+worker process killed mid-job: its task is delivered again and the job completes. A resync fanned
+out over two workers, interrupted, then continued with only the ranges not done. Flower's API
+lists the named tasks. Deselect with `-m "not fleet"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from config.settings import load_settings
+from feeds import job_runs
+from feeds.database import create_db_engine
+from feeds.job_runs import JobStatus
+from feeds.resync_ranges import ranges
+from feeds.schedule import latest_fire
+from feeds.store import items
+from tests.destination_server import DestinationServer
+
+pytestmark = [pytest.mark.fleet, pytest.mark.postgres]
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTS = 300
+
+
+class Fleet:
+    """Processes of one fleet (each in its own process group), their logs, and the shared env."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        for key in ("CI",):
+            self.env.pop(key, None)
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        settings = load_settings(env)
+        from worker.app import create_app
+
+        self.app = create_app(settings)
+        self.db = create_db_engine(settings.database_url)
+
+    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", *argv],
+            cwd=self.logs,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def worker(self, name: str, concurrency: int = 1) -> None:
+        self.start(
+            name,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        )
+
+    def wait_for_workers(self, *names: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            replies = self.app.control.ping(timeout=0.5) or []
+            answered = {name.split("@")[0] for reply in replies for name in reply}
+            if set(names) <= answered:
+                return
+        pytest.fail(f"workers {names} did not start; logs: {self.tail(*names)}")
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def tail(self, *names: str) -> str:
+        return "\n".join(f"--- {n}\n{self.log(n)[-3000:]}" for n in names)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    def close(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                self.stop(name, signal.SIGKILL, 5)
+        self.app.close()
+        self.db.dispose()
+
+
+@pytest.fixture
+def make_fleet(
+    postgres_url: str,
+    redis_url: str,
+    destination: DestinationServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[[str], Fleet]]:
+    fleets: list[Fleet] = []
+
+    def make(config: str) -> Fleet:
+        path = tmp_path / "feedsync.toml"
+        path.write_text(config)
+        env = {
+            "DATABASE_URL": postgres_url,
+            "BROKER_URL": redis_url,
+            "EXPORT_URL": destination.url,
+            "FEEDSYNC_CONFIG": str(path),
+            "LOG_FORMAT": "json",
+        }
+        for key in ("SOURCE_DATABASE_URL", "EXPORT_BATCH_SIZE"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(tmp_path)
+        from worker.cli import main
+
+        assert main(["demo:seed", "--products", str(PRODUCTS), "--seed", "3"]) == 0
+        fleet = Fleet(env, tmp_path)
+        fleets.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.close()
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def json_events(log: str) -> list[dict[str, Any]]:
+    events = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+# -- two beats, two workers ------------------------------------------------------------------
+
+TIGHT = """
+[jobs.indexer_update_all_views]
+cron = "* * * * * */2"
+[jobs.indexer_reindex_all_invalid]
+cron = "* * * * * */2"
+[jobs.products_feed_resend_failed_items]
+cron = "* * * * * */2"
+[feeds.products]
+collect_batch_size = 50
+reindex_processes = 1
+[fleet]
+lock_ttl_s = 4
+feed_lock_ttl_s = 3
+"""
+
+
+def test_two_beats_and_two_workers_run_each_job_once_per_tick_never_overlapping(
+    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+) -> None:
+    fleet = make_fleet(TIGHT)
+    # The first full reindex (every indexer starts invalid) outlasts several 2-second ticks.
+    destination.slow_next(12, 0.5)
+    port = free_port()
+    fleet.env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    fleet.start("flower", "flower", f"--port={port}", "--address=127.0.0.1")
+    fleet.worker("w1", concurrency=2)
+    fleet.worker("w2", concurrency=2)
+    fleet.wait_for_workers("w1", "w2")
+    fleet.start("beat1", "beat", "--loglevel", "INFO")
+    fleet.start("beat2", "beat", "--loglevel", "INFO")
+    time.sleep(16)
+    fleet.stop("beat1")
+    fleet.stop("beat2")
+    time.sleep(3)  # the last ticks' tasks finish
+
+    runs = job_runs.all_runs(fleet.db)
+    # At most one record per job and tick: a second beat's task for a tick never runs the job.
+    per_tick = Counter((r.job, r.tick) for r in runs if r.tick is not None)
+    assert per_tick and max(per_tick.values()) == 1, per_tick.most_common(3)
+    # A job never overlaps itself: each run starts after the previous one ended.
+    for job in {r.job for r in runs}:
+        ran = sorted(
+            (r for r in runs if r.job == job and r.status is not JobStatus.SKIPPED),
+            key=lambda r: r.started_at,
+        )
+        assert all(r.status is JobStatus.SUCCESS for r in ran), [(r.status, r.summary) for r in ran]
+        for before, after in zip(ran, ran[1:], strict=False):
+            assert before.finished_at is not None and before.finished_at <= after.started_at, job
+    views = [r for r in runs if r.job == "indexer_update_all_views"]
+    assert len(views) >= 4  # a tick every 2 s for ~16 s, with room for a slow machine
+    # Ticks that came while the long first reindex ran were skipped, and said so.
+    reindex = [r for r in runs if r.job == "indexer_reindex_all_invalid"]
+    assert JobStatus.SKIPPED in {r.status for r in reindex}
+    assert any(r.summary and "products: new 300," in r.summary for r in reindex)
+    worker_events = json_events(fleet.log("w1")) + json_events(fleet.log("w2"))
+    skips = Counter(e.get("reason") for e in worker_events if e.get("event") == "job.skipped")
+    assert skips["tick already taken"] >= 3  # both beats sent the ticks
+    assert skips["locked: the job is running elsewhere"] >= 1
+    for beat in ("beat1", "beat2"):
+        assert "Sending due task indexer_update_all_views" in fleet.log(beat)
+    with fleet.db.connect() as conn:
+        assert (
+            conn.scalar(select(func.count()).select_from(items).where(items.c.feed == "products"))
+            == PRODUCTS
+        )
+    # Flower saw the named tasks.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=10) as answer:
+        tasks = json.load(answer)
+    names = {task["name"] for task in tasks.values()}
+    assert {
+        "feedsync.indexer_update_all_views",
+        "feedsync.indexer_reindex_all_invalid",
+        "feedsync.products_feed_resend_failed_items",
+    } <= names
+
+
+# -- a worker process killed mid-job -----------------------------------------------------------
+
+ONCE_A_YEAR = """
+[jobs.indexer_reindex_all_invalid]
+cron = "0 0 1 1 *"
+[feeds.products]
+collect_batch_size = 20
+reindex_processes = 1
+[fleet]
+lock_ttl_s = 3
+feed_lock_ttl_s = 2
+"""
+
+
+def test_a_job_whose_worker_process_is_killed_is_delivered_again_and_completes(
+    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+) -> None:
+    fleet = make_fleet(ONCE_A_YEAR)
+    destination.slow_next(1000, 0.2)  # products: 15 batches, ~3 s
+    fleet.worker("w1")
+    fleet.worker("w2")
+    fleet.wait_for_workers("w1", "w2")
+    job = "indexer_reindex_all_invalid"
+    tick = latest_fire("0 0 1 1 *", datetime.now(UTC))
+    task_id = fleet.app.send_task(f"feedsync.{job}", kwargs={"tick": tick.isoformat()}).id
+
+    def mid_job() -> job_runs.JobRun | None:
+        with fleet.db.connect() as conn:
+            done = conn.scalar(select(func.count()).select_from(items)) or 0
+        running = [r for r in job_runs.all_runs(fleet.db, job) if r.status is JobStatus.RUNNING]
+        return running[0] if running and done >= 60 else None
+
+    victim = wait_until(mid_job, 60, "the reindex to be under way")
+    os.kill(int(victim.worker.rsplit(":", 1)[1]), signal.SIGKILL)  # the pool process running it
+    destination.slow_next(0, 0)
+
+    def completed() -> list[job_runs.JobRun] | None:
+        runs = job_runs.all_runs(fleet.db, job)
+        return runs if runs[-1].status is JobStatus.SUCCESS else None
+
+    runs = wait_until(completed, 60, f"the rerun to complete; {fleet.tail('w1', 'w2')}")
+    assert [(r.task_id, r.status) for r in runs] == [
+        (task_id, JobStatus.LOST),
+        (task_id, JobStatus.SUCCESS),
+    ]
+    assert runs[1].worker != victim.worker
+    assert runs[0].finished_at is not None and runs[0].finished_at <= runs[1].started_at
+    with fleet.db.connect() as conn:
+        statuses = set(conn.scalars(text("SELECT status FROM indexer_state")))
+        products = conn.scalar(
+            select(func.count()).select_from(items).where(items.c.feed == "products")
+        )
+    assert statuses == {"valid"} and products == PRODUCTS
+    assert len(destination.accepted_ids("products")) == PRODUCTS
+
+
+# -- fan-out resync --------------------------------------------------------------------------
+
+FANOUT = """
+[feeds.products]
+collect_batch_size = 25
+[fleet]
+feed_lock_ttl_s = 2
+"""
+
+
+def resync(fleet: Fleet, *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "saas:resync", "--feed", "products", "--fleet", *options],
+        cwd=fleet.logs,
+        env=fleet.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_ranges_not_done(
+    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+) -> None:
+    fleet = make_fleet(FANOUT)
+    fleet.worker("w1")
+    fleet.worker("w2")
+    fleet.wait_for_workers("w1", "w2")
+    first = resync(fleet)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("products: 25/300 entities")
+    assert lines[-1].startswith(
+        "Resync of products success: new 300, updated 0, deleted 0, skipped 0, sent 300, failed 0"
+    )
+    assert len(destination.accepted_ids("products")) == PRODUCTS
+    for worker in ("w1", "w2"):  # both workers took ranges
+        assert "feedsync.resync_range" in fleet.log(worker) and " succeeded in " in fleet.log(
+            worker
+        )
+    with fleet.db.connect() as conn:
+        full_syncs = conn.scalar(
+            text(
+                "SELECT count(*) FROM sync_runs WHERE feed = 'products' AND operation = 'full_sync'"
+            )
+        )
+    assert full_syncs == 1
+
+    # Interrupted (kill -9 of the command) after a few ranges, then continued.
+    destination.slow_next(1000, 0.3)
+    second = resync(fleet)
+
+    def ranges_done() -> int:
+        with fleet.db.connect() as conn:
+            return int(
+                conn.scalar(
+                    select(func.count()).select_from(ranges).where(ranges.c.done_at.is_not(None))
+                )
+                or 0
+            )
+
+    wait_until(lambda: ranges_done() >= 4, 60, "a few ranges to be done")
+    second.kill()
+    second.communicate()
+    settled = [ranges_done()]
+    while True:  # the ranges in flight finish on the workers
+        time.sleep(1.0)
+        settled.append(ranges_done())
+        if settled[-1] == settled[-2]:
+            break
+    destination.slow_next(0, 0)
+    with fleet.db.connect() as conn:
+        left = conn.scalar(
+            select(func.coalesce(func.sum(ranges.c.entities), 0)).where(ranges.c.done_at.is_(None))
+        )
+    assert 0 < left < PRODUCTS
+    time.sleep(2.5)  # the killed command's feed lock expires (feed_lock_ttl_s = 2)
+    third = resync(fleet, "--continue-resync")
+    out, err = third.communicate(timeout=120)
+    assert third.returncode == 0, err
+    assert f"sent {left}, failed 0" in out.splitlines()[-1]
+    with fleet.db.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(ranges)) == 0
