@@ -398,3 +398,43 @@ def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_range
     assert f"sent {left}, failed 0" in out.splitlines()[-1]
     with fleet.db.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(ranges)) == 0
+
+
+def test_a_warm_shutdown_stops_the_job_after_its_batch_and_another_worker_finishes_it(
+    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+) -> None:
+    fleet = make_fleet(ONCE_A_YEAR)
+    destination.slow_next(1000, 0.2)
+    fleet.worker("w1")
+    fleet.worker("w2")
+    fleet.wait_for_workers("w1", "w2")
+    job = "indexer_reindex_all_invalid"
+    tick = latest_fire("0 0 1 1 *", datetime.now(UTC))
+    task_id = fleet.app.send_task(f"feedsync.{job}", kwargs={"tick": tick.isoformat()}).id
+    running = wait_until(
+        lambda: [r for r in job_runs.all_runs(fleet.db, job) if r.status is JobStatus.RUNNING],
+        60,
+        "the reindex to start",
+    )[0]
+    time.sleep(1.0)  # a few batches in
+    pool_process = running.worker.rsplit(":", 1)[1]
+    main_process = int(Path(f"/proc/{pool_process}/stat").read_text().split(")")[1].split()[1])
+    stopping = next(n for n, p in fleet.procs.items() if p.pid == main_process)
+    os.kill(main_process, signal.SIGTERM)  # warm shutdown, as `docker stop` does
+    assert fleet.procs[stopping].wait(30) == 0
+    destination.slow_next(0, 0)
+
+    def completed() -> list[job_runs.JobRun] | None:
+        runs = job_runs.all_runs(fleet.db, job)
+        return runs if runs[-1].status is JobStatus.SUCCESS else None
+
+    runs = wait_until(completed, 60, f"another worker to finish it; {fleet.tail('w1', 'w2')}")
+    assert [(r.task_id, r.status) for r in runs] == [
+        (task_id, JobStatus.STOPPED),
+        (task_id, JobStatus.SUCCESS),
+    ]
+    assert runs[0].summary == "Stopped between two batches: the process was asked to stop."
+    with fleet.db.connect() as conn:
+        statuses = set(conn.scalars(text("SELECT status FROM indexer_state")))
+    assert statuses == {"valid"}
+    assert len(destination.accepted_ids("products")) == PRODUCTS
