@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -32,6 +33,7 @@ SIGNALLED_POLL_S = 10.0
 LOCKED_RETRY_S = 0.5  # another process holds the feed: its run may predate this change
 FAILED_RETRY_S = 30.0  # the sync raised (destination down…): don't hammer it; the jobs retry too
 RECONNECT_MAX_S = 30.0
+HEARTBEAT_S = 5.0  # how often the heartbeat file is touched (container health checks read it)
 
 
 def sync_in_process(ctx: Context) -> Dispatch:
@@ -85,10 +87,19 @@ def enqueue_task(app: Any) -> Dispatch:
 class Listener:
     """Watches the realtime feeds and dispatches each one that changed, debounced."""
 
-    def __init__(self, ctx: Context, dispatch: Dispatch, *, debounce_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        dispatch: Dispatch,
+        *,
+        debounce_s: float = 0.05,
+        heartbeat: Path | None = None,
+    ) -> None:
         self.ctx = ctx
         self.dispatch = dispatch
         self.debounce_s = debounce_s
+        self.heartbeat = heartbeat
+        self._beat_at = 0.0
         self.signalled = make_url(ctx.settings.source_database_url).get_backend_name() == (
             "postgresql"
         )
@@ -145,6 +156,9 @@ class Listener:
             self._due.setdefault(feed_name, time.monotonic() + self.debounce_s)
 
     def _step(self, now: float) -> None:
+        if self.heartbeat is not None and now - self._beat_at >= HEARTBEAT_S:
+            self._beat_at = now
+            self.heartbeat.touch()
         if now >= self._next_poll:
             self._next_poll = now + self.poll_s
             for feed in realtime.pending(self.ctx):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
@@ -26,6 +27,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "listen",
         help="realtime listener: sync realtime feeds as soon as they change (fleet: enqueue tasks)",
+    )
+    p.add_argument(
+        "--heartbeat-file",
+        type=Path,
+        default=None,
+        help="touch this file every few seconds while listening (for health checks)",
     )
     p.set_defaults(handler=listen, quiet_logs=False)
 
@@ -55,7 +62,7 @@ def listen(args: argparse.Namespace, settings: Settings) -> int:
             dispatch = sync_in_process(ctx)
         stop = threading.Event()
         with stop_on_signals(stop):
-            Listener(ctx, dispatch).run(stop)
+            Listener(ctx, dispatch, heartbeat=args.heartbeat_file).run(stop)
     finally:
         ctx.close()
     return 0
