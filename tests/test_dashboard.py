@@ -139,6 +139,18 @@ def test_a_forged_or_expired_session_cookie_is_refused(
     assert (answer.status_code, answer.headers["location"]) == (303, "/dashboard/login")
 
 
+def test_session_tokens_parse_only_ascii_digits_and_fail_on_any_change() -> None:
+    secret, digest = b"s" * 32, "d" * 64
+    token = session.sign(secret, 7, digest, 2_000_000_000)
+    assert session.parse(token) == (7, 2_000_000_000)
+    assert session.valid(secret, token, digest, now=1_900_000_000)
+    assert not session.valid(secret, token, digest, now=2_000_000_001)  # expired
+    assert not session.valid(b"t" * 32, token, digest, now=1_900_000_000)  # another secret
+    assert not session.valid(secret, token, "e" * 64, now=1_900_000_000)  # the key changed
+    for bad in ("²7.2000000000.ab", "7.2000000000", "7.x.ab", "", "1." * 150):
+        assert session.parse(bad) is None
+
+
 def test_revoking_the_key_ends_its_session(client: TestClient, ctx: Context) -> None:
     login(client, ctx)
     assert client.get("/dashboard", follow_redirects=False).status_code == 200
@@ -320,6 +332,12 @@ def test_bad_filter_values_are_explained_and_ignored(
     ):
         assert sentence in html.unescape(page.text)
     assert run_ids(page.text) == by_start(since_default(seeded))[:RUNS_PER_PAGE]
+    edges = client.get("/dashboard?to=9999-12-31&page=%C2%B2&resynced=%C2%B2&cleared=1")
+    assert edges.status_code == 200
+    assert "page '²' is not a page number" in html.unescape(edges.text)
+    assert run_ids(edges.text) == run_ids(page.text)
+    far = client.get("/dashboard?page=99999999999999999999999")
+    assert far.status_code == 200 and run_ids(far.text) == run_ids(page.text)
 
 
 def test_parse_filters_defaults_and_query_round_trip() -> None:
@@ -464,6 +482,10 @@ def test_resync_needs_the_form_token_and_a_selection(
             "/dashboard/resync", data={"csrf_token": token, "error_id": [error_id]}
         )
         assert forged.status_code == 403 and "Form expired" in forged.text
+    odd = lib_client.post(
+        "/dashboard/resync", data={"csrf_token": csrf(page.text), "error_id": ["²"]}
+    )
+    assert odd.status_code == 400 and "something other than sync error ids" in odd.text
     nothing = lib_client.post("/dashboard/resync", data={"csrf_token": csrf(page.text)})
     assert nothing.status_code == 400 and "No error was selected" in nothing.text
     assert destination.requests == [] and current(lib) == {"book-4": "property_values"}

@@ -41,6 +41,7 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 ADMIN_PERMISSION = Permission.SYNC_ADMIN
 DEFAULT_DAYS = 5
 RUNS_PER_PAGE = 50
+MAX_PAGE = 1_000_000
 RECORDS_PER_CARD = 200
 CSRF_FIELD = "csrf_token"
 
@@ -112,13 +113,21 @@ def parse_filters(
         problems.append(f"sort {sort!r} is not accepted; sort by 'start' or 'end'.")
         sort = "start"
     page_text = params.get("page") or "1"
-    page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
-    if page_text != str(page):
+    page = number(page_text) or 1
+    if page_text != str(page) or page > MAX_PAGE:
+        page = 1
         problems.append(f"page {page_text!r} is not a page number; showing page 1.")
     filters = RunFilters(
         since, until, chosen["feed"], chosen["operation"], chosen["status"], sort, page
     )
     return filters, problems
+
+
+def number(text: str) -> int | None:
+    """A whole number written in ASCII digits (up to 18 of them), else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
 
 
 def _date(text: str, name: str, problems: list[str]) -> date | None:
@@ -144,7 +153,7 @@ def run_page(conn: Connection, f: RunFilters, per_page: int = RUNS_PER_PAGE) -> 
     """One page of the runs the filters select, newest first by start or end time."""
     where = RunFilter(
         since=_midnight(f.since),
-        until=_midnight(f.until + timedelta(days=1)) if f.until else None,
+        until=_midnight(f.until + timedelta(days=1)) if f.until and f.until < date.max else None,
         feed=f.feed,
         operation=f.operation,
         status=f.status,
@@ -290,7 +299,7 @@ async def resync(request: Request) -> Response:
     problem, status = None, 400
     if not selected:
         problem = "No error was selected: tick the records to resync, then press Resync."
-    elif not all(value.isdigit() for value in selected):
+    elif not all(number(value) is not None for value in selected):
         problem = (
             "The selection holds something other than sync error ids; reload and select again."
         )
@@ -397,11 +406,11 @@ def _forbidden(request: Request, key_name: str, session: Session | None = None) 
 
 
 def _resync_notice(params: Mapping[str, str]) -> list[str]:
-    resynced, cleared = params.get("resynced", ""), params.get("cleared", "")
-    if not (resynced.isdigit() and cleared.isdigit()):
+    resynced, cleared = number(params.get("resynced", "")), number(params.get("cleared", ""))
+    if resynced is None or cleared is None:
         return []
-    failing = int(resynced) - int(cleared)
-    text = f"Resynced {resynced} error{'s' if resynced != '1' else ''}: {cleared} cleared"
+    failing = resynced - cleared
+    text = f"Resynced {resynced} error{'s' if resynced != 1 else ''}: {cleared} cleared"
     return [f"{text}, {failing} still failing." if failing > 0 else f"{text}."]
 
 

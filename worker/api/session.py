@@ -46,9 +46,14 @@ def sign(secret: bytes, key_id: int, key_hash: str, expires: int) -> str:
 def parse(token: str) -> tuple[int, int] | None:
     """(key id, expiry) of a well-formed token; its MAC is checked against the key by `valid`."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(token) > 200:
+    if len(token) > 200 or len(parts) != 3 or not all(_digits(p) for p in parts[:2]):
         return None
     return int(parts[0]), int(parts[1])
+
+
+def _digits(text: str) -> bool:
+    # str.isdigit() alone admits '²', which int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 def valid(secret: bytes, token: str, key_hash: str, now: float) -> bool:
