@@ -459,15 +459,30 @@ def _add_notice(
 
 
 def _deliver(ctx: Context, url: str, now: datetime, post: Post, report: Report) -> None:
+    """POST the pending events (in notices of up to 100) and digests; stop at the first failure:
+    a webhook that is down gets one attempt per job run, not one per pending notice."""
     events = _claim(ctx, now, EVENT_KINDS)
+    posts: list[tuple[Mapping[str, Any], list[int], NoticeKind]] = []
     for start in range(0, len(events), EVENTS_PER_POST):
         chunk = events[start : start + EVENTS_PER_POST]
         body = notice_body([event for _, event in chunk], now)
-        if _post_once(ctx, url, post, body, [i for i, _ in chunk], now, report):
-            report.events_sent += len(chunk)
+        posts.append((body, [i for i, _ in chunk], NoticeKind.ERROR_CATEGORY))
     for notice_id, digest in _claim(ctx, now, (NoticeKind.DIGEST.value,)):
-        if _post_once(ctx, url, post, digest, [notice_id], now, report):
+        posts.append((digest, [notice_id], NoticeKind.DIGEST))
+    for number, (message, ids, kind) in enumerate(posts):
+        if not _post_once(ctx, url, post, message, ids, now, report):
+            _release(ctx, [i for _, later, _ in posts[number + 1 :] for i in later])
+            return
+        if kind is NoticeKind.DIGEST:
             report.digests_sent += 1
+        else:
+            report.events_sent += len(ids)
+
+
+def _release(ctx: Context, ids: list[int]) -> None:
+    if ids:
+        with ctx.db.begin() as conn:
+            conn.execute(update(notices).where(notices.c.id.in_(ids)).values(claimed_until=None))
 
 
 def _claim(ctx: Context, now: datetime, kinds: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:

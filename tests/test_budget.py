@@ -209,6 +209,18 @@ def test_sending_pauses_when_the_allocation_is_used_up(
     assert "budget.exhausted" in events and "run.paused" in events
 
 
+def test_the_job_line_says_what_waits_for_the_budget(limited: Context) -> None:
+    from worker.jobs import run_job
+
+    [line] = run_job(limited, "indexer_reindex_all_invalid")
+    assert "books: new 12, updated 0, deleted 0, skipped 0, failed 0, synced 9" in line
+    assert "waiting for the API-call budget 3" in line
+    # The waiting items are due when the window frees (tomorrow), not before.
+    assert run_job(limited, "books_feed_resend_failed_items") == [
+        "books: no failed item due for a resend"
+    ]
+
+
 def test_sending_resumes_by_itself_when_the_window_frees(
     limited: Context, destination: DestinationServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -258,6 +258,24 @@ def test_a_failing_webhook_keeps_the_notice_and_gets_it_at_the_next_run(
     assert webhook.requests == 2
 
 
+def test_a_webhook_that_is_down_gets_one_attempt_per_job_run(
+    lib: Context, destination: DestinationServer, webhook: WebhookReceiver
+) -> None:
+    immediately(lib, webhook)
+    destination.reject({"book-2"}, code="VALIDATION_RULE", message="x")
+    reindex(lib)
+    webhook.fail_left = 10
+    send_due(lib)  # the event fails once
+    update_settings(lib, frequency="daily", webhook_url=webhook.url)
+    tomorrow = datetime.combine(utcnow().date() + timedelta(days=1), time())
+    report = send_due(lib, now=tomorrow + timedelta(minutes=5))  # the event, then a digest due
+    assert (webhook.requests, report.pending, len(report.failures)) == (2, 2, 1)
+    webhook.fail_left = 0
+    report = send_due(lib, now=tomorrow + timedelta(minutes=10))
+    assert (report.events_sent, report.digests_sent, report.pending) == (1, 1, 0)
+    assert [b["type"] for b in webhook.bodies] == ["notice", "digest"]
+
+
 def test_an_unreachable_webhook_is_logged_and_retried(
     lib: Context, destination: DestinationServer, webhook: WebhookReceiver
 ) -> None:

@@ -23,9 +23,11 @@ def _outcome_line(outcome: indexer.Outcome) -> str:
     if outcome.skipped_reason:
         return f"{outcome.feed.name}: skipped ({outcome.skipped_reason})"
     c = outcome.counts
+    waiting = f", waiting for the API-call budget {c.deferred}" if c.deferred else ""
     return (
         f"{outcome.feed.name}: new {c.new}, updated {c.updated}, deleted {c.deleted}, "
-        f"skipped {c.skipped}, failed {c.failed}, synced {c.rows_synced} in {outcome.seconds:.2f} s"
+        f"skipped {c.skipped}, failed {c.failed}, synced {c.rows_synced}{waiting} "
+        f"in {outcome.seconds:.2f} s"
     )
 
 
