@@ -6,6 +6,7 @@ holds `sync.admin` and then carries a signed session cookie (key id, expiry, HMA
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -44,6 +45,7 @@ RUNS_PER_PAGE = 50
 MAX_PAGE = 1_000_000
 RECORDS_PER_CARD = 200
 CSRF_FIELD = "csrf_token"
+MAX_FORM_BYTES = 256 * 1024
 
 
 # --- filters: parsed from the query string, one sentence per bad value -------------------------
@@ -209,20 +211,6 @@ def _midnight(day: date) -> datetime:
 # --- routes --------------------------------------------------------------------------------------
 
 
-def _usage(ctx: Context) -> list[budget.Usage]:
-    """API-call usage of every destination the feeds send to (usually one)."""
-    destinations = sorted({ctx.settings.destination(name) for name in ctx.registry.names()})
-    return [budget.usage(ctx, destination) for destination in destinations]
-
-
-def _shown_url(url: str) -> str:
-    """A destination URL without user info or query (they may hold credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
     session = current_session(request, get_context(request))
@@ -373,15 +361,33 @@ def _render_dashboard(
     )
 
 
+def _usage(ctx: Context) -> list[budget.Usage]:
+    """API-call usage of every destination the feeds send to (usually one)."""
+    destinations = sorted({ctx.settings.destination(name) for name in ctx.registry.names()})
+    return [budget.usage(ctx, destination) for destination in destinations]
+
+
+def _shown_url(url: str) -> str:
+    """A destination URL without user info or query (they may hold credentials)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _page(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
-    response = templates.TemplateResponse(request, template, context, status_code=status_code)
-    # The pages hold live data and a form token: never cached, never framed (no clickjacking).
+    nonce = secrets.token_urlsafe(16)
+    response = templates.TemplateResponse(
+        request, template, {**context, "nonce": nonce}, status_code=status_code
+    )
+    # The pages hold live data and a form token: never cached, never framed (no clickjacking),
+    # and only the page's own script runs.
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
         "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["Referrer-Policy"] = "same-origin"
@@ -426,6 +432,13 @@ def _field(form: Mapping[str, list[str]], name: str) -> str:
 
 
 async def _form(request: Request) -> dict[str, list[str]]:
-    """An urlencoded form body (all the dashboard's forms are; no multipart parser needed)."""
-    body = await request.body()
-    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    """An urlencoded form body (all the dashboard's forms are; no multipart parser needed).
+
+    The dashboard's largest form is a few kilobytes; a body past MAX_FORM_BYTES is not read on.
+    """
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            break
+    return parse_qs(bytes(body[:MAX_FORM_BYTES]).decode("utf-8", "replace"), keep_blank_values=True)
