@@ -298,10 +298,12 @@ def resync_errors(
             f"At most {MAX_RESYNC_ERRORS} sync errors can be resynced per request; "
             f"{len(wanted)} were selected. Split the selection into requests of {MAX_RESYNC_ERRORS} or fewer."
         )
+    # Ids outside the column's range cannot exist (and would overflow the driver): unknown.
+    storable = [i for i in wanted if 0 < i < 2**63]
     with ctx.db.connect() as conn:
         rows = conn.execute(
             select(sync_errors.c.id, sync_errors.c.feed, sync_errors.c.item_id).where(
-                sync_errors.c.id.in_(wanted)
+                sync_errors.c.id.in_(storable)
             )
         ).all()
     unknown = sorted(set(wanted) - {row.id for row in rows})

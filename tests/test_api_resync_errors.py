@@ -93,3 +93,8 @@ def test_a_locked_feed_is_reported_not_waited_for_forever(
     finally:
         holder.release()
     assert set(current_errors(lib)) == {"book-1"}
+
+
+def test_ids_beyond_the_column_range_are_unknown_not_a_crash(lib: Context) -> None:
+    with pytest.raises(FeedsyncError, match="no sync errors with these ids"):
+        resync_errors(lib, [2**64, -1])
