@@ -3,7 +3,10 @@ schedule, warm-shutdown stops, job-run records, `cron:list`, and the fan-out res
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -288,3 +291,42 @@ def test_a_continued_fleet_resync_sends_only_the_ranges_not_done(
     assert outcome.counts.rows_synced == 18  # books 1-18; 19 and 20 were sent before the stop
     assert checkpoint(ctx, books) is None and not resync_ranges.planned(ctx, books)
     ctx.close()
+
+
+# -- refused at start ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("program", "config", "env", "sentence"),
+    [
+        (
+            "beat",
+            '[jobs.indexer_update_all_views]\ncron = "every minute"\n',
+            {"BROKER_URL": "redis://127.0.0.1:6379/11"},
+            "jobs.indexer_update_all_views.cron = 'every minute' is not accepted: 'every minute' is not a cron expression; accepted: five fields",
+        ),
+        (
+            "worker",
+            "",
+            {},
+            "BROKER_URL is not set; the Celery fleet needs one, such as redis://127.0.0.1:6379/0",
+        ),
+    ],
+)
+def test_celery_refuses_a_bad_setting_at_start_with_one_sentence(
+    tmp_path: Path, program: str, config: str, env: dict[str, str], sentence: str
+) -> None:
+    path = tmp_path / "feedsync.toml"
+    path.write_text(config)
+    environment = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL", "DATABASE_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker", program],
+        cwd=tmp_path,
+        env={**environment, **env, "FEEDSYNC_CONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and sentence in lines[0], done.stderr

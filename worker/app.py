@@ -59,12 +59,17 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-def _app_from_environment() -> Celery:
+app: Celery  # set by __getattr__ below on first use
+
+
+def __getattr__(name: str) -> Celery:
+    """`app`, created from the environment on first use (`celery -A worker` asks for it)."""
+    if name != "app":
+        raise AttributeError(f"module 'worker.app' has no attribute {name!r}")
+    global app
     try:
-        return create_app(load_settings())
+        app = create_app(load_settings())
     except FeedsyncError as exc:
-        # `celery -A worker …` imports this module: one sentence and exit 1, not a traceback.
+        # `celery -A worker …` lands here: one sentence and exit 1, not a traceback.
         raise SystemExit(str(exc)) from None
-
-
-app = _app_from_environment()
+    return app
