@@ -289,3 +289,57 @@ def test_resync_body_must_be_a_list_of_ids(lib_client: TestClient) -> None:
     assert response.json()["message"].startswith(
         "The request body 'error_ids' = 'all' is not accepted"
     )
+
+
+# --- API-call usage and notification settings (the domain of feeds.budget / notifications) ---
+
+
+def test_usage_counts_the_calls_to_the_destination_in_24_hours(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, destination.url, tmp_path, EXPORT_DAILY_CALL_ALLOCATION="100")
+    indexer.reindex(ctx, ctx.registry.get("books"))  # 12 books in batches of 3: 4 calls
+    ctx.close()
+    with TestClient(create_app(ctx.settings)) as client:
+        client.headers.update(bearer(make_api_key(ctx_of(client), "sync.admin")))
+        response = client.get("/sync/usage")
+    assert response.status_code == 200
+    [usage] = response.json()["results"]
+    assert (usage["destination"], usage["counted"], usage["calls_24h"]) == (
+        destination.url,
+        True,
+        4,
+    )
+    assert (usage["allocation"], usage["remaining"], usage["paused"]) == (100, 96, False)
+    assert usage["window_start"].endswith("Z") and usage["resumes_at"] is None
+
+
+def test_usage_of_a_file_destination_counts_no_calls(client: TestClient) -> None:
+    [usage] = client.get("/sync/usage").json()["results"]
+    assert (usage["counted"], usage["calls_24h"], usage["remaining"]) == (False, 0, None)
+
+
+def test_notification_settings_can_be_read_and_changed(client: TestClient) -> None:
+    assert client.get("/sync/notifications").json() == {
+        "frequency": "off",
+        "webhook_url": None,
+        "source": "config",
+        "updated_at": None,
+        "message": "success",
+    }
+    changed = client.put(
+        "/sync/notifications",
+        json={"frequency": "daily", "webhook_url": "https://hooks.example.com/feedsync"},
+    )
+    assert changed.status_code == 200
+    now = client.get("/sync/notifications").json()
+    assert (now["frequency"], now["webhook_url"], now["source"]) == (
+        "daily",
+        "https://hooks.example.com/feedsync",
+        "database",
+    )
+    refused = client.put("/sync/notifications", json={"frequency": "hourly"})
+    assert refused.status_code == 400
+    assert refused.json()["message"].startswith("Notification frequency 'hourly' is not accepted")
+    assert client.put("/sync/notifications", json={"frequency": "weekly"}).status_code == 400
+    assert client.get("/sync/notifications").json()["frequency"] == "daily"

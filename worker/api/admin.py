@@ -1,5 +1,5 @@
 """The admin endpoints of SPEC §7 (`sync.admin`): run history, errors by category, CSV export,
-resync of selected errors.
+resync of selected errors, API-call usage, notification settings.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from feeds import runs
+from feeds import budget, notifications, runs
 from feeds.apikeys import ApiKey, Permission
 from feeds.context import Context
 from feeds.diff import iso
 from feeds.error_categories import help_for
 from feeds.errors import FeedsyncError
 from feeds.export.protocol import ErrorCategory
+from feeds.integrations import public_destination
 from feeds.locks import LockedError
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.runs import Operation, RunFilter, RunSort, RunStatus
@@ -247,6 +248,104 @@ def resync_selected_errors(request: Request, body: ResyncIn, key: Admin) -> Resy
         resolved=outcome.resolved,
         still_failing=outcome.still_failing,
         run_ids=outcome.run_ids,
+        message="success",
+    )
+
+
+class UsageOut(BaseModel):
+    destination: str
+    counted: bool
+    calls_24h: int
+    destination_limit: int | None
+    allocation: int | None
+    cap: int | None
+    remaining: int | None
+    paused: bool
+    window_start: str
+    next_free_at: str | None
+    resumes_at: str | None
+
+
+class UsageList(BaseModel):
+    results: list[UsageOut]
+    message: str
+
+
+class NotificationsIn(BaseModel):
+    frequency: str = Field(description="off, immediately, daily or weekly")
+    webhook_url: str | None = Field(
+        default=None, description="http(s) URL receiving the JSON POSTs; needed unless off"
+    )
+
+
+class NotificationsOut(BaseModel):
+    frequency: str
+    webhook_url: str | None
+    source: str
+    updated_at: str | None
+    message: str
+
+
+@router.get(
+    "/usage",
+    response_model=UsageList,
+    responses=ERRORS,
+    summary="API calls to each destination in the last 24 hours, with the limit and allocation",
+)
+def api_usage(request: Request, key: Admin) -> UsageList:
+    ctx = get_context(request)
+    destinations = dict.fromkeys(
+        [ctx.settings.export_url, *(ctx.settings.destination(f.name) for f in ctx.registry)]
+    )
+    results = []
+    for url in destinations:
+        current = budget.usage(ctx, url)
+        results.append(
+            UsageOut.model_validate(
+                {
+                    **current.as_dict(),
+                    "destination": public_destination(url),
+                    "window_start": _time(current.window_start),
+                    "next_free_at": _time(current.next_free_at),
+                    "resumes_at": _time(current.resumes_at),
+                }
+            )
+        )
+    return UsageList(results=results, message="success")
+
+
+@router.get(
+    "/notifications",
+    response_model=NotificationsOut,
+    responses=ERRORS,
+    summary="Notification settings in force, and where they come from",
+)
+def get_notifications(request: Request, key: Admin) -> NotificationsOut:
+    return _notifications(notifications.current_settings(get_context(request)))
+
+
+@router.put(
+    "/notifications",
+    response_model=NotificationsOut,
+    responses=ERRORS,
+    summary="Change the notification settings for every worker",
+)
+def put_notifications(request: Request, body: NotificationsIn, key: Admin) -> NotificationsOut:
+    try:
+        changed = notifications.update_settings(
+            get_context(request), frequency=body.frequency, webhook_url=body.webhook_url
+        )
+    except FeedsyncError as exc:
+        raise ApiError(400, str(exc)) from None
+    return _notifications(changed)
+
+
+def _notifications(config: notifications.NotificationConfig) -> NotificationsOut:
+    return NotificationsOut(
+        frequency=config.frequency.value,
+        webhook_url=config.webhook_url,
+        source=config.source,
+        updated_at=_time(config.updated_at),
         message="success",
     )
 
