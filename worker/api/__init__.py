@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): `cdi` endpoints, admin endpoints, and the dashboard (SPEC §7)."""
