@@ -16,6 +16,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from feeds.definitions import Feed, Watch
 from feeds.errors import SourceSchemaError
@@ -165,6 +167,7 @@ def oldest_pending_age(conn: Connection, feed: Feed, after: int) -> float | None
     if not inspect(conn).has_table(changelog_name(feed)):
         return None
     cl = changelog_table(feed)
+    age: ColumnElement[Any]
     if conn.dialect.name == "postgresql":
         age = func.extract("epoch", func.clock_timestamp() - cl.c.changed_at)
     else:

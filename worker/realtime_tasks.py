@@ -3,7 +3,8 @@
 `feedsync.realtime_sync` is what `python -m worker listen` enqueues when a realtime feed changed:
 an immediate partial sync of that feed. A feed held by another process (a partial sync or a
 reindex in progress, which may have started before this change was logged) is retried shortly.
-Importing this module (the app includes it) also starts the Prometheus endpoint with the worker.
+Importing this module (the app includes it) also starts the Prometheus endpoint with the worker
+and binds every task's id to its log lines.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import structlog
 from celery import Task
 
 from feeds import realtime
-from worker import metrics
+from worker import logs, metrics
 from worker.app import app
 from worker.realtime import LOCKED_RETRY_S
 from worker.tasks import context, settings
@@ -49,3 +50,4 @@ def realtime_sync(self: Task, feed: str) -> dict[str, Any]:
 
 
 metrics.connect_celery(settings)
+logs.connect_celery()
