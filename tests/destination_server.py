@@ -33,6 +33,8 @@ ItemPredicate = Callable[[Mapping[str, Any]], bool]
 
 FEEDS_PREFIX = "/feeds/"
 STATS_PATH = "/_stats"
+# ?feed=F: {item id: [wall-clock times accepted]} (--record-times)
+ACCEPTED_AT_PATH = "/_accepted_at"
 PROTOCOL_HEADERS = ("Content-Encoding", "Authorization", "Idempotency-Key")
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "id": str,
@@ -145,8 +147,12 @@ class DestinationServer:
         daily_limit: int | None = None,
         keep_items: bool = True,
         verbose: bool = False,
+        record_times: bool = False,
     ) -> None:
         self.host = host
+        self.record_times = record_times
+        # Per feed and item id, when it was accepted (time.time(): comparable across processes).
+        self.accepted_at: dict[str, dict[str, list[float]]] = {}
         self.token = token
         self.daily_limit = daily_limit
         self.keep_items = keep_items
@@ -311,9 +317,14 @@ class DestinationServer:
     def _answer(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> _Answer:
         """Decide the answer to one request and record it; called from handler threads."""
         arrived = time.monotonic()
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
         if method == "GET" and path == STATS_PATH:
             return self._with_limit(_Answer(200, orjson.dumps(self.stats())))
+        if method == "GET" and path == ACCEPTED_AT_PATH:
+            feed = query.removeprefix("feed=")
+            with self._lock:
+                times = {i: list(t) for i, t in self.accepted_at.get(feed, {}).items()}
+            return _Answer(200, orjson.dumps(times))
         feed = _feed_of(path)
         if not feed:
             return self._finish(
@@ -385,6 +396,8 @@ class DestinationServer:
             else:
                 store[item_id] = _DELETED if item["deleted"] else _LIVE
             accepted += 1
+            if self.record_times:
+                self.accepted_at.setdefault(feed, {}).setdefault(item_id, []).append(time.time())
             results.append({"id": item_id, "status": "accepted"})
         self._deliveries[feed] += accepted
         return results
@@ -593,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         daily_limit=args.daily_limit,
         keep_items=args.keep_items,
         verbose=args.verbose,
+        record_times=args.record_times,
     )
     if args.fail_ratio:
         destination.fail_ratio(args.fail_ratio, status=args.fail_status, seed=args.seed)
@@ -646,6 +660,11 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--keep-items", action="store_true", help="keep accepted envelopes")
     parser.add_argument("--quiet", action="store_true", help="no startup or summary lines")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--record-times",
+        action="store_true",
+        help=f"record when each item was accepted (GET {ACCEPTED_AT_PATH}?feed=F)",
+    )
     return parser
 
 
