@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
@@ -147,7 +146,7 @@ def job_sync_status(
         ApiKey, Depends(require(Permission.INTEGRATION_JOB_STATUS, ratelimit.JOB_STATUS))
     ],
     cursor: CursorParam = None,
-) -> JobList | JSONResponse:
+) -> JobList:
     ctx = get_context(request)
     feed = _feed(ctx, integration_id)
     scope = f"jobs:{uuid.UUID(integration_id)}"
@@ -260,7 +259,7 @@ def _cursor(request: Request, token: str | None, scope: str) -> Cursor | None:
         raise ApiError(400, INVALID_CURSOR) from None
 
 
-def _link(request: Request, response: Response, scope: str, page: Page) -> None:  # type: ignore[type-arg]
+def _link(request: Request, response: Response, scope: str, page: Page[Any]) -> None:
     secret = request.app.state.cursor_secret
     now = time.time()
 
