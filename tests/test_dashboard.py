@@ -554,3 +554,21 @@ def test_a_file_destination_makes_no_api_calls(client: TestClient, ctx: Context)
     login(client, ctx)
     page = client.get("/dashboard")
     assert "a file destination; its writes are not API calls." in page.text
+
+
+def test_an_error_that_fails_again_is_reported_as_still_failing(
+    lib: Context, lib_client: TestClient, destination: DestinationServer
+) -> None:
+    destination.reject(["book-3", "book-5"], code="INVALID_VALUE")
+    indexer.reindex(lib, lib.registry.get("books"))
+    destination.clear_faults()
+    destination.reject(["book-5"], code="PERMISSION_DENIED", message="read-only record")
+    page = lib_client.get("/dashboard")
+    answer = lib_client.post(
+        "/dashboard/resync",
+        data={"csrf_token": csrf(page.text), "error_id": error_ids(page.text, "property_values")},
+    )
+    assert answer.status_code == 200  # after the redirect
+    assert "Resynced 2 errors: 1 cleared, 1 still failing." in answer.text
+    assert current(lib) == {"book-5": "permissions"}
+    assert "card-property_values" not in answer.text and "read-only record" in answer.text
