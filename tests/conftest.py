@@ -71,7 +71,11 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
-REDIS_URL = os.environ.get("FEEDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+REDIS_URL = os.environ.get("FEEDSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Databases the Redis tests may take, one per test at a time; db 15 holds the claims, so that
+# test runs in parallel (other checkouts, CI) never share or flush each other's database.
+REDIS_TEST_DBS = range(8, 15)
+REDIS_CLAIMS_DB = 15
 _redis_error: list[str | None] = []
 
 
@@ -95,17 +99,28 @@ def require_redis() -> None:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """The test Redis database (db 11 unless FEEDSYNC_TEST_REDIS_URL says otherwise), flushed."""
+    """A Redis database of the test's own (claimed among dbs 8-14, flushed before and after)."""
     require_redis()
     from redis import Redis
 
-    client = Redis.from_url(REDIS_URL)
+    claims = Redis.from_url(REDIS_URL, db=REDIS_CLAIMS_DB)
+    owner = f"{os.getpid()}:{uuid.uuid4().hex}"
+    db = next(
+        (n for n in REDIS_TEST_DBS if claims.set(f"feedsync-test:db:{n}", owner, nx=True, ex=900)),
+        None,
+    )
+    if db is None:
+        pytest.fail(f"every Redis test database ({REDIS_TEST_DBS}) is taken by other test runs")
+    client = Redis.from_url(REDIS_URL, db=db)
     client.flushdb()
     try:
-        yield REDIS_URL
+        yield f"{REDIS_URL.rstrip('/')}/{db}"
     finally:
         client.flushdb()
         client.close()
+        if claims.get(f"feedsync-test:db:{db}") == owner.encode():
+            claims.delete(f"feedsync-test:db:{db}")
+        claims.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

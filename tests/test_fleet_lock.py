@@ -3,6 +3,7 @@ schedule, warm-shutdown stops, job-run records, `cron:list`, and the fan-out res
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -30,6 +31,7 @@ from feeds.stopping import StopRequested
 from feeds.store import items
 from feeds.sync import Run
 from tests.conftest import library_context
+from worker import logs as worker_logs
 from worker.cli import main
 from worker.fleet import Verdict, run_scheduled
 from worker.fleet_lock import FleetLock, Heartbeat, held
@@ -127,6 +129,9 @@ def test_a_tick_finding_the_job_running_elsewhere_is_skipped_logged_and_recorded
 ) -> None:
     running = FleetLock(redis, JOB, "the-running-one", ttl_s=30)
     assert running.acquire()
+    worker_logs.configure(
+        "json", logging.INFO
+    )  # as a worker logs (a CLI test may have quietened it)
     with structlog.testing.capture_logs() as logs:
         outcome = run_scheduled(ctx, redis, JOB, task_id="next-tick", tick=_tick(datetime.now(UTC)))
     assert outcome.verdict is Verdict.LOCKED
