@@ -14,8 +14,8 @@ from typing import Any
 
 import structlog
 
-# Chatty at INFO (one line per HTTP request the worker sends): warnings only.
-QUIET_LIBRARIES = ("httpx", "httpcore")
+# Chatty at INFO (a line per HTTP request sent, per migration context): warnings only.
+QUIET_LIBRARIES = ("httpx", "httpcore", "alembic")
 
 
 def pick_format(log_format: str | None) -> str:
