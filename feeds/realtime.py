@@ -68,25 +68,18 @@ def notify(
     return len(entities)
 
 
-def realtime_feeds(ctx: Context) -> list[Feed]:
-    """The feeds whose indexer is in realtime mode and ready (valid)."""
+def pending(ctx: Context) -> list[Feed]:
+    """Realtime feeds (ready ones) with changelog rows after their pointer: what a sync would take."""
     with ctx.db.connect() as conn:
         states = store.all_states(conn)
-    return [
+    feeds = [
         feed
         for feed in ctx.registry
         if states[feed.indexer_id].mode is IndexerMode.REALTIME
         and states[feed.indexer_id].status is IndexerStatus.VALID
     ]
-
-
-def pending(ctx: Context) -> list[Feed]:
-    """Realtime feeds with changelog rows after their pointer: what a sync would pick up now."""
-    feeds = realtime_feeds(ctx)
     if not feeds:
         return []
-    with ctx.db.connect() as conn:
-        states = store.all_states(conn)
     with ctx.source.connect() as src:
         return [
             feed

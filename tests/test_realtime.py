@@ -210,3 +210,30 @@ def test_signals_are_read_from_the_notify_payload(
     payload: str, expected: realtime.Signal | None
 ) -> None:
     assert realtime.parse_signal(payload) == expected
+
+
+def test_indexer_notify_command_records_the_ids_and_says_who_syncs_them(
+    library: Context,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from worker.cli import main
+
+    settings = library.settings
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("EXPORT_URL", settings.export_url)
+    monkeypatch.setenv("FEEDSYNC_CONFIG", str(settings.config_path))
+    books = library.registry.get("books")
+    assert main(["indexer:notify", "--feed", "books", "--ids", "2,3, 3"]) == 0
+    assert capsys.readouterr().out == (
+        "Recorded 2 changed entities of feed books; the realtime listener syncs them now.\n"
+    )
+    with library.source.connect() as conn:
+        assert changelog.backlog(conn, books, 0) == 2
+    assert main(["indexer:notify", "--feed", "books", "--ids", "2,x"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        "'x' is not an entity id of feed 'books'; accepted: integer values of books.book_no.\n",
+    )

@@ -151,6 +151,10 @@ class Endpoint:
     def port(self) -> int:
         return int(self.server.server_port)
 
+    @property
+    def host(self) -> str:
+        return str(self.server.server_address[0])
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()

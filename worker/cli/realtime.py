@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from config.settings import Settings
-from feeds import indexer, realtime
+from config.settings import IndexerMode, Settings
+from feeds import indexer, realtime, store
 from feeds.context import open_context
 from worker.embedded import stop_on_signals
 from worker.realtime import Listener, enqueue_task, sync_in_process
@@ -42,11 +42,16 @@ def notify(args: argparse.Namespace, settings: Settings) -> int:
     try:
         feed = ctx.registry.get(args.feed)
         count = realtime.notify(ctx, feed, [i for i in args.ids.split(",") if i.strip()])
+        with ctx.db.connect() as conn:
+            mode = store.get_state(conn, feed.indexer_id).mode
     finally:
         ctx.close()
-    print(
-        f"Recorded {count} changed {feed.name} entities; they are synced at once in realtime mode."
+    when = (
+        "the realtime listener syncs them now"
+        if mode is IndexerMode.REALTIME
+        else "the next indexer_update_all_views syncs them (schedule mode)"
     )
+    print(f"Recorded {count} changed entities of feed {feed.name}; {when}.")
     return 0
 
 

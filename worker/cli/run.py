@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     _realtime_demo_feed(ctx)
                 extra = _changer(ctx, args.demo_change_every)
             indexer.ensure_subscriptions(ctx)
-            background.metrics = _serve_metrics(ctx, args.metrics_port)
+            background.metrics = _serve_metrics(ctx, args.metrics_port, args.host)
             if not args.no_api:
                 start_api(ctx, background, args.host, args.port)
             start_listener(ctx, background)
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve_metrics(ctx: Context, port: int | None) -> metrics.Endpoint:
+def _serve_metrics(ctx: Context, port: int | None, host: str) -> metrics.Endpoint:
     try:
-        return metrics.serve(ctx, port)
+        return metrics.serve(ctx, port, addr=host)
     except OSError as exc:
         chosen = ctx.settings.metrics_port if port is None else port
         raise ConfigError(
@@ -140,7 +140,8 @@ def _print_welcome(ctx: Context, background: Background, demo_every_s: float | N
             f"  API             : {background.api_url}/cdi/integrations",
         ]
     if background.metrics is not None:
-        lines.append(f"  metrics         : http://127.0.0.1:{background.metrics.port}/metrics")
+        where = f"http://{background.metrics.host}:{background.metrics.port}/metrics"
+        lines.append(f"  metrics         : {where}")
     lines.append("  indexers        : python -m worker indexer:status")
     if demo_every_s is not None:
         lines.append(
