@@ -46,8 +46,6 @@ class Fleet:
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-        for key in ("CI",):
-            self.env.pop(key, None)
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         settings = load_settings(env)
@@ -269,12 +267,16 @@ reindex_processes = 1
 [fleet]
 lock_ttl_s = 3
 feed_lock_ttl_s = 2
+visibility_timeout_s = 10
 """
 
 
-def test_a_job_whose_worker_process_is_killed_is_delivered_again_and_completes(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+@pytest.mark.parametrize("killed", ["pool process", "whole worker"])
+def test_a_job_whose_worker_is_killed_is_delivered_again_and_completes(
+    make_fleet: Callable[[str], Fleet], destination: DestinationServer, killed: str
 ) -> None:
+    """kill -9 of the pool process: rejected on worker loss, delivered again at once; of the whole
+    worker (main process and pool, as a lost host): delivered again after the visibility timeout."""
     fleet = make_fleet(ONCE_A_YEAR)
     destination.slow_next(1000, 0.2)  # products: 15 batches, ~3 s
     fleet.worker("w1")
@@ -291,7 +293,11 @@ def test_a_job_whose_worker_process_is_killed_is_delivered_again_and_completes(
         return running[0] if running and done >= 60 else None
 
     victim = wait_until(mid_job, 60, "the reindex to be under way")
-    os.kill(int(victim.worker.rsplit(":", 1)[1]), signal.SIGKILL)  # the pool process running it
+    pool_process = int(victim.worker.rsplit(":", 1)[1])
+    if killed == "pool process":
+        os.kill(pool_process, signal.SIGKILL)
+    else:
+        os.killpg(os.getpgid(pool_process), signal.SIGKILL)
     destination.slow_next(0, 0)
 
     def completed() -> list[job_runs.JobRun] | None:

@@ -42,7 +42,12 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # Redis redelivers an unacknowledged task after the visibility timeout: above the longest job.
-        broker_transport_options={"visibility_timeout": fleet.visibility_timeout_s},
+        # Each worker looks for such tasks every tenth of it (1 to 60 s), not kombu's ~100 s.
+        broker_transport_options={
+            "visibility_timeout": fleet.visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(60, fleet.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+        },
         # One task reserved per process: a long job does not hold others back behind it.
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,  # Flower shows every task

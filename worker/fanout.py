@@ -22,7 +22,7 @@ RANGE_TASK = "feedsync.resync_range"
 _POLL_S = 0.05
 
 
-def worker_processes(app: Celery, timeout_s: float = 2.0) -> int:
+def worker_processes(app: Celery, timeout_s: float = 1.0) -> int:
     """How many task processes the running workers have; a sentence when none answers."""
     stats: dict[str, Any] = app.control.inspect(timeout=timeout_s).stats() or {}
     processes = sum(int(s.get("pool", {}).get("max-concurrency", 1)) for s in stats.values())
