@@ -3,12 +3,14 @@
     python benchmarks/latency.py --path pg-notify      # realtime, PostgreSQL triggers → NOTIFY
     python benchmarks/latency.py --path notify-api    # realtime, feeds.realtime.notify() in the app's transaction
     python benchmarks/latency.py --path sqlite-poll   # realtime, SQLite triggers, listener polling
+    python benchmarks/latency.py --path fleet         # realtime, NOTIFY → listen → Redis → Celery worker
     python benchmarks/latency.py --path schedule      # schedule mode, the minute job
     python benchmarks/latency.py --all                # the four, one after the other
 
 Three processes, as in production: this one plays the application (it commits `demo:change`-style
 UPDATEs of one product each: a new name and `updated_at`, plain SQL); `python -m worker run`
-is the worker (embedded: jobs on their cron, realtime listener); `tests/destination_server.py`
+is the worker (embedded: jobs on their cron, realtime listener; or, for `fleet`, a Celery worker
+and `python -m worker listen` on Redis); `tests/destination_server.py`
 is the destination, recording the wall-clock time it accepted each item. A change's latency is
 the first acceptance of its product after its commit. Each change touches a distinct product.
 Realtime paths: 200 changes, one every 0.1 s. Schedule: 200 changes spread evenly over 3 minutes
@@ -44,12 +46,19 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(
     "FEEDSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("FEEDSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 PATHS = {
-    # name: (database, indexer mode, signalled by notify())
-    "pg-notify": ("postgresql", "realtime", False),
-    "notify-api": ("postgresql", "realtime", True),  # the app's notify(), no trigger on products
-    "sqlite-poll": ("sqlite", "realtime", False),
-    "schedule": ("postgresql", "schedule", False),
+    # name: (database, indexer mode, signalled by notify(), Celery fleet instead of embedded run)
+    "pg-notify": ("postgresql", "realtime", False, False),
+    "notify-api": (
+        "postgresql",
+        "realtime",
+        True,
+        False,
+    ),  # the app's notify(), no trigger on products
+    "sqlite-poll": ("sqlite", "realtime", False, False),
+    "fleet": ("postgresql", "realtime", False, True),  # NOTIFY → listen → Redis → celery worker
+    "schedule": ("postgresql", "schedule", False, False),
 }
 TARGET_S = {"realtime": 2.0, "schedule": 65.0}
 
@@ -104,7 +113,7 @@ def measure(path: str, changes: int, products: int, workdir: Path) -> Result:
     from feeds.commerce import demo
     from feeds.context import open_context
 
-    kind, mode, via_notify = PATHS[path]
+    kind, mode, via_notify, fleet = PATHS[path]
     realtime_mode = mode == "realtime"
     spread_s = 0.1 * changes if realtime_mode else 180.0
     with (
@@ -133,15 +142,7 @@ def measure(path: str, changes: int, products: int, workdir: Path) -> Result:
         if via_notify:
             silence_product_triggers(ctx)
         chosen = random.Random(7).sample(range(1, products + 1), changes)
-        with process(
-            [sys.executable, "-m", "worker", "run", "--no-api", "--metrics-port", "0"],
-            env,
-            workdir / f"{path}-worker.log",
-        ) as worker:
-            assert worker.stdout is not None
-            while "indexers" not in (worker.stdout.readline() or "indexers"):
-                pass  # the welcome lines: the worker is up
-            time.sleep(1.0)
+        with workers(path, fleet, env, workdir):
             committed: dict[str, float] = {}
             started = time.monotonic()
             for n, product in enumerate(chosen):
@@ -162,6 +163,38 @@ def measure(path: str, changes: int, products: int, workdir: Path) -> Result:
             latencies = wait_for_acceptance(port, committed, 10.0 if realtime_mode else 75.0)
         ctx.close()
     return Result(path, latencies, changes - len(latencies), spread_s)
+
+
+@contextmanager
+def workers(path: str, fleet: bool, env: dict[str, str], workdir: Path) -> Iterator[None]:
+    """The worker side, up and listening: the embedded run, or a Celery worker and the listener."""
+    if not fleet:
+        argv = [sys.executable, "-m", "worker", "run", "--no-api", "--metrics-port", "0"]
+        with process(argv, env, workdir / f"{path}-worker.log") as worker:
+            assert worker.stdout is not None
+            while "indexers" not in (worker.stdout.readline() or "indexers"):
+                pass  # the welcome lines: the worker is up
+            time.sleep(1.0)
+            yield
+        return
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    env = {**env, "BROKER_URL": REDIS_URL, "METRICS_PORT": "0"}
+    celery = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2",
+              "--without-gossip", "--without-mingle", "--loglevel", "INFO"]  # fmt: skip
+    listen = [sys.executable, "-m", "worker", "listen"]
+    worker_log, listen_log = workdir / f"{path}-worker.log", workdir / f"{path}-listen.log"
+    with process(celery, env, worker_log), process(listen, env, listen_log):
+        deadline = time.monotonic() + 60
+        while not (
+            " ready." in worker_log.read_text() and "realtime.listening" in listen_log.read_text()
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the fleet did not start; see {worker_log} and {listen_log}")
+            time.sleep(0.2)
+        time.sleep(2.0)  # the pool processes are up
+        yield
 
 
 def silence_product_triggers(ctx: Context) -> None:
@@ -199,12 +232,13 @@ def wait_for_acceptance(port: int, committed: dict[str, float], timeout_s: float
 
 def report(result: Result) -> str:
     mode = PATHS[result.path][1]
+    where = "celery" if PATHS[result.path][3] else "embedded"
     if not result.latencies:
         return f"{result.path:<12} no change arrived ({result.missing} missing)"
     p50, p99 = result.percentile(50), result.percentile(99)
     verdict = "ok" if p99 <= TARGET_S[mode] and not result.missing else "MISSED"
     return (
-        f"{result.path:<12} {PATHS[result.path][0]:<10} {mode:<8} "
+        f"{result.path:<12} {PATHS[result.path][0]:<10} {mode:<8} {where:<8} "
         f"{len(result.latencies):>4} changes over {result.spread_s:5.0f} s  "
         f"p50 {p50:7.3f} s  p99 {p99:7.3f} s  max {max(result.latencies):7.3f} s  "
         f"mean {statistics.fmean(result.latencies):7.3f} s  "
@@ -224,7 +258,8 @@ def main() -> None:
     logs.configure("json", logging.WARNING)  # this process's own logs: only problems
     paths = list(PATHS) if args.all else [args.path]
     print(f"# {args.changes} changes each, sample catalog of {args.products} products, "
-          f"{os.cpu_count()} cores; worker: python -m worker run (embedded)")  # fmt: skip
+          f"{os.cpu_count()} cores; worker: python -m worker run (embedded) or "
+          "celery -A worker worker -c 2 + python -m worker listen (celery)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="feedsync-latency-") as tmp:
         for path in paths:
             print(report(measure(path, args.changes, args.products, Path(tmp))), flush=True)

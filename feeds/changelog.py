@@ -111,12 +111,6 @@ def subscribe(engine: Engine, feed: Feed, *, notify: bool = False) -> int:
         return _max_version(conn, feed)
 
 
-def unsubscribe(engine: Engine, feed: Feed) -> None:
-    """Remove the triggers (the changelog table and its rows stay)."""
-    with engine.begin() as conn:
-        _drop_triggers(conn, feed)
-
-
 def installed_triggers(conn: Connection, feed: Feed) -> set[str]:
     expected = {trigger_name(feed, t, op) for t in feed.tables for op in OPERATIONS}
     if conn.dialect.name == "postgresql":

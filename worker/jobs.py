@@ -38,7 +38,7 @@ def _lines(outcomes: list[indexer.Outcome], nothing: str) -> list[str]:
 
 
 def indexer_update_all_views(ctx: Context) -> list[str]:
-    return _lines(indexer.update_all_views(ctx), "no schedule-mode indexer has a backlog")
+    return _lines(indexer.update_all_views(ctx), "no indexer has a backlog")
 
 
 def indexer_reindex_all_invalid(ctx: Context) -> list[str]:
