@@ -11,7 +11,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import cast
 
@@ -165,6 +165,19 @@ def record_skip(
                 finished_at=now,
                 summary=reason,
             )
+        )
+
+
+def remove_older_than(db: Engine, days: int) -> int:
+    """Drop finished job runs that started more than `days` ago (the `sync_history_cleanup` job)."""
+    cutoff = utcnow() - timedelta(days=days)
+    with db.begin() as conn:
+        return int(
+            conn.execute(
+                job_runs.delete().where(
+                    job_runs.c.started_at < cutoff, job_runs.c.status != JobStatus.RUNNING
+                )
+            ).rowcount
         )
 
 

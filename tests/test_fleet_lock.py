@@ -335,3 +335,17 @@ def test_celery_refuses_a_bad_setting_at_start_with_one_sentence(
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and sentence in lines[0], done.stderr
+
+
+def test_sync_history_cleanup_drops_job_runs_past_the_retention(ctx: Context) -> None:
+    old = job_runs.start(ctx.db, "indexer_update_all_views")
+    job_runs.finish(ctx.db, old, JobStatus.SUCCESS, "done")
+    with ctx.db.begin() as conn:
+        conn.execute(
+            job_runs.job_runs.update()
+            .where(job_runs.job_runs.c.id == old)
+            .values(started_at=datetime(2020, 1, 1))
+        )
+    lines = run_job(ctx, JOB)
+    assert lines[-1] == "removed 1 job runs older than 5 days"
+    assert [r.job for r in job_runs.all_runs(ctx.db)] == [JOB]  # the cleanup's own run stays

@@ -53,8 +53,10 @@ def indexer_clean_all_changelogs(ctx: Context) -> list[str]:
 def sync_history_cleanup(ctx: Context) -> list[str]:
     days = ctx.settings.file.retention.days
     removed_runs, removed_errors = runs.remove_history(ctx.db, days)
+    removed_jobs = job_runs.remove_older_than(ctx.db, days)
     return [
-        f"removed {removed_runs} sync runs and {removed_errors} resolved sync errors older than {days} days"
+        f"removed {removed_runs} sync runs and {removed_errors} resolved sync errors older than {days} days",
+        f"removed {removed_jobs} job runs older than {days} days",
     ]
 
 
