@@ -107,7 +107,7 @@ def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             child.kill()
 
 
-def measure(path: str, changes: int, products: int, workdir: Path) -> Result:
+def measure(path: str, changes: int, products: int, interval_s: float, workdir: Path) -> Result:
     from config.settings import IndexerMode, load_settings
     from feeds import indexer, realtime
     from feeds.commerce import demo
@@ -115,7 +115,7 @@ def measure(path: str, changes: int, products: int, workdir: Path) -> Result:
 
     kind, mode, via_notify, fleet = PATHS[path]
     realtime_mode = mode == "realtime"
-    spread_s = 0.1 * changes if realtime_mode else 180.0
+    spread_s = interval_s * changes if realtime_mode else 180.0
     with (
         database(kind, workdir) as url,
         process(
@@ -252,6 +252,9 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="measure every path")
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--products", type=int, default=2000)
+    parser.add_argument(
+        "--interval", type=float, default=0.1, help="seconds between realtime changes"
+    )
     args = parser.parse_args()
     from worker import logs
 
@@ -262,7 +265,8 @@ def main() -> None:
           "celery -A worker worker -c 2 + python -m worker listen (celery)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="feedsync-latency-") as tmp:
         for path in paths:
-            print(report(measure(path, args.changes, args.products, Path(tmp))), flush=True)
+            result = measure(path, args.changes, args.products, args.interval, Path(tmp))
+            print(report(result), flush=True)
 
 
 if __name__ == "__main__":
