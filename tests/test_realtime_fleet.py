@@ -4,6 +4,7 @@ processes' counters. Needs PostgreSQL and Redis (CI has both)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -112,6 +113,14 @@ def test_a_change_is_notified_enqueued_and_synced_by_a_celery_worker_within_seco
     logs = (tmp_path / "listen.log").read_text() + (tmp_path / "worker.log").read_text()
     assert codes == (0, 0), logs
     assert "realtime.enqueued" in logs
+    events = [
+        json.loads(line)
+        for line in (tmp_path / "worker.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    [synced] = [e for e in events if e["event"] == "realtime.synced"]
+    assert (synced["job"], synced["feed"], synced["updated"]) == ("realtime_sync", "books", 1)
+    assert synced["task_id"] and synced["run_id"]  # the Celery task id and the sync run, bound
 
 
 def _serves(port: int) -> bool:

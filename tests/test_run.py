@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
@@ -84,3 +86,51 @@ def test_run_demo_serves_everything_in_one_process_and_stops_cleanly(
     assert code == 0, stderr.read_text()[-3000:]
     assert stdout.read_text().rstrip().endswith("Stopped.")
     assert "Traceback" not in stderr.read_text()
+    # LOG_FORMAT=json: every line an event, the context bound (job, feed, run id).
+    events = [json.loads(line) for line in stderr.read_text().splitlines()]
+    assert all({"event", "level", "timestamp"} <= set(e) for e in events)
+    synced = [e for e in events if e["event"] == "realtime.synced"]
+    assert synced and all(
+        e["job"] == "realtime_sync" and e["feed"] == "products" and len(e["run_id"]) == 32
+        for e in synced
+    )
+    assert any(e["event"] == "job.finished" and e["job"] for e in events)
+
+
+def test_logs_are_readable_lines_on_a_terminal_and_json_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    import structlog
+
+    from worker import logs
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    logs.configure(None)
+    with structlog.contextvars.bound_contextvars(job="indexer_update_all_views", feed="books"):
+        structlog.get_logger("t").info("run.finished", updated=3)
+        logging.getLogger("celery.worker").warning("Connection lost")
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).splitlines()  # colours off
+    assert "run.finished" in lines[0] and "feed=books" in lines[0] and "updated=3" in lines[0]
+    assert not lines[0].startswith("{")
+    assert "Connection lost" in lines[1]
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    logs.configure(None)
+    with structlog.contextvars.bound_contextvars(task_id="abc"):
+        logging.getLogger("celery.worker").warning("Connection lost")
+    [line] = sys.stderr.getvalue().splitlines()
+    assert json.loads(line) | {"timestamp": "t"} == {
+        "event": "Connection lost",
+        "level": "warning",
+        "logger": "celery.worker",
+        "task_id": "abc",
+        "timestamp": "t",
+    }
+    logs.configure("json", logging.WARNING)

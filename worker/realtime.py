@@ -40,33 +40,32 @@ def sync_in_process(ctx: Context) -> Dispatch:
     """Dispatch by syncing the feed here and now (embedded run, `listen` without a broker)."""
 
     def dispatch(feed: Feed) -> float | None:
-        started = time.monotonic()
-        try:
-            with structlog.contextvars.bound_contextvars(job="realtime_sync", feed=feed.name):
-                outcome = realtime.sync(ctx, feed)
-        except Exception:
-            log.exception("realtime.sync_failed", feed=feed.name, retry_in_s=FAILED_RETRY_S)
-            return FAILED_RETRY_S
-        if outcome is None:
-            return None
-        if outcome.skipped_reason == "locked":
-            return LOCKED_RETRY_S
-        metrics.observe_job("realtime_sync", time.monotonic() - started)
-        metrics.observe_outcome(outcome)
-        log.info(
-            "realtime.synced",
-            feed=feed.name,
-            run_id=outcome.run_id,
-            updated=outcome.counts.updated,
-            new=outcome.counts.new,
-            deleted=outcome.counts.deleted,
-            skipped=outcome.counts.skipped,
-            failed=outcome.counts.failed,
-            seconds=round(outcome.seconds, 3),
-        )
-        return None
+        with structlog.contextvars.bound_contextvars(job="realtime_sync", feed=feed.name):
+            return _sync(ctx, feed)
 
     return dispatch
+
+
+def _sync(ctx: Context, feed: Feed) -> float | None:
+    started = time.monotonic()
+    try:
+        outcome = realtime.sync(ctx, feed)
+    except Exception:
+        log.exception("realtime.sync_failed", retry_in_s=FAILED_RETRY_S)
+        return FAILED_RETRY_S
+    if outcome is None:
+        return None
+    if outcome.skipped_reason == "locked":
+        return LOCKED_RETRY_S
+    metrics.observe_job("realtime_sync", time.monotonic() - started)
+    metrics.observe_outcome(outcome)
+    log.info(
+        "realtime.synced",
+        run_id=outcome.run_id,
+        seconds=round(outcome.seconds, 3),
+        **outcome.counts.as_dict(),
+    )
+    return None
 
 
 def enqueue_task(app: Any) -> Dispatch:
