@@ -237,3 +237,29 @@ def test_indexer_notify_command_records_the_ids_and_says_who_syncs_them(
         "",
         "'x' is not an entity id of feed 'books'; accepted: integer values of books.book_no.\n",
     )
+
+
+def test_the_listener_survives_a_database_failure_and_catches_up(
+    library: Context, export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = [RuntimeError("server closed the connection unexpectedly")]
+    checked = realtime.pending
+
+    def flaky(ctx: Context) -> list:
+        if failures:
+            raise failures.pop()
+        return checked(ctx)
+
+    monkeypatch.setattr(realtime, "pending", flaky)
+    listener = Listener(library, sync_in_process(library))
+    stop = threading.Event()
+    thread = threading.Thread(target=listener.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        sql(library, "UPDATE books SET title = 'After the failure' WHERE book_no = 4")
+        # The first check fails; the listener retries after 1 s and finds the change.
+        wait_for(lambda: title_of(export_dir, 4) == "After the failure", timeout=FAST + 2)
+        assert not failures and thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(10)

@@ -105,6 +105,7 @@ class Listener:
         self.poll_s = SIGNALLED_POLL_S if self.signalled else ctx.settings.realtime_poll_s
         self._due: dict[str, float] = {}  # feed name → monotonic time it is dispatched at
         self._next_poll = 0.0
+        self._backoff = 1.0  # seconds before retrying after a failure; doubles, reset by success
         self.ready = threading.Event()  # set once listening (tests wait for it)
 
     def run(self, stop: threading.Event) -> None:
@@ -114,22 +115,24 @@ class Listener:
             via="postgresql notify" if self.signalled else "changelog polling",
             poll_s=self.poll_s,
         )
-        if not self.signalled:
-            self.ready.set()
-            while not stop.is_set():
-                self._step(time.monotonic())
-                stop.wait(self._wait_s(time.monotonic()))
-            return
-        backoff = 1.0
         while not stop.is_set():
             try:
-                self._listen(stop)
+                if self.signalled:
+                    self._listen(stop)
+                else:
+                    self._poll(stop)
                 return
-            except Exception as exc:  # connection lost: reconnect, then poll for what was missed
-                log.warning("realtime.connection_lost", error=str(exc), retry_in_s=backoff)
+            except Exception as exc:  # database gone, connection lost: retry, then catch up
+                log.warning("realtime.listener_failed", error=str(exc), retry_in_s=self._backoff)
                 self._next_poll = 0.0
-                stop.wait(backoff)
-                backoff = min(backoff * 2, RECONNECT_MAX_S)
+                stop.wait(self._backoff)
+                self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
+
+    def _poll(self, stop: threading.Event) -> None:
+        self.ready.set()
+        while not stop.is_set():
+            self._step(time.monotonic())
+            stop.wait(self._wait_s(time.monotonic()))
 
     def _listen(self, stop: threading.Event) -> None:
         import psycopg
@@ -159,9 +162,10 @@ class Listener:
             self._beat_at = now
             self.heartbeat.touch()
         if now >= self._next_poll:
-            self._next_poll = now + self.poll_s
             for feed in realtime.pending(self.ctx):
                 self._due.setdefault(feed.name, now)
+            self._next_poll = now + self.poll_s
+            self._backoff = 1.0
         for name, due in sorted(self._due.items(), key=lambda item: item[1]):
             if due > time.monotonic():
                 continue
