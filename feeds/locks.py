@@ -38,11 +38,14 @@ class LockLostError(FeedsyncError):
 
 
 class Lock:
-    def __init__(self, engine: Engine, name: str, ttl_s: float | None = None) -> None:
+    def __init__(
+        self, engine: Engine, name: str, ttl_s: float | None = None, owner: str | None = None
+    ) -> None:
+        """`owner` hands a held lock to another process (which then renews or releases it)."""
         self.engine = engine
         self.name = name
         self.ttl = timedelta(seconds=ttl_s or _ttl_s)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def acquire(self) -> bool:
         now = utcnow()

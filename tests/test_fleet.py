@@ -444,3 +444,39 @@ def test_a_warm_shutdown_stops_the_job_after_its_batch_and_another_worker_finish
         statuses = set(conn.scalars(text("SELECT status FROM indexer_state")))
     assert statuses == {"valid"}
     assert len(destination.accepted_ids("products")) == PRODUCTS
+
+
+def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
+    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from feeds.apikeys import create_key
+    from feeds.integrations import integration_id
+    from worker.api.app import create_app
+
+    fleet = make_fleet("")
+    fleet.worker("w1")
+    fleet.wait_for_workers("w1")
+    settings = load_settings(fleet.env)
+    _, raw = create_key(fleet.db, "ops", ["cdi.integration_sync", "cdi.integration_job_status"])
+    headers = {"Authorization": f"Bearer {raw}"}
+    products = integration_id("products", settings.destination("products"))
+    with TestClient(create_app(settings)) as client:
+        queued = client.post(f"/cdi/integrations/{products}/sync", headers=headers)
+        assert queued.status_code == 202, queued.text
+        again = client.post(f"/cdi/integrations/{products}/sync", headers=headers)
+        assert again.status_code == 429
+        assert again.json() == {"message": "Another job is in progress"}
+
+        def finished() -> dict[str, Any] | None:
+            status = client.get(f"/cdi/integrations/{products}/job_sync_status", headers=headers)
+            results = status.json()["results"]
+            return results[0] if results and results[0]["job_status"] == "success" else None
+
+        job = wait_until(finished, 60, f"the requested sync; worker log: {fleet.tail('w1')}")
+        assert job["rows_synced"] == PRODUCTS
+        # The worker ran it (not the API process), and freed the request: a new one is accepted.
+        assert "feedsync.integration_sync" in fleet.log("w1")
+        assert client.post(f"/cdi/integrations/{products}/sync", headers=headers).status_code == 202
+    assert len(destination.accepted_ids("products")) == PRODUCTS

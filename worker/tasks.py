@@ -1,4 +1,5 @@
-"""The Celery tasks: `feedsync.<job>` for every job of SPEC §3, and `feedsync.resync_range`.
+"""The Celery tasks: `feedsync.<job>` for every job of SPEC §3, `feedsync.resync_range` and
+`feedsync.integration_sync` (a sync requested through the API).
 
 Each worker process opens its context (databases, destinations) once, on its first task, after
 the prefork fork. A warm shutdown (SIGTERM) marks the worker as stopping in Redis; its running
@@ -22,9 +23,11 @@ from feeds import stopping
 from feeds.context import Context, open_context
 from feeds.definitions import Keys
 from feeds.indexer import Batch
+from feeds.locks import Lock
 from feeds.resync_ranges import counts_dict, process_range, range_run
 from feeds.stopping import StopRequested
 from worker import logs
+from worker.api.triggers import INTEGRATION_SYNC_TASK, request_lock_name, run_requested_sync
 from worker.app import app
 from worker.beat import task_name
 from worker.fanout import RANGE_TASK
@@ -131,3 +134,14 @@ def resync_range(
     with structlog.contextvars.bound_contextvars(feed=feed, run_id=run_id, task_id=self.request.id):
         counts = process_range(ctx, run, Batch(Keys(lo=lo, hi=hi), entities, seq=seq))
     return {"counts": counts_dict(counts), "config_error": run.delivery.config_error}
+
+
+@app.task(name=INTEGRATION_SYNC_TASK, bind=True)
+def integration_sync(self: Task, feed: str, request_owner: str) -> dict[str, Any]:
+    """A sync requested through `POST /cdi/integrations/{id}/sync`; frees the API's request lock."""
+    ctx = context()
+    definition = ctx.registry.get(feed)
+    request = Lock(ctx.db, request_lock_name(definition), owner=request_owner)
+    with structlog.contextvars.bound_contextvars(feed=feed, task_id=self.request.id):
+        run_requested_sync(ctx, definition, request)
+    return {"feed": feed}

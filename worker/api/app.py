@@ -20,11 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.settings import Settings, load_settings
 from feeds import apikeys
-from feeds.context import open_context
+from feeds.context import Context, open_context
 from worker.api import admin, cdi
 from worker.api.auth import ApiError
 from worker.api.ratelimit import RateLimiter
-from worker.api.triggers import BackgroundSync, SyncTrigger
+from worker.api.triggers import BackgroundSync, FleetSync, SyncTrigger
 
 log = structlog.get_logger("worker.api")
 
@@ -61,7 +61,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.state.trigger = trigger or background
+    app.state.trigger = trigger or _default_trigger(ctx, background)
     app.state.limiter = RateLimiter(ctx.db, clock) if clock else RateLimiter(ctx.db)
     app.state.cursor_secret = apikeys.shared_secret(ctx.db, CURSOR_SECRET)
 
@@ -118,3 +118,12 @@ def validation_sentence(errors: object) -> str:
         sent = sent if len(sent) <= 80 else sent[:77] + "..."
         return f"The {label} = {sent} is not accepted: {message}."
     return f"The {label} is not accepted: {message}."
+
+
+def _default_trigger(ctx: Context, background: BackgroundSync) -> SyncTrigger:
+    """A fleet (a broker is configured) runs requested syncs on its workers; else this process."""
+    if not ctx.settings.broker_url:
+        return background
+    from worker.app import app as celery_app
+
+    return FleetSync(celery_app.send_task)

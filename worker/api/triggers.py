@@ -1,6 +1,7 @@
 """What `POST /cdi/integrations/{id}/sync` queues. Replaceable: the fleet passes a trigger that
 enqueues a Celery task instead (`create_app(trigger=...)`).
 
+With a broker (`BROKER_URL`), `create_app` uses `FleetSync`: a Celery task any worker runs.
 A trigger either accepts the sync or raises `LockedError` when that feed already has a job in
 progress (answered `429 Another job is in progress`).
 """
@@ -25,10 +26,55 @@ SyncTrigger = Callable[[Context, Feed], None]
 # Held from the request until the background sync ends (or its TTL passes, if the process dies):
 # two requests, in one API process or several, cannot both start a sync of the same feed.
 REQUEST_LOCK_TTL_S = 120.0
+INTEGRATION_SYNC_TASK = "feedsync.integration_sync"
 
 
 def request_lock_name(feed: Feed) -> str:
     return f"api_sync:{feed.indexer_id}"
+
+
+def take_request_lock(ctx: Context, feed: Feed) -> Lock:
+    """The request lock of `feed`, or LockedError when a sync of it is requested or running."""
+    request = Lock(ctx.db, request_lock_name(feed), ttl_s=REQUEST_LOCK_TTL_S)
+    if not request.acquire():
+        raise LockedError(f"A sync of {feed.name} was already requested.")
+    if is_locked(ctx.db, indexer.lock_name(feed)):
+        request.release()
+        raise LockedError(f"{feed.title} index is locked by another process.")
+    return request
+
+
+def run_requested_sync(ctx: Context, feed: Feed, request: Lock) -> None:
+    """The requested sync itself (in an API thread or a fleet worker); frees the request lock."""
+    try:
+        outcome = indexer.reindex(ctx, feed)
+        log.info(
+            "api.sync_finished", feed=feed.name, run_id=outcome.run_id, **outcome.counts.as_dict()
+        )
+    except LockedError:
+        log.info("api.sync_skipped", feed=feed.name, reason="locked by another process")
+    except Exception:
+        # The run row already says `rolled_back` or `error`; keep the traceback in the log.
+        log.exception("api.sync_failed", feed=feed.name)
+    finally:
+        request.release()
+
+
+class FleetSync:
+    """The fleet trigger: the same sync as the Celery task `feedsync.integration_sync`, run by
+    whichever worker takes it; the worker frees the request lock when the sync ends."""
+
+    def __init__(self, send_task: Callable[..., object]) -> None:
+        self._send_task = send_task
+
+    def __call__(self, ctx: Context, feed: Feed) -> None:
+        request = take_request_lock(ctx, feed)
+        try:
+            self._send_task(INTEGRATION_SYNC_TASK, args=[feed.name, request.owner])
+        except Exception:
+            request.release()  # nothing was queued: a new request may try again at once
+            raise
+        log.info("api.sync_queued", feed=feed.name, via="celery")
 
 
 class BackgroundSync:
@@ -39,12 +85,7 @@ class BackgroundSync:
         self._threads: list[threading.Thread] = []
 
     def __call__(self, ctx: Context, feed: Feed) -> None:
-        request = Lock(ctx.db, request_lock_name(feed), ttl_s=REQUEST_LOCK_TTL_S)
-        if not request.acquire():
-            raise LockedError(f"A sync of {feed.name} was already requested.")
-        if is_locked(ctx.db, indexer.lock_name(feed)):
-            request.release()
-            raise LockedError(f"{feed.title} index is locked by another process.")
+        request = take_request_lock(ctx, feed)
         thread = threading.Thread(
             target=self._run, args=(ctx, feed, request), name=f"api-sync-{feed.name}", daemon=True
         )
@@ -53,21 +94,7 @@ class BackgroundSync:
         log.info("api.sync_queued", feed=feed.name)
 
     def _run(self, ctx: Context, feed: Feed, request: Lock) -> None:
-        try:
-            outcome = indexer.reindex(ctx, feed)
-            log.info(
-                "api.sync_finished",
-                feed=feed.name,
-                run_id=outcome.run_id,
-                **outcome.counts.as_dict(),
-            )
-        except LockedError:
-            log.info("api.sync_skipped", feed=feed.name, reason="locked by another process")
-        except Exception:
-            # The run row already says `rolled_back` or `error`; keep the traceback in the log.
-            log.exception("api.sync_failed", feed=feed.name)
-        finally:
-            request.release()
+        run_requested_sync(ctx, feed, request)
 
     def join(self, timeout_s: float) -> list[str]:
         """Wait up to `timeout_s` for running syncs; the names of those still running."""
