@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -21,12 +22,15 @@ class Context:
     db: Engine
     source: Engine
     _destinations: dict[str, Destination] = field(default_factory=dict)
+    # The embedded run shares one context between the job loop, the listener and the API threads.
+    _opening: threading.Lock = field(default_factory=threading.Lock)
 
     def destination(self, feed: Feed) -> Destination:
         url = self.settings.destination(feed.name)
-        if url not in self._destinations:
-            self._destinations[url] = open_destination(url, self.settings)
-        return self._destinations[url]
+        with self._opening:
+            if url not in self._destinations:
+                self._destinations[url] = open_destination(url, self.settings)
+            return self._destinations[url]
 
     def close(self) -> None:
         for destination in self._destinations.values():
