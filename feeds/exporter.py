@@ -14,7 +14,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select
 
-from feeds import budget
+from feeds import budget, stopping
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
 from feeds.diff import Change, FeedItem
@@ -115,6 +115,7 @@ def send_stored(ctx: Context, run: Run, lock: Lock, only_unsent: bool) -> None:
         log.debug("legacy_export.batch", feed=feed_name, items=len(rows))
         if run.delivery.paused:
             return  # the API-call budget is used up: the rest stays unsent for a later run
+        stopping.check()  # warm shutdown: what was sent is recorded, the rest goes next run
 
 
 def _due_ids(
@@ -146,3 +147,4 @@ def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
         lock.renew()
         if run.delivery.config_error or run.delivery.paused:
             return  # nothing more can be sent in this run; the rest stays due
+        stopping.check()

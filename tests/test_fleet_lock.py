@@ -31,6 +31,7 @@ from feeds.stopping import StopRequested
 from feeds.store import items
 from feeds.sync import Run
 from tests.conftest import library_context
+from tests.destination_server import DestinationServer
 from worker import logs as worker_logs
 from worker.cli import main
 from worker.fleet import Verdict, run_scheduled
@@ -188,6 +189,35 @@ def test_a_warm_shutdown_stops_a_reindex_between_batches_and_the_rerun_completes
     with ctx.db.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(items)) == 12
     assert job_runs.all_runs(ctx.db)[-1].status is JobStatus.SUCCESS
+    ctx.close()
+
+
+def test_a_warm_shutdown_stops_the_legacy_exporter_between_batches_and_the_rerun_sends_the_rest(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(
+        db_url, destination.url, tmp_path, books=12, extra='export_mode = "legacy"\n'
+    )
+    run_job(ctx, "indexer_reindex_all_invalid")  # collects 12 payloads, sends nothing
+    assert destination.accepted_ids("books") == set()
+
+    def always() -> bool:
+        return True
+
+    stopping.install(always)
+    try:
+        with pytest.raises(StopRequested):
+            run_job(ctx, "saas_data_exporter")
+    finally:
+        stopping.remove(always)
+    assert len(destination.accepted_ids("books")) == 6  # one collection round, then the stop
+    with ctx.db.connect() as conn:
+        sent = conn.scalar(select(func.count()).select_from(items).where(items.c.status == 200))
+    assert sent == 6  # recorded as sent: the rerun does not send them again
+    assert job_runs.all_runs(ctx.db)[-1].status is JobStatus.STOPPED
+    run_job(ctx, "saas_data_exporter")
+    assert len(destination.accepted_ids("books")) == 12
+    assert len(destination.requests) == 4  # 12 items in batches of 3, none resent
     ctx.close()
 
 
