@@ -199,7 +199,9 @@ def record_errors(conn: Connection, run_id: str, feed: str, results: Sequence[It
     now = utcnow()
     failed = [r for r in results if r.status not in (ItemStatus.SENT, ItemStatus.SKIPPED)]
     sent = [r.id for r in results if r.status is ItemStatus.SENT]
-    if sent:
+    # The probe spares an UPDATE with a thousand ids per round when nothing is open, as in
+    # most rounds: on PostgreSQL that UPDATE was a sixth of a full sync's time.
+    if sent and _has_open_errors(conn, feed):
         resolve(conn, feed, sent, now)
     if not failed:
         return
@@ -246,6 +248,13 @@ def record_errors(conn: Connection, run_id: str, feed: str, results: Sequence[It
             )
             .values(resolved=True, resolved_at=now)
         )
+
+
+def _has_open_errors(conn: Connection, feed: str) -> bool:
+    probe = select(sync_errors.c.id).where(
+        sync_errors.c.feed == feed, sync_errors.c.resolved.is_(False)
+    )
+    return conn.execute(probe.limit(1)).first() is not None
 
 
 def resolve(
