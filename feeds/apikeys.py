@@ -16,9 +16,9 @@ from enum import StrEnum
 from typing import cast
 
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, String, Table, Text, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
+from feeds.database import insert_for
 from feeds.errors import FeedsyncError
 from feeds.store import Base, utcnow
 
@@ -170,9 +170,7 @@ def revoke_key(engine: Engine, key_id: int) -> ApiKey:
 def shared_secret(engine: Engine, name: str) -> bytes:
     """A random secret stored once in the worker database, the same for every process using it."""
     with engine.begin() as conn:
-        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-            api_secrets
-        )
+        insert = insert_for(conn.dialect.name, api_secrets)
         conn.execute(
             insert.values(
                 name=name, value=secrets.token_hex(32), created_at=utcnow()

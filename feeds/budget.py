@@ -19,12 +19,12 @@ from typing import Any, cast
 
 import structlog
 from sqlalchemy import DateTime, Engine, Integer, String, Table, bindparam, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from config.settings import Settings
 from feeds.context import Context
+from feeds.database import insert_for
 from feeds.definitions import Feed
 from feeds.store import Base, utcnow
 
@@ -254,7 +254,7 @@ class CallBudget:
             return
         now = clock()
         with self.engine.begin() as conn:
-            insert = _insert(conn, limits).values(
+            insert = insert_for(conn.dialect.name, limits).values(
                 destination=self.destination, daily_limit=limit, seen_at=now
             )
             conn.execute(
@@ -357,13 +357,9 @@ def _count_statement(dialect: str, *, checked: bool) -> Any:
         row = row.where(used < bindparam("cap", type_=Integer()))
     else:
         row = row.where(literal(True))  # SQLite needs a WHERE before ON CONFLICT here
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(buckets)
+    insert = insert_for(dialect, buckets)
     insert = insert.from_select(["destination", "minute", "calls"], row)
     return insert.on_conflict_do_update(
         index_elements=["destination", "minute"],
         set_={"calls": buckets.c.calls + insert.excluded.calls},
     ).returning(buckets.c.calls)
-
-
-def _insert(conn: Connection, target: Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(target)

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def insert_for(dialect: str, table: Table) -> Any:
+    """An INSERT for `table` that supports ON CONFLICT upserts on PostgreSQL and on SQLite."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from feeds.database import insert_for
 from feeds.errors import FeedsyncError
 from feeds.store import locks, utcnow
 
@@ -50,9 +50,7 @@ class Lock:
     def acquire(self) -> bool:
         now = utcnow()
         with self.engine.begin() as conn:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-                locks
-            )
+            insert = insert_for(conn.dialect.name, locks)
             # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
             created = conn.execute(
                 insert.values(

@@ -33,12 +33,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from config.settings import is_http_url
 from feeds.context import Context
+from feeds.database import insert_for
 from feeds.error_categories import help_for
 from feeds.errors import ConfigError
 from feeds.export.protocol import ErrorCategory
@@ -176,7 +176,7 @@ def update_settings(ctx: Context, *, frequency: str, webhook_url: str | None) ->
     now = utcnow()
     values = {"frequency": chosen.value, "webhook_url": url, "updated_at": now}
     with ctx.db.begin() as conn:
-        insert = _insert(conn, settings_table).values(id=1, **values)
+        insert = insert_for(conn.dialect.name, settings_table).values(id=1, **values)
         conn.execute(insert.on_conflict_do_update(index_elements=["id"], set_=values))
     log.info(
         "notifications.settings_changed",
@@ -319,7 +319,7 @@ def _track_categories(conn: Connection, config: NotificationConfig, now: datetim
     recorded = 0
     for feed, category in sorted(opened):
         claimed = conn.execute(
-            _insert(conn, open_categories)
+            insert_for(conn.dialect.name, open_categories)
             .values(feed=feed, category=category, opened_at=now)
             .on_conflict_do_nothing(index_elements=["feed", "category"])
             .returning(open_categories.c.feed)
@@ -409,7 +409,7 @@ def _roll_up_days(conn: Connection, now: datetime) -> None:
         rows.append({"day": day, "feed": ALL_FEEDS, "stats": "{}"})
         for row in rows:
             conn.execute(
-                _insert(conn, daily_stats)
+                insert_for(conn.dialect.name, daily_stats)
                 .values(**row)
                 .on_conflict_do_nothing(index_elements=["day", "feed"])
             )
@@ -442,7 +442,7 @@ def _add_notice(
 ) -> int:
     """Record a notice once: 1 when this call recorded it, 0 when it was already there."""
     created = conn.execute(
-        _insert(conn, notices)
+        insert_for(conn.dialect.name, notices)
         .values(
             key=key,
             kind=kind.value,
@@ -543,12 +543,8 @@ def _post_once(
 
 
 def _set_mark(conn: Connection, name: str, at: datetime) -> None:
-    insert = _insert(conn, marks).values(name=name, at=at)
+    insert = insert_for(conn.dialect.name, marks).values(name=name, at=at)
     conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_={"at": at}))
-
-
-def _insert(conn: Connection, target: Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(target)
 
 
 def _describe(exc: Exception) -> str:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from feeds import resync_ranges, store
 from feeds.context import Context
+from feeds.database import insert_for
 from feeds.definitions import Feed, Keys
 from feeds.errors import FeedsyncError
 from feeds.exporter import send_stored
@@ -246,9 +246,7 @@ def _start_checkpoint(ctx: Context, feed: Feed, run: Run, previous: Checkpoint |
         "updated_at": now,
     }
     with ctx.db.begin() as conn:
-        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-            checkpoints
-        )
+        insert = insert_for(conn.dialect.name, checkpoints)
         conn.execute(
             insert.values(**values).on_conflict_do_update(index_elements=["feed"], set_=values)
         )

@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, MetaData, String, Table
-from sqlalchemy.dialects import postgresql, sqlite
+
+from feeds.database import insert_for
+from feeds.store import utcnow
 
 WINDOW = timedelta(minutes=1)
 
@@ -51,12 +53,8 @@ class Verdict:
     retry_after_s: int  # seconds until the window resets (when not allowed)
 
 
-def _naive_utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 class RateLimiter:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = _naive_utc_now) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
 
@@ -65,9 +63,7 @@ class RateLimiter:
         now = self.clock()
         window = now.replace(second=0, microsecond=0)
         with self.engine.begin() as conn:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-                rate_counters
-            )
+            insert = insert_for(conn.dialect.name, rate_counters)
             count = conn.execute(
                 insert.values(key_id=key_id, scope=limit.scope, window_start=window, count=1)
                 .on_conflict_do_update(
