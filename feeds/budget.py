@@ -145,6 +145,12 @@ def usage(ctx: Context, destination: str | None = None) -> Usage:
     return CallBudget.for_settings(ctx.db, name, ctx.settings).usage()
 
 
+def usage_by_destination(ctx: Context) -> list[Usage]:
+    """API-call usage of every destination the feeds send to (usually one), in URL order."""
+    destinations = sorted({ctx.settings.destination(name) for name in ctx.registry.names()})
+    return [usage(ctx, destination) for destination in destinations]
+
+
 def exhausted(ctx: Context, feed: Feed) -> str | None:
     """Why nothing can be sent to the feed's destination now, or None when calls are left."""
     name = ctx.settings.destination(feed.name)

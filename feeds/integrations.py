@@ -42,11 +42,9 @@ def integration_id(feed: str, destination_url: str) -> uuid.UUID:
 
 
 def public_destination(url: str) -> str:
-    """The destination URL without credentials it may carry."""
+    """The destination URL as shown to people: without user info or query (they may hold credentials)."""
     parts = urlsplit(url)
-    if parts.scheme in ("http", "https") and "@" in parts.netloc:
-        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
-    return urlunsplit(parts)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
 
 
 def job_status(status: str) -> str:

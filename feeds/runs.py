@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import cast
 
@@ -152,6 +153,25 @@ def status_for(counts: Counts, config_error: str | None = None) -> RunStatus:
     if counts.rows_synced == 0:
         return RunStatus.ERROR
     return RunStatus.PARTIAL
+
+
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
+    """Naive UTC from `YYYY-MM-DD` or an ISO 8601 time; with `end_of_day` a bare date means the
+    midnight after it, so that "until 2026-11-23" includes that day. ValueError in one sentence."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        if end_of_day and _BARE_DATE.fullmatch(text):
+            parsed += timedelta(days=1)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"{text!r} is not a date; accepted: YYYY-MM-DD or an ISO 8601 time."
+        ) from None
+    return parsed
 
 
 def start_run(engine: Engine, run_id: str, feed: str, operation: Operation) -> None:

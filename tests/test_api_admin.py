@@ -134,6 +134,8 @@ def test_runs_are_paged_with_total_and_links(client: TestClient) -> None:
     [
         ({"feed": "nope"}, "feed 'nope' is not a feed; accepted feeds: products, "),
         ({"since": "yesterday"}, "since 'yesterday' is not a date; accepted: YYYY-MM-DD"),
+        # The day after the last representable date: a 400, not an overflow (500).
+        ({"until": "9999-12-31"}, "until '9999-12-31' is not a date; accepted: YYYY-MM-DD"),
         ({"status": "done"}, "The query parameter 'status' = 'done' is not accepted: Input should"),
         ({"sort": "size"}, "The query parameter 'sort' = 'size' is not accepted"),
         ({"limit": "0"}, "The query parameter 'limit' = '0' is not accepted"),

@@ -4,7 +4,7 @@ resync of selected errors, API-call usage, notification settings.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -294,17 +294,13 @@ class NotificationsOut(BaseModel):
 )
 def api_usage(request: Request, key: Admin) -> UsageList:
     ctx = get_context(request)
-    destinations = dict.fromkeys(
-        [ctx.settings.export_url, *(ctx.settings.destination(f.name) for f in ctx.registry)]
-    )
     results = []
-    for url in destinations:
-        current = budget.usage(ctx, url)
+    for current in budget.usage_by_destination(ctx):
         results.append(
             UsageOut.model_validate(
                 {
                     **current.as_dict(),
-                    "destination": public_destination(url),
+                    "destination": public_destination(current.destination),
                     "window_start": _time(current.window_start),
                     "next_free_at": _time(current.next_free_at),
                     "resumes_at": _time(current.resumes_at),
@@ -368,16 +364,9 @@ def _moment(name: str, text: str | None, *, end_of_day: bool) -> datetime | None
     if text is None:
         return None
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, f"{name} {text!r} is not a date; accepted: YYYY-MM-DD or an ISO 8601 time."
-        ) from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    if end_of_day and len(text) == 10:
-        parsed += timedelta(days=1)
-    return parsed
+        return runs.parse_moment(text, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise ApiError(400, f"{name} {exc}") from None
 
 
 def _offset_links(

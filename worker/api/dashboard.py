@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 import structlog
 from fastapi import APIRouter, Request
@@ -26,6 +26,7 @@ from feeds.apikeys import Permission
 from feeds.context import Context
 from feeds.error_categories import help_for
 from feeds.errors import FeedsyncError
+from feeds.integrations import public_destination
 from feeds.locks import LockedError
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.runs import Operation, RunFilter, RunSort, RunStatus
@@ -352,27 +353,13 @@ def _render_dashboard(
             "statuses": [s.value for s in RunStatus],
             "notices": list(notices),
             "problems": [*problems, *filter_problems],
-            "usage": _usage(ctx),
-            "shown_url": _shown_url,
+            "usage": budget.usage_by_destination(ctx),
+            "shown_url": public_destination,
             "max_resync": MAX_RESYNC_ERRORS,
             "csv_url": "/sync/errors.csv",
         },
         status_code=status_code,
     )
-
-
-def _usage(ctx: Context) -> list[budget.Usage]:
-    """API-call usage of every destination the feeds send to (usually one)."""
-    destinations = sorted({ctx.settings.destination(name) for name in ctx.registry.names()})
-    return [budget.usage(ctx, destination) for destination in destinations]
-
-
-def _shown_url(url: str) -> str:
-    """A destination URL without user info or query (they may hold credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _page(

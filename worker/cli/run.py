@@ -17,6 +17,7 @@ from feeds import indexer
 from feeds.commerce import demo
 from feeds.context import Context, open_context
 from feeds.errors import ConfigError
+from feeds.integrations import public_destination
 from worker import metrics
 from worker.embedded import Background, run_forever, start_api, start_listener, stop_on_signals
 
@@ -125,11 +126,15 @@ def _changer(ctx: Context, every_s: float) -> Any:
 
 def _print_welcome(ctx: Context, background: Background, demo_every_s: float | None) -> None:
     export = ctx.settings.export_url
-    where = file_destination_path(export).resolve() if export.startswith("file://") else export
+    where = (
+        file_destination_path(export).resolve()
+        if export.startswith("file://")
+        else public_destination(export)
+    )
     lines = [
         "Feedsync is running (embedded mode: jobs, realtime listener, metrics and API in this "
         "process, no broker). Ctrl-C stops it.",
-        f"  worker database : {ctx.settings.database_url}",
+        f"  worker database : {ctx.db.url.render_as_string(hide_password=True)}",
         f"  exported items  : {where}/<feed>.jsonl",
     ]
     if background.api_url:
