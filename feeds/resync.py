@@ -121,9 +121,6 @@ def resync(
         return _locked_run(
             ctx, feed, options, lambda run, lock: send_stored(ctx, run, lock, only_unsent=False)
         )
-    if request.cleanup_feed:
-        with ctx.db.begin() as conn:
-            store.delete_feed_items(conn, feed.name)
     if request.fleet:
         if mapper is None:
             raise FeedsyncError("A fleet resync needs the Celery workers (BROKER_URL).")
@@ -146,7 +143,7 @@ def resync(
         options=options,
         start_after=start_after,
         after_batch=lambda batch: _save_checkpoint(ctx, feed, batch),
-        on_start=lambda run: _start_checkpoint(ctx, feed, run, previous),
+        on_start=lambda run: _start(ctx, feed, run, previous, request.cleanup_feed),
     )
     with ctx.db.begin() as conn:
         conn.execute(checkpoints.delete().where(checkpoints.c.feed == feed.name))
@@ -179,7 +176,7 @@ def _fleet(
         options=options,
         batches=resync_ranges.pending(ctx, feed),
         mapper=mapper,
-        on_start=lambda run: _start_checkpoint(ctx, feed, run, previous),
+        on_start=lambda run: _start(ctx, feed, run, previous, request.cleanup_feed),
     )
     with ctx.db.begin() as conn:
         conn.execute(checkpoints.delete().where(checkpoints.c.feed == feed.name))
@@ -236,7 +233,15 @@ def _by_ids(ctx: Context, run: Run, ids: tuple[str, ...], progress: Progress | N
             progress(run.counts, min(start + size, len(ordered)))
 
 
-def _start_checkpoint(ctx: Context, feed: Feed, run: Run, previous: Checkpoint | None) -> None:
+def _start(
+    ctx: Context, feed: Feed, run: Run, previous: Checkpoint | None, cleanup_feed: bool
+) -> None:
+    """Once the indexer lock is held: empty the feed table (`--cleanup-feed`), save the checkpoint.
+
+    Not before the lock: a resync refused as locked must leave the feed table as it was."""
+    if cleanup_feed:
+        with ctx.db.begin() as conn:
+            store.delete_feed_items(conn, feed.name)
     now = utcnow()
     values = {
         "feed": feed.name,

@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 from feeds import exporter, indexer, runs
 from feeds.context import Context
 from feeds.errors import FeedsyncError
+from feeds.locks import Lock, LockedError
 from feeds.resync import ResyncRequest, resync
 from feeds.store import ItemStatus, items, utcnow
 from tests.conftest import library_context
@@ -387,6 +388,18 @@ def test_cleanup_feed_empties_the_feed_table_then_sends_everything_as_new(
         BOOKS,
     )
     assert set(rows(lib)) == ALL
+
+
+def test_cleanup_feed_refused_as_locked_leaves_the_feed_table_as_it_was(lib: Context) -> None:
+    books = lib.registry.get("books")
+    indexer.reindex(lib, books)
+    before = rows(lib)
+    other = Lock(lib.db, indexer.lock_name(books))  # a partial sync of another process
+    assert other.acquire()
+    with pytest.raises(LockedError):
+        resync(lib, books, ResyncRequest(cleanup_feed=True))
+    other.release()
+    assert rows(lib) == before
 
 
 def test_no_reindex_resends_the_stored_payloads_of_a_legacy_feed(
