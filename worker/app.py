@@ -10,12 +10,30 @@ the longest job.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from celery import Celery
+import structlog
+from celery import Celery, Task
+from celery.exceptions import Reject
 
 from config.settings import Settings, load_settings
 from feeds.errors import ConfigError, FeedsyncError
+from feeds.stopping import StopRequested
 from worker.beat import beat_schedule
+
+log = structlog.get_logger("worker.app")
+
+
+class FeedsyncTask(Task):
+    """Every task of the app: stopped by a warm shutdown between two batches (all committed), it
+    goes back to the queue for another worker instead of ending failed."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except StopRequested:
+            log.info("task.requeued", task=self.name, reason="warm shutdown")
+            raise Reject("warm shutdown: stopped between batches", requeue=True) from None
 
 
 def create_app(settings: Settings) -> Celery:
@@ -29,6 +47,7 @@ def create_app(settings: Settings) -> Celery:
         broker=settings.broker_url,
         backend=settings.broker_url,
         include=["worker.tasks", "worker.realtime_tasks"],
+        task_cls=FeedsyncTask,
     )
     fleet = settings.file.fleet
     app.conf.update(

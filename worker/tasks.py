@@ -14,7 +14,6 @@ from typing import Any
 
 import structlog
 from celery import Task
-from celery.exceptions import Reject
 from celery.signals import celeryd_init, worker_process_init, worker_shutting_down
 from redis import Redis
 
@@ -22,12 +21,12 @@ from config.settings import Settings
 from feeds import stopping
 from feeds.context import Context, open_context
 from feeds.definitions import Keys
+from feeds.errors import FeedsyncError
 from feeds.indexer import Batch
 from feeds.locks import Lock
 from feeds.resync_ranges import counts_dict, process_range, range_run
-from feeds.stopping import StopRequested
 from worker import logs
-from worker.api.triggers import INTEGRATION_SYNC_TASK, request_lock_name, run_requested_sync
+from worker.api.triggers import INTEGRATION_SYNC_TASK, run_requested_sync
 from worker.app import app
 from worker.beat import task_name
 from worker.fanout import RANGE_TASK
@@ -96,17 +95,13 @@ def _register_job(job: str) -> None:
     def run(self: Task, tick: str | None = None) -> dict[str, Any]:
         task_id = str(self.request.id)
         with structlog.contextvars.bound_contextvars(job=job, task_id=task_id):
-            try:
-                outcome = run_scheduled(
-                    context(),
-                    redis(),
-                    job,
-                    task_id=task_id,
-                    tick=datetime.fromisoformat(tick) if tick else None,
-                )
-            except StopRequested:
-                log.info("job.requeued", reason="warm shutdown")
-                raise Reject("warm shutdown: stopped between batches", requeue=True) from None
+            outcome = run_scheduled(
+                context(),
+                redis(),
+                job,
+                task_id=task_id,
+                tick=datetime.fromisoformat(tick) if tick else None,
+            )
         if outcome.verdict is Verdict.WAIT:
             raise self.retry(countdown=outcome.retry_in_s)
         return {"verdict": outcome.verdict.value, "summary": outcome.lines}
@@ -137,11 +132,17 @@ def resync_range(
 
 
 @app.task(name=INTEGRATION_SYNC_TASK, bind=True)
-def integration_sync(self: Task, feed: str, request_owner: str) -> dict[str, Any]:
+def integration_sync(
+    self: Task, feed: str, request_lock: str, request_owner: str
+) -> dict[str, Any]:
     """A sync requested through `POST /cdi/integrations/{id}/sync`; frees the API's request lock."""
     ctx = context()
-    definition = ctx.registry.get(feed)
-    request = Lock(ctx.db, request_lock_name(definition), owner=request_owner)
+    request = Lock(ctx.db, request_lock, owner=request_owner)
     with structlog.contextvars.bound_contextvars(feed=feed, task_id=self.request.id):
+        try:
+            definition = ctx.registry.get(feed)
+        except FeedsyncError:
+            request.release()  # the feed is gone since the request: free it all the same
+            raise
         run_requested_sync(ctx, definition, request)
     return {"feed": feed}

@@ -70,7 +70,7 @@ class FleetSync:
     def __call__(self, ctx: Context, feed: Feed) -> None:
         request = take_request_lock(ctx, feed)
         try:
-            self._send_task(INTEGRATION_SYNC_TASK, args=[feed.name, request.owner])
+            self._send_task(INTEGRATION_SYNC_TASK, args=[feed.name, request.name, request.owner])
         except Exception:
             request.release()  # nothing was queued: a new request may try again at once
             raise
