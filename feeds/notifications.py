@@ -351,7 +351,7 @@ def _track_categories(conn: Connection, config: NotificationConfig, now: datetim
 def _track_failed_runs(conn: Connection, config: NotificationConfig, now: datetime) -> int:
     checked = conn.scalar(select(marks.c.at).where(marks.c.name == "failed_runs"))
     _set_mark(conn, "failed_runs", now)
-    if checked is None or config.frequency is not Frequency.IMMEDIATELY:
+    if checked is None or not immediate(config):
         return 0  # the first run starts from now: no notices about the past
     c = sync_runs.c
     failed = (
@@ -585,7 +585,13 @@ def category_changes(
 def notify_immediately(config: NotificationConfig, category: str) -> bool:
     """Immediate notices cover every category but `transient`: retryable failures resend themselves
     (a run that fails entirely is notified as a failed run)."""
-    return config.frequency is Frequency.IMMEDIATELY and category != ErrorCategory.TRANSIENT.value
+    return immediate(config) and category != ErrorCategory.TRANSIENT.value
+
+
+def immediate(config: NotificationConfig) -> bool:
+    """Immediate notices are recorded only while they can be delivered (a webhook is set): a
+    webhook configured later must not receive the backlog of a period without one."""
+    return config.active and config.frequency is Frequency.IMMEDIATELY
 
 
 def digest_period(frequency: Frequency, now: datetime) -> Period | None:
