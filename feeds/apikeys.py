@@ -57,7 +57,21 @@ class ApiSecretRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class ApiRateLimitRow(Base):
+    """Requests of one key to one scope in one minute (worker/api/ratelimit.py)."""
+
+    __tablename__ = "api_rate_limits"
+
+    key_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 api_keys = cast(Table, ApiKeyRow.__table__)
+rate_counters = cast(Table, ApiRateLimitRow.__table__)
 api_secrets = cast(Table, ApiSecretRow.__table__)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     BigInteger,
     Date,
     DateTime,
+    Index,
     Integer,
     String,
     Table,
@@ -97,6 +98,7 @@ class OpenCategory(Base):
 
 class Notice(Base):
     __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_pending", "sent_at", "kind"),)
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

@@ -2,7 +2,8 @@
 
 from alembic import context
 
-from feeds import runs  # noqa: F401  (registers the run tables)
+# Every module that declares tables on Base, so autogenerate compares against all of them.
+from feeds import apikeys, budget, job_runs, notifications, resync_ranges, runs  # noqa: F401
 from feeds.store import Base
 
 config = context.config

@@ -14,22 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, MetaData, String, Table
+from sqlalchemy import Engine
 
+from feeds.apikeys import rate_counters
 from feeds.database import insert_for
 from feeds.store import utcnow
 
 WINDOW = timedelta(minutes=1)
-
-# The table of migration 0004_api; only this module uses it.
-rate_counters = Table(
-    "api_rate_limits",
-    MetaData(),
-    Column("key_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("scope", String(40), primary_key=True),
-    Column("window_start", DateTime, primary_key=True),
-    Column("count", Integer, nullable=False),
-)
 
 
 @dataclass(frozen=True)
