@@ -48,7 +48,8 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sample's value; a KeyError when the scrape does not have it (never a silent 0)."""
+    return samples[(name, tuple(sorted(labels.items())))]
 
 
 def sql(ctx: Context, statement: str) -> None:
