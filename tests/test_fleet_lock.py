@@ -93,6 +93,14 @@ def test_a_holder_learns_it_lost_a_lock_that_expired_and_was_taken(redis: Redis)
     assert lock.holder() == "next"
 
 
+def test_a_holder_that_cannot_reach_redis_for_a_ttl_learns_it_lost_the_lock() -> None:
+    unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    heartbeat = Heartbeat(FleetLock(unreachable, "job", "cut-off", ttl_s=0.3), interval_s=0.05)
+    heartbeat.start()
+    assert heartbeat.lost.wait(15)  # the server expired it meanwhile: the job must stop
+    heartbeat.stop()
+
+
 # -- one run per tick, one run at a time -------------------------------------------------------
 
 JOB = "sync_history_cleanup"  # quick and needs no source table

@@ -9,6 +9,7 @@ the same code runs on fakeredis in unit tests.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -83,12 +84,19 @@ class Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
+        renewed_at = time.monotonic()
         while not self._stop.wait(self.interval_s):
             try:
                 renewed = self.lock.renew()
             except Exception as exc:  # Redis unreachable: keep trying until the TTL runs out
                 log.warning("fleet_lock.renew_failed", key=self.lock.key, error=str(exc))
+                if time.monotonic() - renewed_at >= self.lock.ttl_ms / 1000:
+                    # Expired on the server by now: another worker may hold it. Stop the job.
+                    log.error("fleet_lock.lost", key=self.lock.key, reason="not renewed in its TTL")
+                    self.lost.set()
+                    return
                 continue
+            renewed_at = time.monotonic()
             if not renewed:
                 log.error("fleet_lock.lost", key=self.lock.key)
                 self.lost.set()

@@ -16,6 +16,7 @@ import structlog
 from celery import Task
 from celery.signals import celeryd_init, worker_process_init, worker_shutting_down
 from redis import Redis
+from redis.exceptions import RedisError
 
 from config.settings import Settings
 from feeds import stopping
@@ -84,7 +85,14 @@ def _warm_shutdown(sender: str | None = None, **_: Any) -> None:
 
 
 def _stop_requested() -> bool:
-    return _hostname is not None and bool(redis().exists(stop_key(_hostname)))
+    if _hostname is None:
+        return False
+    try:
+        return bool(redis().exists(stop_key(_hostname)))
+    except RedisError as exc:
+        # Redis briefly unreachable is no reason to stop (or fail) a job; the lock decides that.
+        log.warning("worker.stop_probe_failed", error=str(exc))
+        return False
 
 
 stopping.install(_stop_requested)
