@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -408,7 +409,7 @@ def test_error_cards_count_errors_and_affected_records_per_category(
     assert cards == [("associations", "2", "2"), ("property_values", "1", "1")]
     assert len(error_ids(page.text, "associations")) == 2
     assert "still no author" in page.text and "bad title" in page.text
-    assert 'href="/sync/errors.csv?category=associations"' in page.text
+    assert 'href="/dashboard/errors.csv?category=associations"' in page.text
     filtered = lib_client.get("/dashboard?feed=books&status=error")
     assert "card-associations" in filtered.text  # the run filters leave the cards alone
 
@@ -496,14 +497,14 @@ def test_resync_needs_the_form_token_and_a_selection(
     assert (anonymous.status_code, anonymous.headers["location"]) == (303, "/dashboard/login")
 
 
-def test_export_csv_link_works_with_the_session_cookie_and_only_for_reads(
+def test_export_csv_link_works_with_the_session_cookie_which_the_api_does_not_take(
     lib: Context, lib_client: TestClient, destination: DestinationServer
 ) -> None:
     destination.reject(["book-8"], code="INVALID_ENUM_VALUE", message="colour 'mauve'")
     destination.reject(["book-9"], code="MISSING_ASSOCIATION")
     indexer.reindex(lib, lib.registry.get("books"))
     page = lib_client.get("/dashboard")
-    link = re.search(r'href="(/sync/errors\.csv\?category=picklists)"', page.text)
+    link = re.search(r'href="(/dashboard/errors\.csv\?category=picklists)"', page.text)
     assert link is not None
     answer = lib_client.get(link.group(1))
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
@@ -512,12 +513,15 @@ def test_export_csv_link_works_with_the_session_cookie_and_only_for_reads(
     assert (
         len(lines) == 2 and "books,book-8,picklists,INVALID_ENUM_VALUE,colour 'mauve'," in lines[1]
     )
-    # The cookie alone never changes anything through the API: writes need the Bearer key.
+    # The cookie is not an API key: the API answers 401 to reads and writes alike.
     [error_id] = error_ids(page.text, "picklists")
     write = lib_client.post("/sync/errors/resync", json={"error_ids": [int(error_id)]})
     assert write.status_code == 401
+    assert lib_client.get("/sync/errors.csv?category=picklists").status_code == 401
+    assert lib_client.get(f"/cdi/integrations/{uuid.uuid4()}/job_sync_status").status_code == 401
     lib_client.cookies.clear()
-    assert lib_client.get(link.group(1)).status_code == 401
+    anonymous = lib_client.get(link.group(1), follow_redirects=False)
+    assert (anonymous.status_code, anonymous.headers["location"]) == (303, "/dashboard/login")
 
 
 def test_the_usage_gauge_shows_calls_of_the_last_24_hours_against_allocation_and_limit(

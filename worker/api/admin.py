@@ -207,11 +207,17 @@ def errors_csv(
     include_resolved: bool = False,
 ) -> StreamingResponse:
     ctx = get_context(request)
-    name = _feed_name(ctx, feed)
+    return csv_download(ctx, _feed_name(ctx, feed), category, include_resolved)
+
+
+def csv_download(
+    ctx: Context, feed: str | None, category: ErrorCategory | None, include_resolved: bool = False
+) -> StreamingResponse:
+    """The sync errors as a CSV attachment (also the dashboard's Export CSV)."""
     with ctx.db.connect() as conn:
         rows = runs.list_errors(
             conn,
-            feed=name,
+            feed=feed,
             category=category.value if category else None,
             include_resolved=include_resolved,
         )

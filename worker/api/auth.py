@@ -15,7 +15,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from feeds import apikeys
 from feeds.apikeys import ApiKey, Permission
 from feeds.context import Context
-from worker.api import session
 from worker.api.ratelimit import Limit, RateLimiter
 
 log = structlog.get_logger("worker.api.auth")
@@ -57,22 +56,14 @@ def require(permission: Permission, limit: Limit | None = None) -> Callable[...,
     ) -> ApiKey:
         ctx = get_context(request)
         key: ApiKey | None
-        if credentials is not None and credentials.credentials:
-            key = authenticate(ctx, credentials.credentials)
-        else:
-            # The dashboard's session cookie stands in for the key on reads (its Export CSV link);
-            # anything that changes state needs the Bearer key.
-            browser = (
-                session.current_session(request, ctx) if request.method in ("GET", "HEAD") else None
+        if credentials is None or not credentials.credentials:
+            raise ApiError(
+                401,
+                "Missing API key: send it as 'Authorization: Bearer <key>' "
+                "(create one with python -m worker apikey:create).",
+                {"WWW-Authenticate": "Bearer"},
             )
-            if browser is None:
-                raise ApiError(
-                    401,
-                    "Missing API key: send it as 'Authorization: Bearer <key>' "
-                    "(create one with python -m worker apikey:create).",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-            key = browser.key
+        key = authenticate(ctx, credentials.credentials)
         if key is None:
             log.info("api.unauthorized", path=request.url.path)
             raise ApiError(401, "Invalid API key.", {"WWW-Authenticate": "Bearer"})

@@ -26,12 +26,14 @@ from feeds.apikeys import Permission
 from feeds.context import Context
 from feeds.error_categories import help_for
 from feeds.errors import FeedsyncError
+from feeds.export.protocol import ErrorCategory
 from feeds.integrations import public_destination
 from feeds.locks import LockedError
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.runs import Operation, RunFilter, RunSort, RunStatus
 from feeds.store import utcnow
 from worker.api import session as sessions
+from worker.api.admin import csv_download
 from worker.api.auth import authenticate, get_context
 from worker.api.session import Session, current_session
 
@@ -254,27 +256,54 @@ async def logout(request: Request) -> Response:
     return response
 
 
-@router.get("", response_class=HTMLResponse)
-def dashboard(request: Request) -> Response:
-    ctx = get_context(request)
+def _admin_session(request: Request, ctx: Context) -> Session | Response:
+    """The signed-in admin's session, or the answer for anyone else (log in, or 403)."""
     session = current_session(request, ctx)
     if session is None:
         return RedirectResponse("/dashboard/login", status_code=303)
     if not session.key.allows(ADMIN_PERMISSION):
         return _forbidden(request, session.key.name, session)
+    return session
+
+
+@router.get("", response_class=HTMLResponse)
+def dashboard(request: Request) -> Response:
+    ctx = get_context(request)
+    session = _admin_session(request, ctx)
+    if not isinstance(session, Session):
+        return session
     params = dict(request.query_params)
     return _render_dashboard(request, ctx, session, params, notices=_resync_notice(params))
+
+
+@router.get("/errors.csv")
+def errors_csv(request: Request, feed: str | None = None, category: str | None = None) -> Response:
+    """Export CSV: the API's CSV for the signed-in admin (the API itself takes only Bearer keys)."""
+    ctx = get_context(request)
+    session = _admin_session(request, ctx)
+    if not isinstance(session, Session):
+        return session
+    try:
+        chosen = ErrorCategory(category) if category else None
+    except ValueError:
+        chosen = None
+    if (feed and feed not in ctx.registry.names()) or (category and chosen is None):
+        context = {
+            "title": "Unknown filter",
+            "message": "No such feed or category.",
+            "session": session,
+        }
+        return _page(request, "message.html", context, status_code=400)
+    return csv_download(ctx, feed or None, chosen)
 
 
 @router.post("/resync", response_class=HTMLResponse)
 async def resync(request: Request) -> Response:
     ctx = get_context(request)
     form = await _form(request)
-    session = await run_in_threadpool(current_session, request, ctx)
-    if session is None:
-        return RedirectResponse("/dashboard/login", status_code=303)
-    if not session.key.allows(ADMIN_PERMISSION):
-        return _forbidden(request, session.key.name, session)
+    session = await run_in_threadpool(_admin_session, request, ctx)
+    if not isinstance(session, Session):
+        return session
     if not sessions.csrf_ok(session, _field(form, CSRF_FIELD)):
         log.warning("dashboard.csrf_refused", key_id=session.key.id)
         message = (
@@ -356,7 +385,7 @@ def _render_dashboard(
             "usage": budget.usage_by_destination(ctx),
             "shown_url": public_destination,
             "max_resync": MAX_RESYNC_ERRORS,
-            "csv_url": "/sync/errors.csv",
+            "csv_url": "/dashboard/errors.csv",
         },
         status_code=status_code,
     )

@@ -2,8 +2,7 @@
 
 The HMAC covers the key's stored digest, so revoking or replacing the key ends its sessions; each
 request checks the key is still active. The form token (CSRF) is derived from the session, so a
-page of another site can forge neither. Used by the dashboard and by the admin API's GET
-endpoints (a CSV export link opened from the dashboard).
+page of another site can forge neither. Used by the dashboard only: the API takes Bearer keys.
 """
 
 from __future__ import annotations
