@@ -155,6 +155,7 @@ def status_for(counts: Counts, config_error: str | None = None) -> RunStatus:
     return RunStatus.PARTIAL
 
 
+BUILD_FAILED = "BUILD_FAILED"  # the code of an entity the feed's builder raised on
 _BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -268,6 +269,23 @@ def record_errors(conn: Connection, run_id: str, feed: str, results: Sequence[It
             )
             .values(resolved=True, resolved_at=now)
         )
+
+
+def resolve_build_failures(conn: Connection, feed: str, entities: Iterable[int]) -> None:
+    """Resolve the BUILD_FAILED errors of entities that built now (their rows name the entity:
+    an entity that never built has no item id)."""
+    if not _has_open_errors(conn, feed):
+        return
+    conn.execute(
+        update(sync_errors)
+        .where(
+            sync_errors.c.feed == feed,
+            sync_errors.c.code == BUILD_FAILED,
+            sync_errors.c.resolved.is_(False),
+            sync_errors.c.item_id.in_([str(entity) for entity in entities]),
+        )
+        .values(resolved=True, resolved_at=utcnow())
+    )
 
 
 def _has_open_errors(conn: Connection, feed: str) -> bool:

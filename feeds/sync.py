@@ -144,6 +144,9 @@ def process_batch(
     documents, broken = build_documents(ctx, feed, keys)
     with ctx.db.connect() as conn:
         stored = store.stored_items(conn, feed.name, keys)
+    if documents and not run.options.dry_run:
+        with ctx.db.begin() as conn:
+            runs.resolve_build_failures(conn, feed.name, {d.entity for d in documents})
     if broken:
         # Items of an entity that could not be built are not deletions: set them aside.
         failed_items = {i: s for i, s in stored.items() if s.entity in broken}
@@ -245,14 +248,14 @@ def _record_broken(
             s.deleted,
             now,
             ItemStatus.APP_ERROR,
-            error_code="BUILD_FAILED",
+            error_code=runs.BUILD_FAILED,
             error_category="other",
             error_message=broken[s.entity],
         )
         for i, s in items.items()
     ]
     results = [
-        ItemResult(str(entity), ItemStatus.APP_ERROR, "BUILD_FAILED", message)
+        ItemResult(str(entity), ItemStatus.APP_ERROR, runs.BUILD_FAILED, message)
         for entity, message in broken.items()
     ]
     with ctx.db.begin() as conn:

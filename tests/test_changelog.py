@@ -246,3 +246,4 @@ def test_a_row_that_cannot_be_built_fails_only_its_entity_and_is_reported(
         assert (
             conn.execute(text("SELECT status FROM feed_items WHERE id = 'book-3'")).scalar() == 200
         )
+        assert runs.list_errors(conn, feed="books") == []  # built now: its error is resolved
