@@ -71,7 +71,7 @@ def _locked(
         return Outcome(feed, Counts(), 0.0, "locked")
     started = time.monotonic()
     try:
-        with open_run(ctx, feed, operation) as run:
+        with open_run(ctx, feed, operation, lock=lock) as run:
             work(ctx, run, lock)
     finally:
         lock.release()

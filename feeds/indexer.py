@@ -183,7 +183,7 @@ def reindex(
             version = changelog.current_version(src, feed)
         try:
             run_options = options or RunOptions(send=not collect_only(ctx, feed))
-            with open_run(ctx, feed, operation, run_options) as run:
+            with open_run(ctx, feed, operation, run_options, lock=lock) as run:
                 if on_start is not None:
                     on_start(run)
                 counts = full_reindex(
@@ -234,7 +234,11 @@ def update_view(ctx: Context, feed: Feed) -> Outcome | None:
     started = time.monotonic()
     try:
         with open_run(
-            ctx, feed, Operation.PARTIAL_SYNC, RunOptions(send=not collect_only(ctx, feed))
+            ctx,
+            feed,
+            Operation.PARTIAL_SYNC,
+            RunOptions(send=not collect_only(ctx, feed)),
+            lock=lock,
         ) as run:
             partial_reindex(ctx, run, upto, lock=lock)
     finally:

@@ -206,7 +206,7 @@ def _locked_run(ctx: Context, feed: Feed, options: RunOptions, work) -> Outcome:
         raise LockedError(f"{feed.title} index is locked by another reindex process.")
     started = time.monotonic()
     try:
-        with open_run(ctx, feed, Operation.FULL_SYNC, options) as run:
+        with open_run(ctx, feed, Operation.FULL_SYNC, options, lock=lock) as run:
             work(run, lock)
     finally:
         lock.release()
@@ -323,7 +323,9 @@ def resync_errors(
         feed = ctx.registry.get(feed_name)
         lock = _wait_for_lock(ctx, feed, lock_wait_s)
         try:
-            with open_run(ctx, feed, Operation.RESYNC_ERRORS, RunOptions(send=True)) as run:
+            with open_run(
+                ctx, feed, Operation.RESYNC_ERRORS, RunOptions(send=True), lock=lock
+            ) as run:
                 resent = _resend_items(ctx, run, tuple(sorted(set(selected.values()))))
         finally:
             lock.release()

@@ -26,6 +26,7 @@ from feeds.definitions import Document, Feed, Keys
 from feeds.diff import Change, FeedItem, classify
 from feeds.export.delivery import Delivery
 from feeds.export.protocol import ItemResult
+from feeds.locks import Lock
 from feeds.runs import Counts, Operation, RunStatus
 from feeds.store import ItemRecord, ItemStatus, utcnow
 
@@ -55,6 +56,13 @@ class Run:
     delivery: Delivery
     counts: Counts = field(default_factory=Counts)
     committed_batches: int = 0
+    lock: Lock | None = None  # the indexer lock the run holds, renewed before each recording
+
+    def renew_lock(self) -> None:
+        """Renew before recording what was sent: one round may wait on the destination (timeout,
+        Retry-After) long enough to outlast a lock renewed only per collected batch."""
+        if self.lock is not None:
+            self.lock.renew()
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:
@@ -89,7 +97,11 @@ def new_run(
 
 @contextmanager
 def open_run(
-    ctx: Context, feed: Feed, operation: Operation, options: RunOptions | None = None
+    ctx: Context,
+    feed: Feed,
+    operation: Operation,
+    options: RunOptions | None = None,
+    lock: Lock | None = None,
 ) -> Iterator[Run]:
     """Record a sync run around the block: `running`, then its final status and counters.
 
@@ -97,6 +109,7 @@ def open_run(
     `error` otherwise. A dry run records nothing.
     """
     run = new_run(ctx, feed, operation, options or RunOptions())
+    run.lock = lock
     if run.options.dry_run:
         yield run
         return
@@ -189,6 +202,7 @@ def process_batch(
     rounds = [diff.changed[i : i + step] for i in range(0, len(diff.changed), step)] or [[]]
     for number, chunk in enumerate(rounds, start=1):
         records, results = run.delivery.deliver(chunk, previous)
+        run.renew_lock()
         with ctx.db.begin() as conn:
             store.record_items(conn, feed.name, records)
             runs.record_errors(conn, run.id, feed.name, results)
@@ -270,6 +284,7 @@ def deliver_stored(
 ) -> Counts:
     """Send items already in the feed table (legacy payloads) and record what the destination said."""
     records, results = run.delivery.deliver(items, attempts)
+    run.renew_lock()
     with ctx.db.begin() as conn:
         store.record_items(conn, run.feed.name, records)
         runs.record_errors(conn, run.id, run.feed.name, results)
