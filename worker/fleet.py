@@ -4,8 +4,9 @@ Two beats send every tick, and a worker that was down finds a queue of old ticks
 those tasks are sorted out before any work:
 
 - the first task of a tick claims it in Redis; another task of the same tick is a `duplicate`;
-- a task whose tick is no longer the job's latest (a later tick has fired since it was sent) is
-  `superseded`: the later tick's task is in the queue too, so a backlog collapses into one run;
+- a task whose tick a run of the job has already covered (a run started at or after the tick) is
+  `superseded`: after downtime the first waiting task runs the job, the rest of the backlog finds
+  that run and collapses into it, and the last tick is never dropped for lack of a later one;
 - the job's fleet lock is taken with a TTL and kept alive by a heartbeat while the job runs; a
   tick that finds it held is `locked` (logged and recorded as skipped).
 
@@ -25,7 +26,6 @@ from redis import Redis
 
 from feeds import job_runs, stopping
 from feeds.context import Context
-from feeds.schedule import cron_of, next_fire
 from worker.fleet_lock import PREFIX, FleetLock, held
 from worker.jobs import run_job
 
@@ -35,7 +35,7 @@ log = structlog.get_logger("worker.fleet")
 class Verdict(StrEnum):
     RAN = "ran"
     DUPLICATE = "duplicate"  # another task already runs this tick
-    SUPERSEDED = "superseded"  # a later tick has fired: its task runs instead
+    SUPERSEDED = "superseded"  # a run started since the tick covered it
     LOCKED = "locked"  # the job is running elsewhere
     WAIT = "wait"  # this task's own earlier delivery died holding the lock: retry after its expiry
 
@@ -59,16 +59,16 @@ def run_scheduled(
     """Run `job` for the beat tick `tick` unless another task does or did (see the module doc)."""
     fleet = ctx.settings.file.fleet
     with_log = log.bind(job=job, task_id=task_id, tick=tick.isoformat() if tick else None)
+    # Kept well past any redelivery, so a second delivery still recognises its claim.
+    keep_s = max(2 * fleet.visibility_timeout_s, 3600)
     if tick is not None:
         key = f"{PREFIX}:tick:{job}:{tick.isoformat()}"
         owner = _text(redis.get(key))
         if owner is None:
-            now = now or datetime.now(UTC)
-            if next_fire(cron_of(job, ctx.settings.file.jobs), tick) <= now:
-                with_log.info("job.skipped", reason="superseded by a later tick")
+            started = _text(redis.get(_started_key(job)))
+            if started is not None and datetime.fromisoformat(started) >= tick:
+                with_log.info("job.skipped", reason="covered by a run started since the tick")
                 return FleetRun(Verdict.SUPERSEDED)
-            # Kept well past any redelivery, so a second delivery still recognises its claim.
-            keep_s = max(2 * fleet.visibility_timeout_s, 3600)
             if not redis.set(key, task_id, nx=True, ex=keep_s):
                 owner = _text(redis.get(key))
         if owner is not None and owner != task_id:
@@ -88,6 +88,7 @@ def run_scheduled(
             ctx.db, job, "locked: the job is running elsewhere", tick=tick, task_id=task_id
         )
         return FleetRun(Verdict.LOCKED)
+    redis.set(_started_key(job), (now or datetime.now(UTC)).isoformat(), ex=keep_s)
     with held(lock) as heartbeat:
         # A lost lock (Redis unreachable past the TTL) stops the job at its next batch.
         probe = heartbeat.lost.is_set
@@ -97,6 +98,11 @@ def run_scheduled(
         finally:
             stopping.remove(probe)
     return FleetRun(Verdict.RAN, lines)
+
+
+def _started_key(job: str) -> str:
+    """When the job's latest run started (any tick at or before it is covered by that run)."""
+    return f"{PREFIX}:started:{job}"
 
 
 def _text(value: bytes | str | None) -> str | None:
