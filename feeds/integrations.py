@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
-from croniter import croniter
 from sqlalchemy import select
 
 from config.settings import ExportMode, IndexerMode, Settings
@@ -17,7 +16,7 @@ from feeds import store
 from feeds.context import Context
 from feeds.definitions import Feed
 from feeds.runs import RunStatus, sync_runs
-from feeds.schedule import DEFAULT_CRONS
+from feeds.schedule import cron_of, next_fire
 from feeds.store import IndexerStatus, utcnow
 
 # Fixed forever: integration ids derive from it, and clients keep them.
@@ -129,6 +128,4 @@ def _next_run(
         job = "indexer_update_all_views"
     else:
         return None
-    configured = settings.file.jobs.get(job)
-    cron = configured.cron if configured else DEFAULT_CRONS[job]
-    return croniter(cron, now).get_next(datetime)  # type: ignore[no-any-return]
+    return next_fire(cron_of(job, settings.file.jobs), now)

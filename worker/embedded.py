@@ -13,10 +13,9 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from croniter import croniter
 
 from feeds.context import Context
-from feeds.schedule import DEFAULT_CRONS, RESEND_CRON
+from feeds.schedule import cron_of, next_fire
 from worker import metrics
 from worker.jobs import jobs_for, run_job
 from worker.realtime import Listener, sync_in_process
@@ -35,9 +34,8 @@ def schedule(ctx: Context, now: datetime) -> list[Entry]:
     """Each runnable job with its cron (TOML override or default) and next due time after `now`."""
     entries = []
     for name in jobs_for(ctx):
-        configured = ctx.settings.file.jobs.get(name)
-        cron = configured.cron if configured else DEFAULT_CRONS.get(name, RESEND_CRON)
-        entries.append(Entry(name, cron, croniter(cron, now).get_next(datetime)))
+        cron = cron_of(name, ctx.settings.file.jobs)
+        entries.append(Entry(name, cron, next_fire(cron, now)))
     return entries
 
 
@@ -58,7 +56,7 @@ def run_forever(
         for entry in entries:
             if entry.next_at <= now:
                 _run(ctx, entry.name)
-                entry.next_at = croniter(entry.cron, datetime.now(UTC)).get_next(datetime)
+                entry.next_at = next_fire(entry.cron, datetime.now(UTC))
 
 
 def _run(ctx: Context, name: str) -> None:
