@@ -131,10 +131,6 @@ class Counts:
             self.last_timestamp_synced = other.last_timestamp_synced
         return self
 
-    @property
-    def items(self) -> int:
-        return self.new + self.updated + self.deleted + self.skipped
-
     def as_dict(self) -> dict[str, int]:
         return {
             name: getattr(self, name) for name in ("new", "updated", "deleted", "skipped", "failed")
@@ -191,13 +187,12 @@ def start_run(engine: Engine, run_id: str, feed: str, operation: Operation) -> N
 def finish_run(
     engine: Engine, run_id: str, counts: Counts, status: RunStatus, message: str | None = None
 ) -> None:
-    final = status
     with engine.begin() as conn:
         conn.execute(
             update(sync_runs)
             .where(sync_runs.c.id == run_id)
             .values(
-                status=final.value,
+                status=status.value,
                 finished_at=utcnow(),
                 new=counts.new,
                 updated=counts.updated,

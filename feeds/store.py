@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
@@ -342,17 +342,5 @@ def _sql_datetime(on_sqlite: bool) -> Callable[[datetime], object]:
     return lambda moment: moment
 
 
-def count_items(conn: Connection, feed: str, *, deleted: bool | None = None) -> int:
-    from sqlalchemy import func
-
-    query = select(func.count()).select_from(items).where(items.c.feed == feed)
-    if deleted is not None:
-        query = query.where(items.c.deleted == deleted)
-    return int(conn.scalar(query) or 0)
-
-
-def delete_feed_items(conn: Connection, feed: str, ids: Iterable[str] | None = None) -> int:
-    query = items.delete().where(items.c.feed == feed)
-    if ids is not None:
-        query = query.where(items.c.id.in_(list(ids)))
-    return conn.execute(query).rowcount
+def delete_feed_items(conn: Connection, feed: str) -> int:
+    return conn.execute(items.delete().where(items.c.feed == feed)).rowcount
