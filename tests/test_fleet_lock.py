@@ -397,3 +397,32 @@ def test_sync_history_cleanup_drops_job_runs_past_the_retention(ctx: Context) ->
     lines = run_job(ctx, JOB)
     assert lines[-1] == "removed 1 job runs older than 5 days"
     assert [r.job for r in job_runs.all_runs(ctx.db)] == [JOB]  # the cleanup's own run stays
+
+
+# -- realtime tasks, one waiting per feed ------------------------------------------------------
+
+
+class SentTasks:
+    """Stands in for the Celery app's `send_task`: what the listener queued, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[str]]] = []
+
+    def send_task(self, name: str, args: list[str]) -> None:
+        self.sent.append((name, args))
+
+
+def test_changes_to_a_feed_join_the_realtime_task_already_queued(
+    ctx: Context, redis: Redis
+) -> None:
+    from worker.realtime import REALTIME_TASK, enqueue_task, queued_key
+
+    app = SentTasks()
+    dispatch = enqueue_task(app, redis)
+    products = ctx.registry.get("products")
+    for _ in range(5):  # a burst while the feed is locked by a long reindex
+        assert dispatch(products) is None
+    assert app.sent == [(REALTIME_TASK, ["products"])]
+    redis.delete(queued_key("products"))  # the task started: later changes need a new one
+    dispatch(products)
+    assert len(app.sent) == 2

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from redis import Redis
 from sqlalchemy.engine import make_url
 
 from feeds import realtime
@@ -68,12 +69,27 @@ def _sync(ctx: Context, feed: Feed) -> float | None:
     return None
 
 
-def enqueue_task(app: Any) -> Dispatch:
-    """Dispatch by queueing `feedsync.realtime_sync` for a fleet worker (the fleet's `listen`)."""
+REALTIME_TASK = "feedsync.realtime_sync"
+# How long a queued realtime task stands for its feed: past it (a lost task) a new one is sent.
+QUEUED_KEEP_S = 300
+
+
+def queued_key(feed: str) -> str:
+    """Set while a realtime task of `feed` waits in the queue (or retries): new changes join it."""
+    return f"feedsync:realtime:queued:{feed}"
+
+
+def enqueue_task(app: Any, redis: Redis) -> Dispatch:
+    """Dispatch by queueing `feedsync.realtime_sync` for a fleet worker (the fleet's `listen`), at
+    most one waiting per feed: while a feed is locked by a long reindex, changes join the task that
+    waits instead of each queueing one that retries."""
 
     def dispatch(feed: Feed) -> float | None:
         try:
-            app.send_task("feedsync.realtime_sync", args=[feed.name])
+            if not redis.set(queued_key(feed.name), 1, nx=True, ex=QUEUED_KEEP_S):
+                log.debug("realtime.coalesced", feed=feed.name)
+                return None
+            app.send_task(REALTIME_TASK, args=[feed.name])
         except Exception:
             log.exception("realtime.enqueue_failed", feed=feed.name, retry_in_s=5.0)
             return 5.0

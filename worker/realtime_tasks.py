@@ -18,29 +18,31 @@ from celery import Task
 from feeds import realtime
 from worker import logs, metrics
 from worker.app import app
-from worker.realtime import LOCKED_RETRY_S
-from worker.tasks import context, settings
+from worker.realtime import LOCKED_RETRY_S, QUEUED_KEEP_S, REALTIME_TASK, queued_key
+from worker.tasks import context, redis, settings
 
 log = structlog.get_logger("worker.realtime_tasks")
 
-TASK = "feedsync.realtime_sync"
 # A realtime sync waits at most this many LOCKED_RETRY_S for a feed another process holds;
 # past that the minute job picks the change up (the changelog keeps it).
 _MAX_LOCKED_RETRIES = 240
 
 
-@app.task(name=TASK, bind=True, max_retries=_MAX_LOCKED_RETRIES, acks_late=True)
+@app.task(name=REALTIME_TASK, bind=True, max_retries=_MAX_LOCKED_RETRIES)
 def realtime_sync(self: Task, feed: str) -> dict[str, Any]:
     """Partial sync of one realtime feed, now."""
     ctx = context()
     started = time.monotonic()
-    with structlog.contextvars.bound_contextvars(
-        job="realtime_sync", feed=feed, task_id=str(self.request.id)
-    ):
+    with structlog.contextvars.bound_contextvars(job="realtime_sync", feed=feed):
+        # Changes logged from now on are not covered by this sync: let them queue a new task.
+        redis().delete(queued_key(feed))
         outcome = realtime.sync(ctx, ctx.registry.get(feed))
         if outcome is None:
             return {"feed": feed, "synced": False}
         if outcome.skipped_reason == "locked":
+            if not redis().set(queued_key(feed), 1, nx=True, ex=QUEUED_KEEP_S):
+                log.info("realtime.coalesced", reason="a newer task of the feed is queued")
+                return {"feed": feed, "synced": False}
             log.info("realtime.retry", reason="locked by another process")
             raise self.retry(countdown=LOCKED_RETRY_S)
         metrics.observe_job("realtime_sync", time.monotonic() - started)

@@ -60,9 +60,11 @@ def listen(args: argparse.Namespace, settings: Settings) -> int:
     try:
         indexer.ensure_subscriptions(ctx)
         if settings.broker_url:
+            from redis import Redis
+
             from worker.app import app
 
-            dispatch = enqueue_task(app)
+            dispatch = enqueue_task(app, Redis.from_url(settings.broker_url))
         else:
             dispatch = sync_in_process(ctx)
         stop = threading.Event()
