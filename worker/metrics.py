@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -179,7 +180,9 @@ def enable_multiprocess(directory: str | None = None) -> str:
     if not directory:
         directory = tempfile.mkdtemp(prefix="feedsync-metrics-")
     else:
-        # Files left by a previous run would be summed into this one's counters.
+        # A directory of this worker's own, emptied: files of a previous run would be summed
+        # into its counters, and another worker on the host must keep its live files.
+        directory = os.path.join(directory, f"{socket.gethostname()}-{os.getpid()}")
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
