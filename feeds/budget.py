@@ -223,16 +223,18 @@ class CallBudget:
         values = {"destination": self.destination, "minute": minute}
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                # A count lost in a server crash is harmless; waiting for the WAL flush per call is not.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                # One round trip: a count lost in a server crash is harmless, waiting for the WAL
+                # flush per call is not; and with a cap, check-and-count is serialised per
+                # destination across workers (READ COMMITTED would let two of them read the
+                # same sum and both take the last call).
+                setup = [func.set_config("synchronous_commit", "off", True)]
+                if cap is not None:
+                    setup.append(func.pg_advisory_xact_lock(self._lock_key))
+                conn.execute(select(*setup))
             self._prune(conn, minute)
             if cap is None:
                 conn.execute(_count_statement(conn.dialect.name, checked=False), values)
                 return None
-            if conn.dialect.name == "postgresql":
-                # Serialise check-and-count per destination across workers (READ COMMITTED
-                # would let two of them read the same sum and both take the last call).
-                conn.execute(select(func.pg_advisory_xact_lock(self._lock_key)))
             granted = conn.execute(
                 _count_statement(conn.dialect.name, checked=True),
                 {**values, "since": window_start(now), "cap": cap},
