@@ -132,6 +132,14 @@ def _foreign_keys_checked_at_end(engine: Engine, bulk: bool) -> Iterator[None]:
                 conn.execute(AddConstraint(constraint))
 
 
+def is_seeded(engine: Engine) -> bool:
+    """Whether the source already holds sample products (then `run --demo` leaves it as it is)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(schema.products.name):
+            return False
+        return conn.execute(select(schema.products.c.id).limit(1)).first() is not None
+
+
 def seed(engine: Engine, products: int, seed: int = 1) -> dict[str, int]:
     """Create the schema if missing and top the catalog up to `products` product rows.
 

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import structlog
-from sqlalchemy import func, inspect, select, table
 
 from config.settings import IndexerMode, Settings, file_destination_path
 from feeds import indexer
@@ -94,11 +93,7 @@ def _serve_metrics(ctx: Context, port: int | None, host: str) -> metrics.Endpoin
 
 def _seed_if_empty(ctx: Context, products: int) -> bool:
     """Seed the sample catalog unless the source has products; True when it seeded."""
-    with ctx.source.connect() as conn:
-        present = inspect(conn).has_table("products") and (
-            conn.scalar(select(func.count()).select_from(table("products"))) or 0
-        )
-    if present:
+    if demo.is_seeded(ctx.source):
         return False
     print(f"Seeding the sample catalog with {products} products …", flush=True)
     demo.seed(ctx.source, products)
