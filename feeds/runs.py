@@ -61,6 +61,7 @@ class SyncRun(Base):
     __table_args__ = (
         Index("ix_sync_runs_started", "started_at"),
         Index("ix_sync_runs_feed", "feed", "started_at"),
+        Index("ix_sync_runs_status", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -78,6 +79,9 @@ class SyncRun(Base):
     rows_failed_with_errors: Mapped[int] = mapped_column(Integer, default=0)
     last_timestamp_synced: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The lock owner of the process running it: a `running` run whose owner no longer holds the
+    # feed's lock is abandoned (its process died) and is closed as `error`.
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class SyncError(Base):

@@ -105,6 +105,22 @@ class FeedItemRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class FeedRebuild(Base):
+    """An entity whose document could not be built: rebuilt with backoff until it builds."""
+
+    __tablename__ = "feed_rebuilds"
+    __table_args__ = (Index("ix_feed_rebuilds_due", "feed", "next_attempt_at"),)
+
+    feed: Mapped[str] = mapped_column(String(100), primary_key=True)
+    entity_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    # None once `max_attempts` is reached: it waits for a change of the entity or a resync.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    first_failed_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class LockRow(Base):
     __tablename__ = "locks"
 
@@ -118,6 +134,7 @@ states = cast(Table, IndexerState.__table__)
 items = cast(Table, FeedItemRow.__table__)
 locks = cast(Table, LockRow.__table__)
 checkpoints = cast(Table, ResyncCheckpoint.__table__)
+rebuilds = cast(Table, FeedRebuild.__table__)
 
 
 # --- indexer state -------------------------------------------------------------------------
