@@ -5,8 +5,9 @@ Pure functions: no database, no clock (callers pass `now`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from hashlib import blake2b
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 
 from feeds.definitions import Document
-from feeds.store import StoredItem
+from feeds.store import ItemStatus, StoredItem
 
 NULL = b"null"
 
@@ -28,9 +29,43 @@ class Change(StrEnum):
     RESENT = "resent"  # unchanged, but sent again (its last send failed, or a resync asked for it)
 
 
+class UnexportableValue(ValueError):
+    """A document that cannot be exported as built: an application error of its item."""
+
+
 def canonical(data: Any) -> bytes:
-    """The canonical JSON of a document: sorted keys, no whitespace, UTF-8 (what is hashed and sent)."""
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    """The canonical JSON of a document: sorted keys, no whitespace, UTF-8 (what is hashed and sent).
+
+    Raises UnexportableValue for what JSON cannot carry faithfully: orjson writes NaN and Infinity
+    as null, which would send a wrong value as a good one.
+    """
+    try:
+        body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise UnexportableValue(f"the document cannot be encoded as JSON: {exc}") from None
+    if b"null" in body and (found := _non_finite(data)) is not None:  # null is rare: walk only then
+        path, value = found
+        raise UnexportableValue(
+            f"{path or 'the document'} is {value}: NaN and infinite numbers cannot be exported; "
+            "accepted: finite numbers or null"
+        )
+    return body
+
+
+def _non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The path and value of the first NaN or infinite number in a document, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, dict):
+        children = ((f"{path}.{key}" if path else str(key), v) for key, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for child_path, child in children:
+        if (found := _non_finite(child, child_path)) is not None:
+            return found
+    return None
 
 
 def digest(body: bytes) -> str:
@@ -76,9 +111,17 @@ class Diff:
     changed: list[FeedItem] = field(default_factory=list)
     skipped: int = 0
     newest_update: datetime | None = None
+    # Unsent, but the destination already holds this very version: record them as sent.
+    restored: list[FeedItem] = field(default_factory=list)
+    # Items whose document cannot be exported as built (e.g. a NaN): id → (entity, reason).
+    unexportable: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def count(self, change: Change) -> int:
         return sum(1 for item in self.changed if item.change is change)
+
+
+# A stored item in one of these states needs nothing more for its current version.
+SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)
 
 
 def classify(
@@ -86,12 +129,17 @@ def classify(
     stored: Mapping[str, StoredItem],
     now: datetime,
     resend: Collection[str] = (),
+    *,
+    sending: bool = True,
 ) -> Diff:
     """Compare built documents with stored rows of the same entities.
 
     A stored item that was not built again is deleted (unless already marked so); a built item is
     new when not stored (or stored as deleted), updated when its hash differs, skipped otherwise.
-    Items named in `resend` are sent again even when unchanged (RESENT), deletions included.
+    An unchanged item whose last send did not settle it (failed, never sent, skipped) is sent again
+    when `sending`, unless the destination already holds that version (its last accepted hash):
+    then it is `restored`, recorded as sent without a request. Items named in `resend` are sent
+    again whatever their state (RESENT), deletions included.
     """
     diff = Diff()
     seen: set[str] = set()
@@ -103,32 +151,46 @@ def classify(
             diff.newest_update is None or doc.updated_at > diff.newest_update
         ):
             diff.newest_update = doc.updated_at
-        body = canonical(doc.data)
-        hashed = digest(body)
-        previous = stored.get(doc.id)
-        if previous is not None and not previous.deleted and previous.hash == hashed:
-            if doc.id in resend:
-                diff.changed.append(
-                    FeedItem(doc.id, doc.entity, False, now, hashed, body, Change.RESENT)
-                )
-            else:
-                diff.skipped += 1
+        try:
+            body = canonical(doc.data)
+        except UnexportableValue as exc:
+            diff.unexportable[doc.id] = (doc.entity, str(exc))
             continue
-        change = Change.NEW if previous is None or previous.deleted else Change.UPDATED
-        diff.changed.append(FeedItem(doc.id, doc.entity, False, now, hashed, body, change))
+        hashed = digest(body)
+        item = FeedItem(doc.id, doc.entity, False, now, hashed, body, Change.NEW)
+        _compare(diff, item, stored.get(doc.id), doc.id in resend, sending)
     deleted_hash = digest(NULL)
     for item_id, previous in stored.items():
         if item_id in seen:
             continue
-        if not previous.deleted:
-            diff.changed.append(
-                FeedItem(item_id, previous.entity, True, now, deleted_hash, NULL, Change.DELETED)
-            )
-        elif item_id in resend:
-            diff.changed.append(
-                FeedItem(item_id, previous.entity, True, now, deleted_hash, NULL, Change.RESENT)
-            )
+        item = FeedItem(item_id, previous.entity, True, now, deleted_hash, NULL, Change.DELETED)
+        _compare(diff, item, previous, item_id in resend, sending)
     return diff
+
+
+def _compare(
+    diff: Diff, item: FeedItem, previous: StoredItem | None, resend: bool, sending: bool
+) -> None:
+    """Sort one built item, or one stored item gone from the source, into the diff."""
+    if previous is None:
+        diff.changed.append(item)  # new
+    elif previous.deleted == item.deleted and previous.hash == item.hash:  # unchanged
+        if resend:
+            diff.changed.append(replace(item, change=Change.RESENT))
+        elif previous.status in SETTLED or not sending:
+            diff.skipped += 0 if item.deleted else 1  # a settled tombstone is no item to count
+        elif previous.sent_hash == item.hash:
+            diff.restored.append(item)
+        else:
+            diff.changed.append(replace(item, change=Change.RESENT))  # its last send did not settle
+    elif previous.sent_hash == item.hash and not resend:
+        diff.restored.append(item)  # changed back to the version the destination holds
+    elif item.deleted:
+        diff.changed.append(item)  # deleted
+    else:
+        diff.changed.append(
+            replace(item, change=Change.NEW if previous.deleted else Change.UPDATED)
+        )
 
 
 def iso(moment: datetime) -> str:

@@ -32,3 +32,12 @@ class SourceSchemaError(FeedsyncError):
 
 class DestinationError(FeedsyncError):
     """The destination cannot be used (bad URL, unwritable directory, ...)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for a person: its type and first line, without the SQL statement
+    and links SQLAlchemy appends (the driver's own error when there is one)."""
+    original = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError wraps the driver's error
+    shown = original if isinstance(original, BaseException) else exc
+    text = str(shown).strip().splitlines()
+    return f"{type(shown).__name__}: {text[0]}" if text else type(shown).__name__

@@ -14,11 +14,11 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select
 
-from feeds import budget, stopping
+from feeds import budget, stopping, store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
 from feeds.diff import Change, FeedItem
-from feeds.indexer import Outcome, lock_name
+from feeds.indexer import Outcome, lock_name, outcome_of
 from feeds.locks import Lock
 from feeds.runs import Counts, Operation
 from feeds.store import ItemStatus, items, utcnow
@@ -40,8 +40,8 @@ def export_pending(ctx: Context, feed: Feed) -> Outcome | None:
 
 def resend_failed(ctx: Context, feed: Feed) -> Outcome | None:
     """Resend the items whose last send failed with a retryable error, or that the API-call budget
-    held back, and whose next attempt is due."""
-    if not _due_ids(ctx, feed, limit=1):
+    held back, and rebuild the entities that could not be built, when their next attempt is due."""
+    if not _due_ids(ctx, feed, limit=1) and not _due_rebuilds(ctx, feed, limit=1):
         return None
     if (paused := _budget_paused(ctx, feed, Operation.RESEND_FAILED)) is not None:
         return paused
@@ -75,7 +75,7 @@ def _locked(
             work(ctx, run, lock)
     finally:
         lock.release()
-    return Outcome(feed, run.counts, time.monotonic() - started, run_id=run.id)
+    return outcome_of(run, time.monotonic() - started)
 
 
 def _has_pending(ctx: Context, feed: Feed) -> bool:
@@ -136,14 +136,24 @@ def _due_ids(
     return [(r[0], r[1]) for r in rows]
 
 
+def _due_rebuilds(
+    ctx: Context, feed: Feed, limit: int, due_by: datetime | None = None
+) -> list[int]:
+    with ctx.db.connect() as conn:
+        return store.due_rebuilds(conn, feed.name, due_by or utcnow(), limit)
+
+
 def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
     """Rebuild the due items from the source (their current state, not a stale copy) and send them."""
     size = ctx.settings.feed(run.feed.name).collect_batch_size
     # Only what was due when the run started: an item that fails again waits for a later run.
     started = utcnow()
-    while due := _due_ids(ctx, run.feed, size, started):
+    while (due := _due_ids(ctx, run.feed, size, started)) or (
+        rebuild := _due_rebuilds(ctx, run.feed, size, started)
+    ):
         ids = {item_id for item_id, _ in due}
-        process_batch(ctx, run, Keys(ids=tuple(sorted({entity for _, entity in due}))), resend=ids)
+        entities = {entity for _, entity in due} if due else set(rebuild)
+        process_batch(ctx, run, Keys(ids=tuple(sorted(entities))), resend=ids)
         lock.renew()
         if run.delivery.config_error or run.delivery.paused:
             return  # nothing more can be sent in this run; the rest stays due

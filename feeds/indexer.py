@@ -16,8 +16,9 @@ from config.settings import IndexerMode
 from feeds import changelog, parallel, stopping, store
 from feeds.context import Context
 from feeds.definitions import Feed, Keys
-from feeds.locks import Lock, LockedError, is_locked
-from feeds.runs import Counts, Operation
+from feeds.errors import one_line
+from feeds.locks import Lock, LockedError, LockLostError, is_locked
+from feeds.runs import Counts, Operation, RunStatus
 from feeds.store import IndexerStatus
 from feeds.sync import Run, RunOptions, collect_only, open_run, process_batch
 
@@ -152,6 +153,22 @@ class Outcome:
     seconds: float
     skipped_reason: str | None = None
     run_id: str | None = None
+    status: RunStatus | None = None  # how the run ended (None: skipped, or a dry run)
+    message: str | None = None  # why, when it did not succeed
+
+    @property
+    def succeeded(self) -> bool:
+        """The run happened and ended `success` or `partial` (some items failed, others synced)."""
+        return self.skipped_reason is None and self.status in SUCCEEDED
+
+
+SUCCEEDED = (RunStatus.SUCCESS, RunStatus.PARTIAL)
+
+
+def outcome_of(run: Run, seconds: float) -> Outcome:
+    return Outcome(
+        run.feed, run.counts, seconds, run_id=run.id, status=run.status, message=run.message
+    )
 
 
 def reindex(
@@ -186,7 +203,7 @@ def reindex(
             with open_run(ctx, feed, operation, run_options, lock=lock) as run:
                 if on_start is not None:
                     on_start(run)
-                counts = full_reindex(
+                full_reindex(
                     ctx,
                     run,
                     progress=progress,
@@ -197,20 +214,26 @@ def reindex(
                     mapper=mapper,
                 )
         except BaseException:
-            with ctx.db.begin() as conn:
-                store.set_status(conn, feed.indexer_id, IndexerStatus.INVALID)
+            _end_rebuild(ctx, feed, rebuilt=False)
             raise
-        with ctx.db.begin() as conn:
-            current = store.get_state(conn, feed.indexer_id)
-            suspended = current.status is IndexerStatus.SUSPENDED
-            store.set_status(
-                conn, feed.indexer_id, IndexerStatus.SUSPENDED if suspended else IndexerStatus.VALID
-            )
-            if version > current.version_id:
-                store.set_version(conn, feed.indexer_id, version)
+        _end_rebuild(ctx, feed, rebuilt=run.status in SUCCEEDED, version=version)
     finally:
         lock.release()
-    return Outcome(feed, counts, time.monotonic() - started, run_id=run.id)
+    return outcome_of(run, time.monotonic() - started)
+
+
+def _end_rebuild(ctx: Context, feed: Feed, *, rebuilt: bool, version: int = 0) -> None:
+    """Valid after a rebuild that succeeded, with the changelog pointer moved to where it started;
+    `Reindex required` after one that failed, as Magento leaves it. Suspended stays suspended."""
+    with ctx.db.begin() as conn:
+        current = store.get_state(conn, feed.indexer_id)
+        if current.status is IndexerStatus.SUSPENDED:
+            status = IndexerStatus.SUSPENDED
+        else:
+            status = IndexerStatus.VALID if rebuilt else IndexerStatus.INVALID
+        store.set_status(conn, feed.indexer_id, status)
+        if rebuilt and version > current.version_id:
+            store.set_version(conn, feed.indexer_id, version)
 
 
 def update_view(ctx: Context, feed: Feed) -> Outcome | None:
@@ -243,13 +266,30 @@ def update_view(ctx: Context, feed: Feed) -> Outcome | None:
             partial_reindex(ctx, run, upto, lock=lock)
     finally:
         lock.release()
-    return Outcome(feed, run.counts, time.monotonic() - started, run_id=run.id)
+    return outcome_of(run, time.monotonic() - started)
 
 
 def update_all_views(ctx: Context) -> list[Outcome]:
     """`indexer_update_all_views`: partial sync of every indexer with a backlog (realtime ones: their leftovers)."""
     ensure_subscriptions(ctx)
-    return [outcome for feed in ctx.registry if (outcome := update_view(ctx, feed)) is not None]
+    outcomes = (isolated(feed, functools.partial(update_view, ctx, feed)) for feed in ctx.registry)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def isolated(feed: Feed, work: Callable[[], Outcome | None]) -> Outcome | None:
+    """Run one feed's part of a job; a failure (its run recorded as failed, if it had one) becomes
+    its outcome instead of stopping the other feeds. A stop request still stops the job."""
+    started = time.monotonic()
+    try:
+        return work()
+    except (stopping.StopRequested, LockLostError):
+        raise
+    except Exception as exc:
+        message = one_line(exc)[:2000]
+        log.error("feed.failed", feed=feed.name, error=message)
+        return Outcome(
+            feed, Counts(), time.monotonic() - started, status=RunStatus.ERROR, message=message
+        )
 
 
 def reindex_all_invalid(ctx: Context) -> list[Outcome]:
@@ -263,12 +303,18 @@ def reindex_all_invalid(ctx: Context) -> list[Outcome]:
         stale = status is IndexerStatus.WORKING and not is_locked(ctx.db, lock_name(feed))
         if status is not IndexerStatus.INVALID and not stale:
             continue
-        try:
-            outcomes.append(reindex(ctx, feed, operation=Operation.REINDEX_INVALID))
-        except LockedError:
-            log.info("reindex.skipped", feed=feed.name, reason="locked by another process")
-            outcomes.append(Outcome(feed, Counts(), 0.0, "locked"))
+        outcome = isolated(feed, functools.partial(_reindex_invalid, ctx, feed))
+        if outcome is not None:
+            outcomes.append(outcome)
     return outcomes
+
+
+def _reindex_invalid(ctx: Context, feed: Feed) -> Outcome:
+    try:
+        return reindex(ctx, feed, operation=Operation.REINDEX_INVALID)
+    except LockedError:
+        log.info("reindex.skipped", feed=feed.name, reason="locked by another process")
+        return Outcome(feed, Counts(), 0.0, "locked")
 
 
 def clean_all_changelogs(ctx: Context) -> dict[str, int]:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import select
 
 from config.settings import ExportMode, IndexerMode, Settings
-from feeds import store
+from feeds import runs, store
 from feeds.context import Context
 from feeds.definitions import Feed
 from feeds.runs import RunStatus, sync_runs
@@ -54,6 +54,7 @@ def job_status(status: str) -> str:
 def list_integrations(ctx: Context, now: datetime | None = None) -> list[Integration]:
     """Every integration, newest job first (feeds never synced last, by name)."""
     now = now or utcnow()
+    runs.close_abandoned(ctx.db)  # never report a run of a dead process as running
     with ctx.db.connect() as conn:
         states = store.all_states(conn)
         last = {

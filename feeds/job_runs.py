@@ -7,7 +7,6 @@ fleet tests that check a job ran once per tick and never overlapped.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,8 +27,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.dml import Update
 
+from feeds.errors import one_line
+from feeds.locks import MACHINE, is_dead
 from feeds.stopping import StopRequested
 from feeds.store import Base, utcnow
 
@@ -80,21 +83,41 @@ class JobRun:
 
 
 def this_worker() -> str:
-    """host:pid of the process running the job (the pid is what a test kills)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """machine:pid of the process running the job (the pid is what a test kills)."""
+    return f"{MACHINE}:{os.getpid()}"
 
 
-def start(db: Engine, job: str, *, tick: datetime | None = None, task_id: str | None = None) -> int:
-    """Record a run as started; an earlier `running` row of the same task is marked `lost`."""
+LOST = "its worker died"
+
+
+def start(
+    db: Engine,
+    job: str,
+    *,
+    tick: datetime | None = None,
+    task_id: str | None = None,
+    exclusive: bool = False,
+) -> int:
+    """Record a run as started. Marked `lost` first: an earlier `running` row of the same task, of a
+    process of this machine that has died, and, when the caller holds the job's fleet lock
+    (`exclusive`), any other `running` fleet task of the job."""
     now = utcnow()
+    lost = update(job_runs).values(status=JobStatus.LOST, finished_at=now, summary=LOST)
     with db.begin() as conn:
         if task_id is not None:
             # The same message delivered again: its first delivery's worker died mid-run.
             conn.execute(
-                update(job_runs)
-                .where(job_runs.c.task_id == task_id, job_runs.c.status == JobStatus.RUNNING)
-                .values(status=JobStatus.LOST, finished_at=now, summary="its worker died")
+                lost.where(job_runs.c.task_id == task_id, job_runs.c.status == JobStatus.RUNNING)
             )
+        if exclusive:  # fleet tasks only: a `cron:run` beside the fleet takes no fleet lock
+            conn.execute(
+                lost.where(
+                    job_runs.c.job == job,
+                    job_runs.c.status == JobStatus.RUNNING,
+                    job_runs.c.task_id.is_not(None),
+                )
+            )
+        _close_dead(conn, lost)
         return int(
             conn.execute(
                 job_runs.insert()
@@ -109,6 +132,22 @@ def start(db: Engine, job: str, *, tick: datetime | None = None, task_id: str | 
                 .returning(job_runs.c.id)
             ).scalar_one()
         )
+
+
+def _close_dead(conn: Connection, lost: Update) -> None:
+    running = conn.execute(
+        select(job_runs.c.id, job_runs.c.worker).where(job_runs.c.status == JobStatus.RUNNING)
+    ).all()
+    dead = [row.id for row in running if is_dead(row.worker)]
+    if dead:
+        conn.execute(lost.where(job_runs.c.id.in_(dead)))
+
+
+def close_dead(db: Engine) -> None:
+    """Mark `lost` the running jobs of processes of this machine that have died (kill -9)."""
+    lost = update(job_runs).values(status=JobStatus.LOST, finished_at=utcnow(), summary=LOST)
+    with db.begin() as conn:
+        _close_dead(conn, lost)
 
 
 def finish(db: Engine, run_id: int, status: JobStatus, summary: str) -> None:
@@ -132,10 +171,15 @@ class Recorder:
 
 @contextmanager
 def recorded(
-    db: Engine, job: str, *, tick: datetime | None = None, task_id: str | None = None
+    db: Engine,
+    job: str,
+    *,
+    tick: datetime | None = None,
+    task_id: str | None = None,
+    exclusive: bool = False,
 ) -> Iterator[Recorder]:
     """Record the block as a run of `job`: success, error (it raised) or stopped (warm shutdown)."""
-    run_id = start(db, job, tick=tick, task_id=task_id)
+    run_id = start(db, job, tick=tick, task_id=task_id, exclusive=exclusive)
     recorder = Recorder()
     try:
         yield recorder
@@ -143,7 +187,8 @@ def recorded(
         finish(db, run_id, JobStatus.STOPPED, str(exc))
         raise
     except BaseException as exc:
-        finish(db, run_id, JobStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        # A job that ran to its end but failed for some feed keeps its summary lines.
+        finish(db, run_id, JobStatus.ERROR, "\n".join(recorder.lines) or one_line(exc))
         raise
     finish(db, run_id, JobStatus.SUCCESS, "\n".join(recorder.lines))
 

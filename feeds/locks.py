@@ -1,7 +1,8 @@
 """Named locks in the worker database, shared by every process that uses it.
 
 A lock has a TTL so that a worker that dies frees it by itself; the holder renews it while it works
-(each batch), and learns that it lost the lock if someone took it over after it expired.
+(each batch), and learns that it lost the lock if someone took it over after it expired. A lock
+whose holder ran on this machine and is known dead (kill -9) is free at once, TTL or not.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -45,7 +46,7 @@ class Lock:
         self.engine = engine
         self.name = name
         self.ttl = timedelta(seconds=ttl_s or _ttl_s)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{MACHINE}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def acquire(self) -> bool:
         now = utcnow()
@@ -64,6 +65,17 @@ class Lock:
             taken = conn.execute(
                 update(locks)
                 .where(locks.c.name == self.name, locks.c.expires_at < now)
+                .values(owner=self.owner, acquired_at=now, expires_at=now + self.ttl)
+            ).rowcount
+            if taken:
+                return True
+            holder = conn.scalar(select(locks.c.owner).where(locks.c.name == self.name))
+            if holder is None or not is_dead(holder):
+                return False
+            # Its holder was killed on this machine: no need to wait for the TTL.
+            taken = conn.execute(
+                update(locks)
+                .where(locks.c.name == self.name, locks.c.owner == holder)
                 .values(owner=self.owner, acquired_at=now, expires_at=now + self.ttl)
             ).rowcount
             return bool(taken)
@@ -89,8 +101,63 @@ class Lock:
 
 def is_locked(engine: Engine, name: str) -> bool:
     with engine.connect() as conn:
-        expires = conn.scalar(select(locks.c.expires_at).where(locks.c.name == name))
-    return expires is not None and expires >= utcnow()
+        row = conn.execute(
+            select(locks.c.owner, locks.c.expires_at).where(locks.c.name == name)
+        ).first()
+    return row is not None and row.expires_at >= utcnow() and not is_dead(row.owner)
+
+
+def live_owners(engine: Engine, owners: Collection[str]) -> set[str]:
+    """The owners among `owners` that hold a lock now: not expired, and not known dead."""
+    if not owners:
+        return set()
+    with engine.connect() as conn:
+        held = conn.scalars(
+            select(locks.c.owner).where(
+                locks.c.owner.in_(list(owners)), locks.c.expires_at >= utcnow()
+            )
+        )
+        return {owner for owner in held if not is_dead(owner)}
+
+
+def _machine() -> str:
+    """This machine as lock owners name it: the host name, and the PID namespace when there is one
+    (two containers may share a host name, never a PID namespace)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}@{namespace}"
+
+
+MACHINE = _machine()
+
+
+def is_dead(owner: str) -> bool:
+    """Whether the owner's process ran on this machine and has ended (another machine's: unknown)."""
+    machine, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if machine != MACHINE or not pid_text.isdigit():
+        return False
+    return not process_alive(int(pid_text))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass  # no /proc: ask the kernel
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from feeds.indexer import (
     Progress,
     count_entities,
     lock_name,
+    outcome_of,
     reindex,
 )
 from feeds.locks import Lock, LockedError
@@ -210,7 +211,7 @@ def _locked_run(ctx: Context, feed: Feed, options: RunOptions, work) -> Outcome:
             work(run, lock)
     finally:
         lock.release()
-    return Outcome(feed, run.counts, time.monotonic() - started, run_id=run.id)
+    return outcome_of(run, time.monotonic() - started)
 
 
 def _by_ids(ctx: Context, run: Run, ids: tuple[str, ...], progress: Progress | None) -> None:

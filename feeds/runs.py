@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from feeds.diff import iso
 from feeds.export.protocol import ItemResult
+from feeds.locks import live_owners
 from feeds.store import Base, ItemStatus, utcnow
 
 
@@ -124,9 +125,11 @@ class Counts:
     last_timestamp_synced: datetime | None = None
     # Items the API-call budget kept from being sent (status -1, resent later); not a column.
     deferred: int = 0
+    # Of `failed`, those the destination rejected (400: not resent until they change); not a column.
+    rejected: int = 0
 
     def __iadd__(self, other: Counts) -> Counts:
-        for name in ("new", "updated", "deleted", "skipped", "failed", "rows_synced", "deferred"):
+        for name in _ADDED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.last_timestamp_synced and (
             self.last_timestamp_synced is None
@@ -139,6 +142,9 @@ class Counts:
         return {
             name: getattr(self, name) for name in ("new", "updated", "deleted", "skipped", "failed")
         }
+
+
+_ADDED = ("new", "updated", "deleted", "skipped", "failed", "rows_synced", "deferred", "rejected")
 
 
 def status_for(counts: Counts, config_error: str | None = None) -> RunStatus:
@@ -175,16 +181,61 @@ def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
     return parsed
 
 
-def start_run(engine: Engine, run_id: str, feed: str, operation: Operation) -> None:
+def start_run(engine: Engine, run_id: str, feed: str, operation: Operation, owner: str) -> None:
+    """Record a run as `running`; `owner` is the owner of the feed lock the run holds throughout.
+
+    Holding that lock, the run is the only live one of its feed: any other `running` run of the
+    feed was left by a process that died, and is closed here as `error`.
+    """
+    now = utcnow()
     with engine.begin() as conn:
+        conn.execute(
+            update(sync_runs)
+            .where(sync_runs.c.feed == feed, sync_runs.c.status == RunStatus.RUNNING.value)
+            .values(status=RunStatus.ERROR.value, finished_at=now, message=ABANDONED)
+        )
         conn.execute(
             sync_runs.insert().values(
                 id=run_id,
                 feed=feed,
                 operation=operation.value,
                 status=RunStatus.RUNNING.value,
-                started_at=utcnow(),
+                started_at=now,
+                owner=owner,
             )
+        )
+
+
+ABANDONED = (
+    "abandoned: the process running it stopped before the run finished (killed, or its host "
+    "lost); what it had recorded stays, the rest is sent by the next runs"
+)
+
+
+def close_abandoned(engine: Engine) -> int:
+    """Close as `error` every `running` run whose process is gone: its owner no longer holds its
+    feed's lock (released, expired, or its process is dead). Returns how many were closed.
+
+    Any job or reader may call it: a live run renews its lock after every batch.
+    """
+    c = sync_runs.c
+    with engine.connect() as conn:
+        running = conn.execute(
+            select(c.id, c.owner).where(c.status == RunStatus.RUNNING.value, c.owner.is_not(None))
+        ).all()
+    if not running:
+        return 0
+    alive = live_owners(engine, {row.owner for row in running})
+    gone = [row.id for row in running if row.owner not in alive]
+    if not gone:
+        return 0
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                update(sync_runs)
+                .where(c.id.in_(gone), c.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus.ERROR.value, finished_at=utcnow(), message=ABANDONED)
+            ).rowcount
         )
 
 
@@ -209,6 +260,20 @@ def finish_run(
                 message=message,
             )
         )
+
+
+def failure_note(engine: Engine, run_id: str, failed: int) -> str:
+    """Why a run synced nothing, in one line: how many items failed and the first error recorded
+    (from the database, so it covers the batches other processes did for the run)."""
+    c = sync_errors.c
+    with engine.connect() as conn:
+        first = conn.execute(
+            select(c.item_id, c.code, c.message).where(c.run_id == run_id).order_by(c.id).limit(1)
+        ).first()
+    note = f"{failed} items failed, none was synced"
+    if first is None:
+        return note
+    return f"{note}; first: item {first.item_id}: {first.code}: {first.message}"[:2000]
 
 
 def record_errors(conn: Connection, run_id: str, feed: str, results: Sequence[ItemResult]) -> None:

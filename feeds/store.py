@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
     update,
 )
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from config.settings import IndexerMode
+from feeds.database import insert_for
 from feeds.definitions import Keys
 
 
@@ -228,17 +230,18 @@ class StoredItem:
     deleted: bool
     status: int | None = None
     attempts: int = 0
+    sent_hash: str | None = None  # the hash the destination last accepted
 
 
 def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredItem]:
     """The feed-table rows of the entities in `keys` (a key range also covers entities gone from the source)."""
     c = items.c
-    query = select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts).where(
+    query = select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, c.sent_hash).where(
         c.feed == feed, keys.match(c.entity_key)
     )
     return {
-        item_id: StoredItem(entity, hashed, bool(deleted), status, attempts)
-        for item_id, entity, hashed, deleted, status, attempts in conn.execute(query)
+        item_id: StoredItem(entity, hashed, bool(deleted), status, attempts, sent)
+        for item_id, entity, hashed, deleted, status, attempts, sent in conn.execute(query)
     }
 
 
@@ -357,6 +360,87 @@ def _sql_datetime(on_sqlite: bool) -> Callable[[datetime], object]:
     if on_sqlite:
         return lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S.%f")
     return lambda moment: moment
+
+
+# --- rebuild queue: entities whose document could not be built ----------------------------------
+
+
+def rebuilds_failed(
+    conn: Connection,
+    feed: str,
+    failures: Mapping[int, str],
+    schedule: Callable[[int], datetime | None],
+) -> None:
+    """Queue (again) the entities that could not be built, each with its error and its next attempt
+    from `schedule(attempts)` (None once the attempts are used up: it waits for a change)."""
+    if not failures:
+        return
+    r = rebuilds.c
+    earlier = dict(
+        conn.execute(
+            select(r.entity_key, r.attempts).where(r.feed == feed, r.entity_key.in_(list(failures)))
+        ).all()
+    )
+    now = utcnow()
+    rows = []
+    for entity, message in failures.items():
+        attempts = earlier.get(entity, 0) + 1
+        rows.append(
+            {
+                "feed": feed,
+                "entity_key": entity,
+                "attempts": attempts,
+                "next_attempt_at": schedule(attempts),
+                "error": message,
+                "first_failed_at": now,
+                "updated_at": now,
+            }
+        )
+    insert = insert_for(conn.dialect.name, rebuilds)
+    changing = ("attempts", "next_attempt_at", "error", "updated_at")
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["feed", "entity_key"],
+            set_={name: insert.excluded[name] for name in changing},
+        ),
+        rows,
+    )
+
+
+def rebuilds_done(
+    conn: Connection, feed: str, keys: Keys, failed: Collection[int] = ()
+) -> set[int]:
+    """Drop the queued entities of `keys` that built now (all but `failed`); returns them."""
+    r = rebuilds.c
+    if conn.execute(select(r.entity_key).where(r.feed == feed).limit(1)).first() is None:
+        return set()  # the usual case: nothing queued, one cheap probe
+    done = set(
+        conn.scalars(select(r.entity_key).where(r.feed == feed, keys.match(r.entity_key)))
+    ) - set(failed)
+    if done:
+        conn.execute(rebuilds.delete().where(r.feed == feed, r.entity_key.in_(list(done))))
+    return done
+
+
+def due_rebuilds(conn: Connection, feed: str, due_by: datetime, limit: int) -> list[int]:
+    """Queued entities whose next attempt is due, the longest waiting first."""
+    r = rebuilds.c
+    query = (
+        select(r.entity_key)
+        .where(r.feed == feed, r.next_attempt_at <= due_by)
+        .order_by(r.next_attempt_at)
+        .limit(limit)
+    )
+    return list(conn.scalars(query))
+
+
+def pending_rebuilds(conn: Connection) -> dict[str, int]:
+    """How many entities wait for a rebuild, per feed (only feeds that have some)."""
+    r = rebuilds.c
+    return {
+        feed: int(count)
+        for feed, count in conn.execute(select(r.feed, func.count()).group_by(r.feed))
+    }
 
 
 def delete_feed_items(conn: Connection, feed: str) -> int:

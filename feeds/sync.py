@@ -10,7 +10,7 @@ commit means that round is sent again, never lost.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,11 +24,13 @@ from feeds import budget, runs, store
 from feeds.context import Context
 from feeds.definitions import Document, Feed, Keys
 from feeds.diff import Change, FeedItem, classify
+from feeds.errors import one_line
 from feeds.export.delivery import Delivery
 from feeds.export.protocol import ItemResult
+from feeds.export.retry import next_attempt
 from feeds.locks import Lock
 from feeds.runs import Counts, Operation, RunStatus
-from feeds.store import ItemRecord, ItemStatus, utcnow
+from feeds.store import ItemRecord, ItemStatus, StoredItem, utcnow
 
 log = structlog.get_logger("feeds.sync")
 
@@ -57,6 +59,8 @@ class Run:
     counts: Counts = field(default_factory=Counts)
     committed_batches: int = 0
     lock: Lock | None = None  # the indexer lock the run holds, renewed before each recording
+    status: RunStatus | None = None  # set when the run ends
+    message: str | None = None  # why it ended as it did (config error, failure, budget pause)
 
     def renew_lock(self) -> None:
         """Renew before recording what was sent: one round may wait on the destination (timeout,
@@ -101,9 +105,11 @@ def open_run(
     feed: Feed,
     operation: Operation,
     options: RunOptions | None = None,
-    lock: Lock | None = None,
+    *,
+    lock: Lock,
 ) -> Iterator[Run]:
-    """Record a sync run around the block: `running`, then its final status and counters.
+    """Record a sync run around the block, held under the feed's `lock`: `running`, then its final
+    status and counters (also left on `run.status` and `run.message`).
 
     A run that raises ends `rolled_back` when no batch was committed (the feed table is as it was),
     `error` otherwise. A dry run records nothing.
@@ -112,31 +118,33 @@ def open_run(
     run.lock = lock
     if run.options.dry_run:
         yield run
+        run.status = runs.status_for(run.counts)
         return
-    runs.start_run(ctx.db, run.id, feed.name, operation)
+    runs.start_run(ctx.db, run.id, feed.name, operation, lock.owner)
     label = " (legacy)" if collect_only(ctx, feed) else ""
     run.log.info(f"run.started{label}")
     try:
         yield run
     except BaseException as exc:
-        status = RunStatus.ROLLED_BACK if run.committed_batches == 0 else RunStatus.ERROR
-        runs.finish_run(
-            ctx.db, run.id, run.counts, status, message=f"{type(exc).__name__}: {exc}"[:2000]
-        )
+        run.status = RunStatus.ROLLED_BACK if run.committed_batches == 0 else RunStatus.ERROR
+        run.message = one_line(exc)[:2000]
+        runs.finish_run(ctx.db, run.id, run.counts, run.status, message=run.message)
         run.log.error(
-            f"run.failed{label}", status=status.value, error=str(exc), **run.counts.as_dict()
+            f"run.failed{label}", status=run.status.value, error=str(exc), **run.counts.as_dict()
         )
         raise
-    status = runs.status_for(run.counts, run.delivery.config_error)
-    message = run.delivery.config_error
-    if run.counts.deferred and not message:
+    run.status = runs.status_for(run.counts, run.delivery.config_error)
+    run.message = run.delivery.config_error
+    if run.status is RunStatus.ERROR:
+        run.message = runs.failure_note(ctx.db, run.id, run.counts.failed)
+    if run.counts.deferred and not run.delivery.config_error:
         # From the counts, not the delivery: with several processes, theirs paused, not ours.
-        message = budget.paused_note(ctx, run.delivery.destination.name, run.counts.deferred)
-        run.log.warning(f"run.paused{label}", reason=message, deferred=run.counts.deferred)
-    runs.finish_run(ctx.db, run.id, run.counts, status, message=message)
+        run.message = budget.paused_note(ctx, run.delivery.destination.name, run.counts.deferred)
+        run.log.warning(f"run.paused{label}", reason=run.message, deferred=run.counts.deferred)
+    runs.finish_run(ctx.db, run.id, run.counts, run.status, message=run.message)
     run.log.info(
         f"run.finished{label}",
-        status=status.value,
+        status=run.status.value,
         rows_synced=run.counts.rows_synced,
         calls=run.delivery.calls,
         deferred=run.counts.deferred,
@@ -157,39 +165,31 @@ def process_batch(
     documents, broken = build_documents(ctx, feed, keys)
     with ctx.db.connect() as conn:
         stored = store.stored_items(conn, feed.name, keys)
-    if documents and not run.options.dry_run:
-        with ctx.db.begin() as conn:
-            runs.resolve_build_failures(conn, feed.name, {d.entity for d in documents})
-    if broken:
-        # Items of an entity that could not be built are not deletions: set them aside.
-        failed_items = {i: s for i, s in stored.items() if s.entity in broken}
-        stored = {i: s for i, s in stored.items() if s.entity not in broken}
-        if not run.options.dry_run:
-            _record_broken(ctx, run, broken, failed_items)
+    # Items of an entity that could not be built are not deletions: set them aside.
+    held = {i: s for i, s in stored.items() if s.entity in broken}
+    stored = {i: s for i, s in stored.items() if s.entity not in broken}
     if run.options.resend_all:
         resend = set(stored) | {d.id for d in documents}
         if run.options.accepted_since is not None:
             with ctx.db.connect() as conn:
                 resend -= store.accepted_since(conn, feed.name, keys, run.options.accepted_since)
-    diff = classify(documents, stored, utcnow(), resend)
+    diff = classify(documents, stored, utcnow(), resend, sending=run.options.send)
+    failures = AppErrors.of(broken, held, diff.unexportable, stored)
     counts = Counts(
         new=diff.count(Change.NEW),
         updated=diff.count(Change.UPDATED),
         deleted=diff.count(Change.DELETED),
-        skipped=diff.skipped,
-        failed=len(broken),
+        skipped=diff.skipped + len(diff.restored),
+        failed=len(failures.results),
         last_timestamp_synced=diff.newest_update,
     )
+    run.counts += counts
     if run.options.dry_run:
-        run.counts += counts
         return counts
+    built = {d.entity for d in documents}
+    _record_unsent(ctx, run, keys, built, failures, diff.restored)
     if not run.options.send:
-        with ctx.db.begin() as conn:
-            store.record_items(conn, feed.name, _collected(diff.changed))
-            if then is not None:
-                then(conn)
-        run.counts += counts
-        run.committed_batches += 1
+        counts += record_round(ctx, run, _collected(diff.changed), [], then)
         return counts
     previous = {
         i.id: stored[i.id].attempts
@@ -202,16 +202,121 @@ def process_batch(
     rounds = [diff.changed[i : i + step] for i in range(0, len(diff.changed), step)] or [[]]
     for number, chunk in enumerate(rounds, start=1):
         records, results = run.delivery.deliver(chunk, previous)
-        run.renew_lock()
-        with ctx.db.begin() as conn:
-            store.record_items(conn, feed.name, records)
-            runs.record_errors(conn, run.id, feed.name, results)
-            if then is not None and number == len(rounds):
-                then(conn)
-        counts += tally(results)
-        run.committed_batches += 1
-    run.counts += counts
+        counts += record_round(ctx, run, records, results, then if number == len(rounds) else None)
     return counts
+
+
+def record_round(
+    ctx: Context,
+    run: Run,
+    records: Sequence[ItemRecord],
+    results: Sequence[ItemResult],
+    then: Callable[[Connection], None] | None = None,
+) -> Counts:
+    """Record one round in one transaction: the items' status, the run's errors and `then` (the
+    changelog pointer, a range marked done); returns, and adds to the run, what the round sent."""
+    run.renew_lock()
+    with ctx.db.begin() as conn:
+        store.record_items(conn, run.feed.name, records)
+        runs.record_errors(conn, run.id, run.feed.name, results)
+        if then is not None:
+            then(conn)
+    counts = tally(results)
+    run.counts += counts
+    run.committed_batches += 1
+    return counts
+
+
+@dataclass
+class AppErrors:
+    """What could not be built or exported in a batch (status 0): the items to record, an error per
+    entity or item, and the entities to rebuild later."""
+
+    records: list[ItemRecord] = field(default_factory=list)
+    results: list[ItemResult] = field(default_factory=list)
+    entities: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        broken: Mapping[int, str],
+        held: Mapping[str, StoredItem],
+        unexportable: Mapping[str, tuple[int, str]],
+        stored: Mapping[str, StoredItem],
+    ) -> AppErrors:
+        """An error row per entity that could not be built (its items' ids are unknown) and per
+        item whose document cannot be exported; their stored items keep their last hash."""
+        errors = cls(entities=dict(broken))
+        now = utcnow()
+        for item_id, item in held.items():
+            message = broken[item.entity]
+            errors.records.append(
+                _app_error(item_id, item.entity, item, BUILD_FAILED, message, now)
+            )
+        for entity, message in broken.items():
+            errors.results.append(
+                ItemResult(str(entity), ItemStatus.APP_ERROR, BUILD_FAILED, message)
+            )
+        for item_id, (entity, message) in unexportable.items():
+            last = stored.get(item_id)
+            errors.records.append(_app_error(item_id, entity, last, UNEXPORTABLE, message, now))
+            errors.results.append(ItemResult(item_id, ItemStatus.APP_ERROR, UNEXPORTABLE, message))
+            errors.entities.setdefault(entity, message)
+        return errors
+
+
+BUILD_FAILED = runs.BUILD_FAILED
+UNEXPORTABLE = "UNEXPORTABLE_VALUE"  # the code of an item whose document JSON cannot carry
+
+
+def _app_error(
+    item_id: str, entity: int, stored: StoredItem | None, code: str, message: str, now: datetime
+) -> ItemRecord:
+    return ItemRecord(
+        item_id,
+        entity,
+        stored.hash if stored else "",  # never built: no hash a rebuild could match
+        stored.deleted if stored else False,
+        now,
+        ItemStatus.APP_ERROR,
+        error_code=code,
+        error_category="other",
+        error_message=message,
+        attempts=(stored.attempts if stored else 0) + 1,
+    )
+
+
+def _record_unsent(
+    ctx: Context,
+    run: Run,
+    keys: Keys,
+    built: set[int],
+    errors: AppErrors,
+    restored: list[FeedItem],
+) -> None:
+    """Record, before anything is sent, what needs no request: application errors (status 0, an
+    error row, the entity queued for a rebuild with backoff), entities that now build (their
+    rebuild done, their build errors resolved), and items the destination already holds (200)."""
+    now = utcnow()
+    feed = run.feed.name
+    with ctx.db.begin() as conn:
+        if errors.records:
+            store.record_items(conn, feed, errors.records)
+        if errors.results:
+            runs.record_errors(conn, run.id, feed, errors.results)
+        rebuilt = store.rebuilds_done(conn, feed, keys, failed=errors.entities)
+        runs.resolve_build_failures(conn, feed, (built | rebuilt) - set(errors.entities))
+        store.rebuilds_failed(
+            conn,
+            feed,
+            errors.entities,
+            lambda attempts: next_attempt(attempts, now, run.delivery.retry),
+        )
+        if restored:
+            store.record_items(conn, feed, [_sent(item) for item in restored])
+            runs.resolve(conn, feed, [item.id for item in restored], now)
+    for entity, message in errors.entities.items():
+        run.log.error("build.entity_failed", entity=entity, error=message)
 
 
 def build_documents(ctx: Context, feed: Feed, keys: Keys) -> tuple[list[Document], dict[int, str]]:
@@ -227,7 +332,7 @@ def build_documents(ctx: Context, feed: Feed, keys: Keys) -> tuple[list[Document
         log.warning(
             "build.failed",
             feed=feed.name,
-            error=f"{type(exc).__name__}: {exc}",
+            error=one_line(exc),
             retry="entity by entity",
         )
     documents: list[Document] = []
@@ -237,7 +342,7 @@ def build_documents(ctx: Context, feed: Feed, keys: Keys) -> tuple[list[Document
             with ctx.source.connect() as src:
                 documents.extend(feed.build(src, Keys(ids=(entity,))))
         except Exception as exc:  # recorded below as an application error of this entity
-            broken[entity] = f"{type(exc).__name__}: {exc}"[:2000]
+            broken[entity] = one_line(exc)[:2000]
     return documents, broken
 
 
@@ -249,56 +354,31 @@ def entity_ids(ctx: Context, feed: Feed, keys: Keys) -> list[int]:
         return list(src.scalars(select(key).where(keys.match(key)).order_by(key)))
 
 
-def _record_broken(
-    ctx: Context, run: Run, broken: dict[int, str], items: dict[str, store.StoredItem]
-) -> None:
-    """Status 0 on the items of entities that could not be built, and one error row per entity."""
-    now = utcnow()
-    records = [
-        ItemRecord(
-            i,
-            s.entity,
-            s.hash,
-            s.deleted,
-            now,
-            ItemStatus.APP_ERROR,
-            error_code=runs.BUILD_FAILED,
-            error_category="other",
-            error_message=broken[s.entity],
-        )
-        for i, s in items.items()
-    ]
-    results = [
-        ItemResult(str(entity), ItemStatus.APP_ERROR, runs.BUILD_FAILED, message)
-        for entity, message in broken.items()
-    ]
-    with ctx.db.begin() as conn:
-        store.record_items(conn, run.feed.name, records)
-        runs.record_errors(conn, run.id, run.feed.name, results)
-    for entity, message in broken.items():
-        run.log.error("build.entity_failed", entity=entity, error=message)
-
-
 def deliver_stored(
     ctx: Context, run: Run, items: list[FeedItem], attempts: dict[str, int]
 ) -> Counts:
     """Send items already in the feed table (legacy payloads) and record what the destination said."""
     records, results = run.delivery.deliver(items, attempts)
-    run.renew_lock()
-    with ctx.db.begin() as conn:
-        store.record_items(conn, run.feed.name, records)
-        runs.record_errors(conn, run.id, run.feed.name, results)
-    counts = tally(results)
-    run.counts += counts
-    run.committed_batches += 1
-    return counts
+    return record_round(ctx, run, records, results)
 
 
-def tally(results: list[ItemResult]) -> Counts:
+def tally(results: Sequence[ItemResult]) -> Counts:
     """Sent, failed and budget-deferred items among the destination's results."""
     sent = sum(1 for r in results if r.status is ItemStatus.SENT)
     deferred = sum(1 for r in results if r.status is ItemStatus.SKIPPED)
-    return Counts(rows_synced=sent, deferred=deferred, failed=len(results) - sent - deferred)
+    rejected = sum(1 for r in results if r.status is ItemStatus.REJECTED)
+    return Counts(
+        rows_synced=sent,
+        deferred=deferred,
+        failed=len(results) - sent - deferred,
+        rejected=rejected,
+    )
+
+
+def _sent(item: FeedItem) -> ItemRecord:
+    return ItemRecord(
+        item.id, item.entity, item.hash, item.deleted, item.modified_at, ItemStatus.SENT
+    )
 
 
 def _collected(changed: list[FeedItem]) -> list[ItemRecord]:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from feeds.locks import Lock
+from tests.destination_server import DestinationServer
 from worker.cli import main
 
 ALL_IDS = [
@@ -176,11 +177,76 @@ def test_reindex_of_a_locked_indexer_is_skipped(
     )
     other.release()
     engine.dispose()
-    assert code == 0
+    assert code == 1  # asked to rebuild it, it did not: a script must see that
     assert (
         out.splitlines()[0] == "Product Feed index is locked by another reindex process. Skipping."
     )
     assert out.splitlines()[1].startswith("Category Feed index has been rebuilt successfully in ")
+
+
+def status_of(capsys: pytest.CaptureFixture[str], indexer_id: str) -> str:
+    code, out, _ = run(capsys, "indexer:status", indexer_id)
+    assert code == 0
+    return [c.strip() for c in out.splitlines()[3].split("|")[1:-1]][2]
+
+
+def test_reindex_refused_by_the_destination_says_so_exits_1_and_stays_reindex_required(
+    seeded: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    destination: DestinationServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EXPORT_URL", destination.url)
+    destination.fail_next(1000, status=401)
+    code, out, err = run(capsys, "indexer:reindex", "catalog_data_exporter_products")
+    assert code == 1 and "rebuilt successfully" not in out
+    first, reason = [line for line in err.splitlines() if not line.startswith("{")]  # no logs
+    assert first == "Product Feed index process error during indexation process:"
+    assert reason.startswith("the run ended config_error: ") and "HTTP 401" in reason
+    assert status_of(capsys, "catalog_data_exporter_products") == "Reindex required"
+    destination.clear_faults()
+    code, out, err = run(capsys, "indexer:reindex", "catalog_data_exporter_products")
+    assert (code, err) == (0, "")
+    assert out.startswith("Product Feed index has been rebuilt successfully in ")
+    assert status_of(capsys, "catalog_data_exporter_products") == "Ready"
+    assert len(destination.accepted_ids("products")) == 300
+
+
+def test_reindex_with_an_unreadable_source_table_is_an_error_not_a_success(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import text
+
+    from feeds.database import create_db_engine
+
+    engine = create_db_engine(os.environ["DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE product_attribute_values RENAME TO pav_moved"))
+    code, out, err = run(capsys, "indexer:reindex", "catalog_data_exporter_products")
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE pav_moved RENAME TO product_attribute_values"))
+    engine.dispose()
+    assert code == 1 and out == ""
+    first, reason = [line for line in err.splitlines() if not line.startswith("{")]  # no logs
+    assert first == "Product Feed index process error during indexation process:"
+    assert reason.startswith("the run ended error: 300 items failed, none was synced; first: ")
+    assert "pav_moved" not in reason and "product_attribute_values" in reason
+    assert status_of(capsys, "catalog_data_exporter_products") == "Reindex required"
+
+
+def test_reindex_with_rejected_items_succeeds_and_says_how_many(
+    seeded: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    destination: DestinationServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EXPORT_URL", destination.url)
+    destination.reject(["1", "2", "3"], code="INVALID_VALUE")
+    code, out, err = run(capsys, "indexer:reindex", "catalog_data_exporter_products")
+    assert (code, err) == (0, "")
+    rebuilt, rejected = out.splitlines()
+    assert rebuilt.startswith("Product Feed index has been rebuilt successfully in ")
+    assert rejected == "3 items rejected by the destination: see sync:errors"
 
 
 def test_reset_and_set_status(seeded: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from feeds.definitions import Document
-from feeds.diff import Change, canonical, classify, digest
-from feeds.store import StoredItem
+from feeds.diff import NULL, Change, canonical, classify, digest
+from feeds.store import ItemStatus, StoredItem
 
 NOW = datetime(2026, 11, 22, 10, 0, 0)
 
@@ -24,7 +25,9 @@ json_values = st.recursive(
 
 
 def stored_from(doc: Document, deleted: bool = False) -> StoredItem:
-    return StoredItem(doc.entity, digest(canonical(doc.data)), deleted)
+    """The stored row of a document the destination accepted."""
+    hashed = digest(NULL) if deleted else digest(canonical(doc.data))
+    return StoredItem(doc.entity, hashed, deleted, ItemStatus.SENT, sent_hash=hashed)
 
 
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
@@ -96,7 +99,7 @@ def test_envelope_carries_the_hashed_document() -> None:
 )
 def test_every_item_is_classified_exactly_once(built: list, previously: set) -> None:
     docs = [Document(k, str(k), {"v": v}) for k, v in built]
-    stored = {str(k): StoredItem(k, "old-hash", False) for k in previously}
+    stored = {str(k): StoredItem(k, "old-hash", False, ItemStatus.SENT) for k in previously}
     diff = classify(docs, stored, NOW)
     ids = {d.id for d in docs}
     assert diff.skipped + len(diff.changed) == len(ids | set(stored))
@@ -114,3 +117,62 @@ def test_resend_names_an_unchanged_item_and_a_deletion_to_send_again() -> None:
         ("2", Change.RESENT, True),
     ]
     assert diff.skipped == 0
+
+
+def stored_state(doc: Document, status: ItemStatus | None, sent: Document | None) -> StoredItem:
+    """A stored row of `doc` at `status`; the destination last accepted `sent` (None: nothing)."""
+    sent_hash = digest(canonical(sent.data)) if sent is not None else None
+    return StoredItem(doc.entity, digest(canonical(doc.data)), False, status, sent_hash=sent_hash)
+
+
+@pytest.mark.parametrize(
+    "status", [ItemStatus.RETRYABLE, ItemStatus.APP_ERROR, ItemStatus.SKIPPED, None]
+)
+def test_an_unchanged_item_whose_last_send_did_not_settle_is_sent_again(
+    status: ItemStatus | None,
+) -> None:
+    before, now = Document(1, "1", {"v": 1}), Document(1, "1", {"v": 2})
+    diff = classify([now], {"1": stored_state(now, status, sent=before)}, NOW)
+    assert [(i.id, i.change) for i in diff.changed] == [("1", Change.RESENT)]
+    # Legacy collection keeps it for the exporter job instead.
+    collected = classify([now], {"1": stored_state(now, status, sent=before)}, NOW, sending=False)
+    assert collected.changed == [] and collected.skipped == 1
+
+
+def test_a_rejected_unchanged_item_is_not_sent_again_until_it_changes() -> None:
+    doc = Document(1, "1", {"v": 1})
+    diff = classify([doc], {"1": stored_state(doc, ItemStatus.REJECTED, sent=None)}, NOW)
+    assert diff.changed == [] and diff.skipped == 1
+
+
+def test_an_unsettled_item_the_destination_already_holds_is_restored_not_sent() -> None:
+    doc = Document(1, "1", {"v": 1})
+    diff = classify([doc], {"1": stored_state(doc, ItemStatus.APP_ERROR, sent=doc)}, NOW)
+    assert diff.changed == [] and [i.id for i in diff.restored] == ["1"]
+
+
+def test_an_item_changed_back_to_what_the_destination_holds_is_restored() -> None:
+    accepted, failed = Document(1, "1", {"v": 1}), Document(1, "1", {"v": 2})
+    stored = {"1": stored_state(failed, ItemStatus.RETRYABLE, sent=accepted)}
+    diff = classify([accepted], stored, NOW)
+    assert diff.changed == [] and [i.hash for i in diff.restored] == [
+        digest(canonical(accepted.data))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"price": float("nan")}, "price is nan: NaN and infinite numbers cannot be exported"),
+        ({"v": [{"p": 1.5}, {"p": float("-inf")}]}, "v[1].p is -inf: NaN and infinite"),
+        ({"name": "bad \udcff"}, "the document cannot be encoded as JSON: str is not valid UTF-8"),
+    ],
+)
+def test_a_document_json_cannot_carry_is_an_error_of_its_item_alone(
+    data: dict, reason: str
+) -> None:
+    good = Document(1, "1", {"price": 1.5, "name": None})
+    diff = classify([good, Document(2, "2", data)], {}, NOW)
+    assert [i.id for i in diff.changed] == ["1"]
+    entity, message = diff.unexportable["2"]
+    assert entity == 2 and message.startswith(reason)

@@ -24,6 +24,7 @@ from feeds import job_runs, resync_ranges, stopping
 from feeds.context import Context
 from feeds.indexer import Batch
 from feeds.job_runs import JobStatus
+from feeds.locks import MACHINE
 from feeds.resync import ResyncRequest, checkpoint, resync
 from feeds.runs import Counts
 from feeds.schedule import latest_fire
@@ -179,6 +180,40 @@ def test_a_second_delivery_waits_for_its_dead_runs_lock_then_runs_again(
         JobStatus.LOST,
         JobStatus.SUCCESS,
     ]
+
+
+def test_a_task_holding_the_job_lock_marks_a_dead_hosts_running_job_lost(
+    ctx: Context, redis: Redis
+) -> None:
+    """A host lost mid-job leaves its row `running`; the next task that holds the lock closes it."""
+    job_runs.start(ctx.db, JOB, tick=_tick(datetime.now(UTC)), task_id="on-a-lost-host")
+    with ctx.db.begin() as conn:
+        conn.execute(job_runs.job_runs.update().values(worker="lost-host@1:4242"))
+    later = _tick(datetime.now(UTC)) + timedelta(minutes=1)
+    assert run_scheduled(ctx, redis, JOB, task_id="next", tick=later).verdict is Verdict.RAN
+    assert [(r.task_id, r.status) for r in job_runs.all_runs(ctx.db, JOB)] == [
+        ("on-a-lost-host", JobStatus.LOST),
+        ("next", JobStatus.SUCCESS),
+    ]
+
+
+def test_cron_list_shows_a_job_of_a_killed_process_as_lost_not_running(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    assert main(["cron:list"]) == 0  # creates the database
+    from feeds.database import create_db_engine
+
+    engine = create_db_engine(cli_env["DATABASE_URL"])
+    job_runs.start(engine, JOB)
+    with engine.begin() as conn:
+        conn.execute(job_runs.job_runs.update().values(worker=f"{MACHINE}:{killed.pid}"))
+    engine.dispose()
+    capsys.readouterr()
+    assert main(["cron:list"]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if f"| {JOB} " in line]
+    assert [c.strip() for c in row.split("|")[1:-1]][3] == "lost"
 
 
 # -- warm shutdown ---------------------------------------------------------------------------

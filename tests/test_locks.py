@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from feeds import indexer
+from feeds import indexer, runs
 from feeds.context import Context
-from feeds.locks import Lock, LockedError, LockLostError, hold, is_locked
+from feeds.locks import MACHINE, Lock, LockedError, LockLostError, hold, is_locked
+from feeds.runs import sync_runs
 from feeds.store import locks, utcnow
 from tests.conftest import library_context
 from tests.destination_server import DestinationServer
@@ -83,3 +86,64 @@ def test_a_slow_destination_does_not_let_the_indexer_lock_expire_mid_batch(
     assert outcome.counts.rows_synced == 12
     assert taken == []
     ctx.close()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and was reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_lock_of_a_holder_killed_on_this_machine_is_free_at_once(ctx: Context) -> None:
+    killed = Lock(ctx.db, "job", owner=f"{MACHINE}:{dead_pid()}:deadbeef")
+    assert killed.acquire()  # its TTL has not passed
+    assert not is_locked(ctx.db, "job")
+    assert Lock(ctx.db, "job").acquire()
+
+
+def test_the_lock_of_a_holder_on_another_machine_waits_for_its_ttl(ctx: Context) -> None:
+    elsewhere = Lock(ctx.db, "job", owner=f"other-host@1:{dead_pid()}:deadbeef")
+    assert elsewhere.acquire()
+    assert is_locked(ctx.db, "job") and not Lock(ctx.db, "job").acquire()
+    expire(ctx, "job")
+    assert Lock(ctx.db, "job").acquire()
+
+
+def running_runs(ctx: Context) -> dict[str, tuple[str, str | None]]:
+    with ctx.db.connect() as conn:
+        rows = conn.execute(select(sync_runs.c.id, sync_runs.c.status, sync_runs.c.message))
+        return {row.id: (row.status, row.message) for row in rows}
+
+
+def test_a_run_whose_process_is_gone_is_closed_as_error_by_the_next_look(ctx: Context) -> None:
+    alive = Lock(ctx.db, "indexer:a")
+    killed = Lock(ctx.db, "indexer:b", owner=f"{MACHINE}:{dead_pid()}:deadbeef")
+    elsewhere = Lock(ctx.db, "indexer:c", owner="other-host@1:4242:deadbeef")
+    for lock, run_id in ((alive, "alive"), (killed, "killed"), (elsewhere, "elsewhere")):
+        assert lock.acquire()
+        runs.start_run(ctx.db, run_id, run_id, runs.Operation.PARTIAL_SYNC, lock.owner)
+    runs.start_run(ctx.db, "released", "d", runs.Operation.PARTIAL_SYNC, "gone:1:deadbeef")
+
+    assert runs.close_abandoned(ctx.db) == 2
+    found = running_runs(ctx)
+    assert found["alive"] == ("running", None)
+    assert found["elsewhere"] == ("running", None)  # another machine's live lock: still running
+    for run_id in ("killed", "released"):
+        status, message = found[run_id]
+        assert status == "error" and message == runs.ABANDONED
+
+    expire(ctx, "indexer:c")  # the other machine stopped renewing
+    assert runs.close_abandoned(ctx.db) == 1
+    assert running_runs(ctx)["elsewhere"][0] == "error"
+
+
+def test_a_new_run_under_the_feed_lock_closes_the_run_left_by_a_dead_process(
+    ctx: Context,
+) -> None:
+    runs.start_run(ctx.db, "old", "products", runs.Operation.FULL_SYNC, "other-host@1:1:dead")
+    lock = Lock(ctx.db, "indexer:catalog_data_exporter_products")
+    assert lock.acquire()
+    runs.start_run(ctx.db, "new", "products", runs.Operation.PARTIAL_SYNC, lock.owner)
+    found = running_runs(ctx)
+    assert found["old"] == ("error", runs.ABANDONED) and found["new"] == ("running", None)

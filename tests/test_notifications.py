@@ -479,7 +479,7 @@ def test_cron_run_sync_error_notifications_posts_to_the_webhook(
     )
     env = {**os.environ, **cli_env, "FEEDSYNC_CONFIG": str(config)}
     ctx = open_context(load_settings(env))
-    runs.start_run(ctx.db, "r1", "products", runs.Operation.PARTIAL_SYNC)
+    runs.start_run(ctx.db, "r1", "products", runs.Operation.PARTIAL_SYNC, "test-owner")
     with ctx.db.begin() as conn:
         runs.record_errors(
             conn, "r1", "products", [ItemResult("p-1", ItemStatus.REJECTED, "VALIDATION_RULE", "x")]

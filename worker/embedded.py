@@ -17,7 +17,7 @@ import structlog
 from feeds.context import Context
 from feeds.schedule import cron_of, next_fire
 from worker import metrics
-from worker.jobs import jobs_for, run_job
+from worker.jobs import JobFailed, jobs_for, run_job
 from worker.realtime import Listener, sync_in_process
 
 log = structlog.get_logger("worker.embedded")
@@ -63,6 +63,9 @@ def _run(ctx: Context, name: str) -> None:
     try:
         for line in run_job(ctx, name):
             log.info("job.summary", job=name, summary=line)
+    except JobFailed as failed:
+        for line in failed.lines:
+            log.warning("job.summary", job=name, summary=line)
     except Exception:
         # One failing job must not stop the runner; the error is logged and the job runs again next tick.
         log.exception("job.failed", job=name)

@@ -94,7 +94,7 @@ def run_scheduled(
         probe = heartbeat.lost.is_set
         stopping.install(probe)
         try:
-            lines = run_job(ctx, job, tick=tick, task_id=task_id)
+            lines = run_job(ctx, job, tick=tick, task_id=task_id, exclusive=True)
         finally:
             stopping.remove(probe)
     return FleetRun(Verdict.RAN, lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -11,12 +12,30 @@ import structlog
 from feeds import exporter, indexer, job_runs, notifications, runs
 from feeds.context import Context
 from feeds.definitions import FeedRegistry
+from feeds.errors import FeedsyncError
 from feeds.schedule import resend_job
 from worker import metrics
 
 log = structlog.get_logger("worker.jobs")
 
+
+class Summary(list[str]):
+    """A job's summary lines, one per feed, and the feeds whose run did not succeed."""
+
+    def __init__(self, lines: list[str], failed: list[str] | None = None) -> None:
+        super().__init__(lines)
+        self.failed = failed or []
+
+
 Job = Callable[[Context], list[str]]
+
+
+class JobFailed(FeedsyncError):
+    """A job ran, but the run of at least one feed did not succeed; `lines` is its summary."""
+
+    def __init__(self, job: str, lines: list[str], failed: list[str]) -> None:
+        self.lines = lines
+        super().__init__(f"{job}: the run of {', '.join(failed)} did not succeed: see sync:status.")
 
 
 def _outcome_line(outcome: indexer.Outcome) -> str:
@@ -24,17 +43,21 @@ def _outcome_line(outcome: indexer.Outcome) -> str:
         return f"{outcome.feed.name}: skipped ({outcome.skipped_reason})"
     c = outcome.counts
     waiting = f", waiting for the API-call budget {c.deferred}" if c.deferred else ""
-    return (
+    line = (
         f"{outcome.feed.name}: new {c.new}, updated {c.updated}, deleted {c.deleted}, "
         f"skipped {c.skipped}, failed {c.failed}, synced {c.rows_synced}{waiting} "
         f"in {outcome.seconds:.2f} s"
     )
+    if outcome.succeeded or outcome.status is None:
+        return line
+    return f"{line}; run {outcome.status.value}: {outcome.message or 'no reason recorded'}"
 
 
-def _lines(outcomes: list[indexer.Outcome], nothing: str) -> list[str]:
+def _lines(outcomes: list[indexer.Outcome], nothing: str) -> Summary:
     for outcome in outcomes:
         metrics.observe_outcome(outcome)  # every job's outcomes pass here: one place to count them
-    return [_outcome_line(o) for o in outcomes] or [nothing]
+    failed = [o.feed.name for o in outcomes if o.status is not None and not o.succeeded]
+    return Summary([_outcome_line(o) for o in outcomes] or [nothing], failed)
 
 
 def indexer_update_all_views(ctx: Context) -> list[str]:
@@ -67,7 +90,10 @@ def sync_error_notifications(ctx: Context) -> list[str]:
 def _legacy_exporter(sales: bool) -> Job:
     def job(ctx: Context) -> list[str]:
         feeds = [f for f in ctx.registry if f.sales is sales]
-        outcomes = [o for f in feeds if (o := exporter.export_pending(ctx, f)) is not None]
+        done = (
+            indexer.isolated(f, functools.partial(exporter.export_pending, ctx, f)) for f in feeds
+        )
+        outcomes = [o for o in done if o is not None]
         return _lines(outcomes, "no legacy-mode item waiting to be sent")
 
     return job
@@ -75,7 +101,8 @@ def _legacy_exporter(sales: bool) -> Job:
 
 def _resender(feed_name: str) -> Job:
     def job(ctx: Context) -> list[str]:
-        outcome = exporter.resend_failed(ctx, ctx.registry.get(feed_name))
+        feed = ctx.registry.get(feed_name)
+        outcome = indexer.isolated(feed, functools.partial(exporter.resend_failed, ctx, feed))
         return _lines([outcome] if outcome else [], f"{feed_name}: no failed item due for a resend")
 
     return job
@@ -103,19 +130,34 @@ def jobs_in(registry: FeedRegistry) -> dict[str, Job]:
 
 
 def run_job(
-    ctx: Context, name: str, *, tick: datetime | None = None, task_id: str | None = None
+    ctx: Context,
+    name: str,
+    *,
+    tick: datetime | None = None,
+    task_id: str | None = None,
+    exclusive: bool = False,
 ) -> list[str]:
-    """Run one job in this process and record the run (`cron:list`); binds the job name to its log lines."""
+    """Run one job in this process and record the run (`cron:list`); binds the job name to its log lines.
+
+    Raises JobFailed (recorded as an `error` job run) when the run of a feed did not succeed.
+    `exclusive`: the caller holds the job's fleet lock, so no other run of the job is alive.
+    """
     with (
         structlog.contextvars.bound_contextvars(job=name),
-        job_runs.recorded(ctx.db, name, tick=tick, task_id=task_id) as record,
+        job_runs.recorded(ctx.db, name, tick=tick, task_id=task_id, exclusive=exclusive) as record,
     ):
         log.info("job.started")
         started = time.monotonic()
+        if closed := runs.close_abandoned(ctx.db):
+            log.warning("runs.abandoned", closed=closed, reason=runs.ABANDONED)
         try:
             lines = jobs_for(ctx)[name](ctx)
         finally:
             metrics.observe_job(name, time.monotonic() - started)
-        log.info("job.finished", seconds=round(time.monotonic() - started, 3))
         record.done(lines)
+        failed = lines.failed if isinstance(lines, Summary) else []
+        if failed:
+            log.error("job.failed", seconds=round(time.monotonic() - started, 3), feeds=failed)
+            raise JobFailed(name, lines, failed)
+        log.info("job.finished", seconds=round(time.monotonic() - started, 3))
         return lines

@@ -106,20 +106,28 @@ class DatabaseCollector(Collector):
             "Age of the oldest change not yet synced (0 when none is pending)",
             labels=["feed"],
         )
+        rebuilds = GaugeMetricFamily(
+            "feedsync_rebuilds_pending",
+            "Entities whose document could not be built, waiting to be rebuilt (status 0 items)",
+            labels=["feed"],
+        )
         try:
             with self.ctx.db.connect() as conn:
                 states = store.all_states(conn)
+                unbuilt = store.pending_rebuilds(conn)
             with self.ctx.source.connect() as src:
                 for feed in self.ctx.registry:
                     after = states[feed.indexer_id].version_id
                     backlog.add_metric([feed.name], changelog.backlog(src, feed, after))
                     age = changelog.oldest_pending_age(src, feed, after)
                     lag.add_metric([feed.name], age or 0.0)
+                    rebuilds.add_metric([feed.name], unbuilt.get(feed.name, 0))
         except Exception:  # a scrape must answer; the failure shows as missing series and a log
             log.exception("metrics.collect_failed")
             return
         yield backlog
         yield lag
+        yield rebuilds
 
 
 class _Process(Collector):

@@ -135,6 +135,7 @@ def list_runs(
         operation=operation.value if operation else None,
         status=status.value if status else None,
     )
+    runs.close_abandoned(ctx.db)  # never report a run of a dead process as running
     with ctx.db.connect() as conn:
         rows, total = runs.find_runs(conn, where, sort=sort, limit=limit, offset=offset)
     _offset_links(request, response, limit, offset, total)

@@ -157,6 +157,7 @@ def job_sync_status(
         )
     except (ValueError, IndexError):
         raise ApiError(400, INVALID_CURSOR) from None
+    runs.close_abandoned(ctx.db)  # never report a run of a dead process as running
     with ctx.db.connect() as conn:
         page = jobs_page(conn, feed.name, position.direction if position else None, start)
     _link(request, response, scope, page)

@@ -366,6 +366,7 @@ def _render_dashboard(
 ) -> Response:
     feeds = ctx.registry.names()
     filters, filter_problems = parse_filters(params, feeds, utcnow().date())
+    runs.close_abandoned(ctx.db)  # never show a run of a dead process as running
     with ctx.db.connect() as conn:
         page = run_page(conn, filters)
         cards = error_cards(conn, filters.feed)

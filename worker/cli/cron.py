@@ -13,7 +13,7 @@ from feeds import job_runs
 from feeds.context import open_context
 from feeds.schedule import cron_of, job_names, next_fire
 from worker.cli.table import render
-from worker.jobs import jobs_for, run_job
+from worker.jobs import JobFailed, jobs_for, run_job
 
 
 def register(sub: Any) -> None:
@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
 
 def cron_list(args: argparse.Namespace, settings: Settings) -> int:
     ctx = open_context(settings)
+    job_runs.close_dead(ctx.db)  # never show a job of a killed process as running
     last = job_runs.last_runs(ctx.db)
     now = datetime.now(UTC)
     rows = []
@@ -64,7 +65,14 @@ def cron_run(args: argparse.Namespace, settings: Settings) -> int:
         print(message, file=sys.stderr)
         return 1
     started = time.monotonic()
-    for line in run_job(ctx, args.job):
+    try:
+        lines = run_job(ctx, args.job)
+    except JobFailed as failed:
+        for line in failed.lines:
+            print(line)
+        print(str(failed), file=sys.stderr)
+        return 1
+    for line in lines:
         print(line)
     print(f"{args.job} finished in {time.monotonic() - started:.2f} s")
     return 0

@@ -10,7 +10,9 @@ from config.settings import IndexerMode, Settings
 from feeds import changelog, indexer, store
 from feeds.context import Context, open_context
 from feeds.definitions import Feed
+from feeds.errors import FeedsyncError, one_line
 from feeds.locks import LockedError, is_locked
+from feeds.runs import Counts
 from feeds.store import IndexerStatus
 from worker.cli.table import render
 
@@ -94,13 +96,16 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
     feeds = sorted(ctx.registry.select(args.ids), key=lambda f: f.title)
     with ctx.db.connect() as conn:
         states = store.all_states(conn)
+        rebuilds = store.pending_rebuilds(conn)
     rows = []
     for feed in feeds:
         state = states[feed.indexer_id]
         schedule_status = schedule_updated = ""
-        if state.mode is IndexerMode.SCHEDULE:
+        # Entities that could not be built wait in the backlog too: never "clean" while they do.
+        unbuilt = rebuilds.get(feed.name, 0)
+        if state.mode is IndexerMode.SCHEDULE or unbuilt:
             with ctx.source.connect() as src:
-                pending = changelog.backlog(src, feed, state.version_id)
+                pending = changelog.backlog(src, feed, state.version_id) + unbuilt
             running = "working" if is_locked(ctx.db, indexer.lock_name(feed)) else "idle"
             schedule_status = f"{running} ({pending} in backlog)"
             schedule_updated = state.updated_at.strftime("%Y-%m-%d %H:%M:%S")
@@ -121,6 +126,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 only when every indexer asked for was rebuilt (its run ended success or partial)."""
     ctx = _open(settings)
     feeds = ctx.registry.select(args.ids)
     indexer.ensure_subscriptions(ctx)
@@ -132,19 +138,41 @@ def reindex(args: argparse.Namespace, settings: Settings) -> int:
         try:
             outcome = indexer.reindex(ctx, feed)
         except LockedError:
+            failed = True
             print(f"{feed.title} index is locked by another reindex process. Skipping.")
             continue
         except Exception as exc:  # one feed failing must not stop the others; it is left invalid
-            failed = True
-            print(
-                f"{feed.title} index process error during indexation process:\n{exc}",
-                file=sys.stderr,
-            )
             if args.verbose:
                 raise
+            failed = True
+            _print_error(feed, str(exc) if isinstance(exc, FeedsyncError) else one_line(exc))
+            continue
+        if not outcome.succeeded:
+            failed = True
+            status = outcome.status.value if outcome.status else "unknown"
+            _print_error(feed, f"the run ended {status}: {outcome.message or 'no reason recorded'}")
             continue
         print(f"{feed.title} index has been rebuilt successfully in {_hms(outcome.seconds)}")
+        for line in _shortfall(outcome.counts):
+            print(line)
     return 1 if failed else 0
+
+
+def _print_error(feed: Feed, reason: str) -> None:
+    print(f"{feed.title} index process error during indexation process:", file=sys.stderr)
+    print(reason, file=sys.stderr)
+
+
+def _shortfall(counts: Counts) -> list[str]:
+    """What a rebuild that succeeded did not send: rejected, retried later, or waiting for budget."""
+    lines = []
+    if counts.rejected:
+        lines.append(f"{counts.rejected} items rejected by the destination: see sync:errors")
+    if retrying := counts.failed - counts.rejected:
+        lines.append(f"{retrying} items failed and will be retried: see sync:errors")
+    if counts.deferred:
+        lines.append(f"{counts.deferred} items wait for the API-call budget: see sync:status")
+    return lines
 
 
 def reset(args: argparse.Namespace, settings: Settings) -> int:

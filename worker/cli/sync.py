@@ -55,6 +55,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
     ctx = open_context(settings)
     if args.feed:
         ctx.registry.get(args.feed)
+    runs.close_abandoned(ctx.db)  # never show a run of a dead process as running
     with ctx.db.connect() as conn:
         rows = runs.list_runs(
             conn,
