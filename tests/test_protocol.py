@@ -104,13 +104,13 @@ def test_transport_failure_is_retryable() -> None:
     assert {r.status for r in transport_failure(IDS, "timed out").results} == {ItemStatus.RETRYABLE}
 
 
-def test_idempotency_key_is_stable_for_the_same_batch_and_differs_otherwise() -> None:
+def test_idempotency_key_is_the_same_only_for_the_same_batch_and_attempt() -> None:
     batch = [item("a"), item("b")]
-    assert idempotency_key("products", batch) == idempotency_key("products", [item("a"), item("b")])
-    assert idempotency_key("products", batch) != idempotency_key("prices", batch)
-    assert idempotency_key("products", batch) != idempotency_key(
-        "products", [item("a"), item("b", "h2")]
-    )
+    key = idempotency_key("products", batch, "attempt-1")
+    assert key == idempotency_key("products", [item("a"), item("b")], "attempt-1")
+    assert key != idempotency_key("products", batch, "attempt-2")
+    assert key != idempotency_key("prices", batch, "attempt-1")
+    assert key != idempotency_key("products", [item("a"), item("b", "h2")], "attempt-1")
 
 
 def test_batch_body_is_the_protocol_document() -> None:

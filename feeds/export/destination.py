@@ -30,7 +30,9 @@ class CallGate(Protocol):
 class Destination(Protocol):
     """Sends batches of one feed; reports every item of the batch. Safe to call from several threads.
 
-    A destination that makes API calls asks `gate` before each one (a 413 split included).
+    A destination that makes API calls asks `gate` before each one (a 413 split included). Each
+    `send` is a new attempt: an HTTP destination gives it Idempotency-Keys of its own, kept only by
+    the retries it makes inside that call.
     """
 
     name: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 
 import httpx
@@ -50,7 +51,15 @@ class HttpDestination:
     def send(
         self, feed: str, items: Sequence[FeedItem], gate: CallGate | None = None
     ) -> BatchOutcome:
-        """Post one batch; a 413 splits it in halves until the parts fit. `gate` is asked before each request."""
+        """Post one batch; a 413 splits it in halves until the parts fit. `gate` is asked before each request.
+
+        Each call is a new attempt with Idempotency-Keys of its own (SPEC §5).
+        """
+        return self._send(feed, items, gate, attempt=uuid.uuid4().hex)
+
+    def _send(
+        self, feed: str, items: Sequence[FeedItem], gate: CallGate | None, attempt: str
+    ) -> BatchOutcome:
         if not items:
             return BatchOutcome([], calls=0)
         ids = [item.id for item in items]
@@ -62,7 +71,7 @@ class HttpDestination:
             )
         if wait > 0:
             time.sleep(wait)
-        outcome = self._post(feed, items, ids, gate)
+        outcome = self._post(feed, items, ids, gate, attempt)
         if outcome.retry_after_s is not None:
             with self._lock:
                 self._paused_until = max(
@@ -81,7 +90,8 @@ class HttpDestination:
             ]
             return BatchOutcome(rejected, daily_limit=outcome.daily_limit)
         half = len(items) // 2
-        first, second = self.send(feed, items[:half], gate), self.send(feed, items[half:], gate)
+        first = self._send(feed, items[:half], gate, attempt)
+        second = self._send(feed, items[half:], gate, attempt)
         return BatchOutcome(
             first.results + second.results,
             retry_after_s=_max(first.retry_after_s, second.retry_after_s),
@@ -92,12 +102,17 @@ class HttpDestination:
         )
 
     def _post(
-        self, feed: str, items: Sequence[FeedItem], ids: list[str], gate: CallGate | None
+        self,
+        feed: str,
+        items: Sequence[FeedItem],
+        ids: list[str],
+        gate: CallGate | None,
+        attempt: str,
     ) -> BatchOutcome:
         if gate is not None and (refused := gate.acquire()) is not None:
             return budget_exhausted(ids, refused)
         body = encode_batch(items)
-        headers = {"Idempotency-Key": idempotency_key(feed, items)}
+        headers = {"Idempotency-Key": idempotency_key(feed, items, attempt)}
         if len(body) >= GZIP_MIN_BYTES:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"

@@ -85,9 +85,14 @@ def encode_batch(items: Sequence[FeedItem]) -> bytes:
     return b'{"items":[' + b",".join(item.envelope() for item in items) + b"]}"
 
 
-def idempotency_key(feed: str, items: Sequence[FeedItem]) -> str:
-    """Stable for a resend of the same batch (same feed, ids and hashes), different otherwise."""
-    digest = blake2b(feed.encode(), digest_size=16)
+def idempotency_key(feed: str, items: Sequence[FeedItem], attempt: str) -> str:
+    """The key of one attempt to send this batch: the same only for the same batch and `attempt`.
+
+    `attempt` is a nonce the sender draws once per attempt and keeps for that attempt's retries
+    (timeout, 5xx, 429): a destination that replays answers by key then replays an answer only to
+    a retry, never an old rejection to a new attempt (the next run, a resend, a resync).
+    """
+    digest = blake2b(feed.encode() + b"\0" + attempt.encode(), digest_size=16)
     for item in items:
         digest.update(b"\0" + item.id.encode() + b"\0" + item.hash.encode())
     return digest.hexdigest()
