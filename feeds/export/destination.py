@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Engine
+
 from config.settings import Settings
 from feeds.diff import FeedItem
 from feeds.export.protocol import BatchOutcome
@@ -44,12 +46,21 @@ class Destination(Protocol):
     def close(self) -> None: ...
 
 
-def open_destination(url: str, settings: Settings) -> Destination:
-    """The destination for an EXPORT_URL (already validated by the settings)."""
+def open_destination(url: str, settings: Settings, db: Engine | None = None) -> Destination:
+    """The destination for an EXPORT_URL (already validated by the settings).
+
+    `db`, the worker database, shares an HTTP destination's Retry-After pause with every sender.
+    """
     if url.startswith("file://"):
         from feeds.export.file import FileDestination
 
         return FileDestination.from_url(url)
     from feeds.export.http import HttpDestination
+    from feeds.export.pause import DestinationPause
 
-    return HttpDestination(url, token=settings.export_token, timeout_s=settings.export_timeout_s)
+    return HttpDestination(
+        url,
+        token=settings.export_token,
+        timeout_s=settings.export_timeout_s,
+        pause=DestinationPause(db, url),
+    )
