@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 from feeds import exporter, indexer, runs
 from feeds.context import Context
 from feeds.errors import FeedsyncError
+from feeds.export import http
 from feeds.locks import Lock, LockedError
 from feeds.resync import ResyncRequest, resync, resync_errors
 from feeds.store import ItemStatus, items, utcnow
@@ -226,6 +227,19 @@ def test_rate_limit_waits_for_retry_after_before_the_next_batch(
     assert rows(lib)[first.ids[0]]["status"] == ItemStatus.RETRYABLE
     resend_until_quiet(lib)
     assert destination.accepted_ids("books") == ALL
+
+
+def test_a_pause_longer_than_a_run_waits_holds_its_batches_until_retry_after(
+    lib: Context, destination: DestinationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "MAX_RETRY_AFTER_WAIT_S", 0.2)
+    destination.rate_limit_next(1, retry_after=30, http_date=True)
+    indexer.reindex(lib, lib.registry.get("books"))
+    assert [r.status for r in destination.requests] == [429]  # nothing more during the pause
+    stored = rows(lib).values()
+    assert {r["status"] for r in stored} == {ItemStatus.RETRYABLE}
+    assert all(r["next_attempt_at"] >= utcnow() + timedelta(seconds=25) for r in stored)
+    assert exporter.resend_failed(lib, lib.registry.get("books")) is None  # not due yet
 
 
 def test_too_large_batch_is_split_and_delivered(
