@@ -144,7 +144,7 @@ def _ceiling(ctx: Any, products: int, threads: int) -> Figures:
     concurrency = reindex_processes(ctx, feed) * threads
     started = time.perf_counter()
     loops = sorted({1, concurrency})
-    # Per batch: the body, and per loop its headers. Each loop has idempotency keys of its own:
+    # Per batch: the body, and per loop its headers. Each loop is an attempt of its own (its keys):
     # the server would otherwise replay its stored answers instead of handling the items.
     # A collection round of `collect_size` entities splits into export batches of `batch_size`,
     # as in process_batch.
@@ -168,7 +168,7 @@ def _ceiling(ctx: Any, products: int, threads: int) -> Figures:
             encoding = {"Content-Encoding": "gzip"}
         headers = {
             workers: {
-                "Idempotency-Key": idempotency_key(f"ceiling-{workers}:{FEED}", pending),
+                "Idempotency-Key": idempotency_key(FEED, pending, f"ceiling-{workers}"),
                 **encoding,
             }
             for workers in loops

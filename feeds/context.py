@@ -29,7 +29,7 @@ class Context:
         url = self.settings.destination(feed.name)
         with self._opening:
             if url not in self._destinations:
-                self._destinations[url] = open_destination(url, self.settings)
+                self._destinations[url] = open_destination(url, self.settings, self.db)
             return self._destinations[url]
 
     def close(self) -> None:

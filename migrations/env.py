@@ -4,6 +4,7 @@ from alembic import context
 
 # Every module that declares tables on Base, so autogenerate compares against all of them.
 from feeds import apikeys, budget, job_runs, notifications, resync_ranges, runs  # noqa: F401
+from feeds.export import pause  # noqa: F401
 from feeds.store import Base
 
 config = context.config

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import math
 import random
 import signal
 import socket
@@ -22,6 +23,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, MappingProxyType
 from typing import Any
@@ -86,6 +88,8 @@ class _Faults:
     fail_rng: random.Random = field(default_factory=random.Random)
     rate_limited_left: int = 0
     retry_after: float = 1
+    rate_limited_until: float = 0.0  # time.monotonic(): every request before it answers 429
+    retry_after_as_date: bool = False
     max_items: int | None = None
     slow_left: int = 0
     slow_seconds: float = 0.0
@@ -102,10 +106,18 @@ class _Faults:
             return self.fail_status, "failure injected by fail_next", {}
         if self.rate_limited_left > 0:
             self.rate_limited_left -= 1
-            return 429, "rate limited", {"Retry-After": _seconds(self.retry_after)}
+            return 429, "rate limited", {"Retry-After": self.retry_after_header(self.retry_after)}
+        if (left := self.rate_limited_until - time.monotonic()) > 0:
+            return 429, "rate limited", {"Retry-After": self.retry_after_header(left)}
         if self.fail_ratio > 0 and self.fail_rng.random() < self.fail_ratio:
             return self.fail_ratio_status, "failure injected by fail_ratio", {}
         return None
+
+    def retry_after_header(self, seconds: float) -> str:
+        """`seconds` as delay-seconds, or as the HTTP date that far ahead (whole seconds, rounded up)."""
+        if self.retry_after_as_date:
+            return formatdate(math.ceil(time.time() + seconds), usegmt=True)
+        return _seconds(seconds)
 
     def rejection_for(self, item: Mapping[str, Any]) -> _Rejection | None:
         for rejection in self.rejections:
@@ -261,10 +273,19 @@ class DestinationServer:
             self._faults.fail_ratio, self._faults.fail_ratio_status = p, status
             self._faults.fail_rng = random.Random(f"fail:{seed}")
 
-    def rate_limit_next(self, n: int, retry_after: float = 1) -> None:
-        """The next `n` feed requests answer 429 with `Retry-After: retry_after` (seconds)."""
+    def rate_limit_next(self, n: int, retry_after: float = 1, *, http_date: bool = False) -> None:
+        """The next `n` feed requests answer 429 with `Retry-After: retry_after` (seconds, or with
+        `http_date` the HTTP date that far ahead)."""
         with self._lock:
             self._faults.rate_limited_left, self._faults.retry_after = n, retry_after
+            self._faults.retry_after_as_date = http_date
+
+    def rate_limit_for(self, seconds: float, *, http_date: bool = False) -> None:
+        """Every feed request of the next `seconds` answers 429 with a Retry-After of the time left,
+        as a rate limiter's window does (as seconds, or with `http_date` as an HTTP date)."""
+        with self._lock:
+            self._faults.rate_limited_until = time.monotonic() + seconds
+            self._faults.retry_after_as_date = http_date
 
     def too_large_over(self, max_items: int | None) -> None:
         """A request with more than `max_items` items answers 413; None lifts the limit."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,33 @@ def test_rate_limit_answers_429_with_retry_after(
     assert limited.status_code == 429
     assert limited.headers["retry-after"] == "7"
     assert after.status_code == 200
+
+
+def test_rate_limit_can_give_retry_after_as_an_http_date(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.rate_limit_next(1, retry_after=30, http_date=True)
+
+    limited = client.post("/feeds/products", content=batch("a"))
+
+    assert limited.status_code == 429
+    until = parsedate_to_datetime(limited.headers["retry-after"])
+    assert 29 <= (until - parsedate_to_datetime(limited.headers["date"])).total_seconds() <= 32
+
+
+def test_rate_limit_window_answers_429_with_the_time_left_until_it_ends(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.rate_limit_for(0.5)
+
+    first = client.post("/feeds/products", content=batch("a"))
+    time.sleep(0.2)
+    second = client.post("/feeds/products", content=batch("a"))
+    time.sleep(0.4)
+    after = client.post("/feeds/products", content=batch("a"))
+
+    assert (first.status_code, second.status_code, after.status_code) == (429, 429, 200)
+    assert 0 < float(second.headers["retry-after"]) < float(first.headers["retry-after"]) <= 0.5
 
 
 def test_a_batch_over_the_limit_is_413(

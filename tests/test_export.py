@@ -14,8 +14,9 @@ from sqlalchemy import select, text
 from feeds import exporter, indexer, runs
 from feeds.context import Context
 from feeds.errors import FeedsyncError
+from feeds.export import http
 from feeds.locks import Lock, LockedError
-from feeds.resync import ResyncRequest, resync
+from feeds.resync import ResyncRequest, resync, resync_errors
 from feeds.store import ItemStatus, items, utcnow
 from tests.conftest import library_context
 from tests.destination_server import DestinationServer
@@ -149,15 +150,40 @@ def test_server_error_makes_the_whole_batch_retryable(
     assert last_run(lib)["operation"] == "resend_failed"
 
 
-def test_resend_of_the_same_batch_keeps_its_idempotency_key(
+def test_every_new_attempt_gets_a_new_idempotency_key(
     lib: Context, destination: DestinationServer
 ) -> None:
     destination.fail_next(1, status=503)
     indexer.reindex(lib, lib.registry.get("books"))
     resend_until_quiet(lib)
     first, resend = destination.requests[0], destination.requests[-1]
-    assert set(first.ids) == set(resend.ids) and first.idempotency_key == resend.idempotency_key
-    assert len({r.idempotency_key for r in destination.requests}) == len(destination.requests) - 1
+    assert set(first.ids) == set(resend.ids) and first.idempotency_key != resend.idempotency_key
+    assert len({r.idempotency_key for r in destination.requests}) == len(destination.requests)
+    assert not any(r.replayed for r in destination.requests)
+
+
+def resync_rejected_item(ctx: Context, how: str, item_id: str) -> None:
+    """Resync one item as an operator would: `saas:resync --by-ids`, or "Resync selected" errors."""
+    if how == "by_ids":
+        resync(ctx, ctx.registry.get("books"), ResyncRequest(by_ids=(item_id,)))
+    else:
+        resync_errors(ctx, [e["id"] for e in errors(ctx) if e["item_id"] == item_id])
+
+
+@pytest.mark.parametrize("how", ["by_ids", "selected_errors"])
+def test_resync_after_the_destination_is_fixed_is_accepted(
+    lib: Context, destination: DestinationServer, how: str
+) -> None:
+    destination.reject({"book-2"}, code="MISSING_ASSOCIATION")
+    indexer.reindex(lib, lib.registry.get("books"))
+    resync_rejected_item(lib, how, "book-2")  # before the fix: rejected again
+    assert rows(lib)["book-2"]["status"] == ItemStatus.REJECTED
+    destination.clear_faults()  # the cause is fixed on the destination
+    resync_rejected_item(lib, how, "book-2")
+    assert rows(lib)["book-2"]["status"] == ItemStatus.SENT
+    assert "book-2" in destination.accepted_ids("books")
+    assert [e["item_id"] for e in errors(lib)] == []
+    assert not any(r.replayed for r in destination.requests)
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])
@@ -201,6 +227,19 @@ def test_rate_limit_waits_for_retry_after_before_the_next_batch(
     assert rows(lib)[first.ids[0]]["status"] == ItemStatus.RETRYABLE
     resend_until_quiet(lib)
     assert destination.accepted_ids("books") == ALL
+
+
+def test_a_pause_longer_than_a_run_waits_holds_its_batches_until_retry_after(
+    lib: Context, destination: DestinationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "MAX_RETRY_AFTER_WAIT_S", 0.2)
+    destination.rate_limit_next(1, retry_after=30, http_date=True)
+    indexer.reindex(lib, lib.registry.get("books"))
+    assert [r.status for r in destination.requests] == [429]  # nothing more during the pause
+    stored = rows(lib).values()
+    assert {r["status"] for r in stored} == {ItemStatus.RETRYABLE}
+    assert all(r["next_attempt_at"] >= utcnow() + timedelta(seconds=25) for r in stored)
+    assert exporter.resend_failed(lib, lib.registry.get("books")) is None  # not due yet
 
 
 def test_too_large_batch_is_split_and_delivered(

@@ -9,11 +9,14 @@ import pytest
 
 from feeds.diff import Change, FeedItem
 from feeds.export.protocol import (
+    DEFAULT_RETRY_AFTER_S,
+    MAX_RETRY_AFTER_S,
     ErrorCategory,
     category_of,
     encode_batch,
     idempotency_key,
     interpret,
+    retry_after_s,
     transport_failure,
 )
 from feeds.store import ItemStatus
@@ -104,13 +107,61 @@ def test_transport_failure_is_retryable() -> None:
     assert {r.status for r in transport_failure(IDS, "timed out").results} == {ItemStatus.RETRYABLE}
 
 
-def test_idempotency_key_is_stable_for_the_same_batch_and_differs_otherwise() -> None:
+NOW = datetime(2026, 11, 22, 10, 0, 0)  # naive UTC, as the worker's clock gives it
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("7", 7.0),
+        ("0", 0.0),
+        ("0.4", 0.4),
+        (" 120 ", 120.0),
+        ("Sun, 22 Nov 2026 10:00:30 GMT", 30.0),  # IMF-fixdate
+        ("Sunday, 22-Nov-26 10:01:00 GMT", 60.0),  # obsolete RFC 850
+        ("Sun Nov 22 10:00:05 2026", 5.0),  # obsolete asctime
+        ("Sun, 22 Nov 2026 09:59:00 GMT", 0.0),  # already past: the wait is over
+        ("Sun, 22 Nov 2026 11:00:00 +0100", 0.0),  # an offset other than GMT is still a moment
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(value: str, seconds: float) -> None:
+    assert retry_after_s(value, None, NOW) == seconds
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "nan", "inf", "Sun, 99 Foo 2026"])
+def test_retry_after_absent_or_unreadable_pauses_for_the_default(value: str | None) -> None:
+    assert retry_after_s(value, None, NOW) == DEFAULT_RETRY_AFTER_S
+
+
+def test_retry_after_date_is_read_against_the_answers_own_date() -> None:
+    # The destination's clock is 2 minutes behind ours: its Date header, not our clock, is the origin.
+    wait = retry_after_s("Sun, 22 Nov 2026 09:58:10 GMT", "Sun, 22 Nov 2026 09:58:00 GMT", NOW)
+    assert wait == 10.0
+
+
+def test_retry_after_is_capped_and_a_date_without_a_clock_is_the_default() -> None:
+    assert retry_after_s("86400", None, NOW) == MAX_RETRY_AFTER_S
+    assert retry_after_s("Sun, 22 Nov 2026 10:00:30 GMT", None, None) == DEFAULT_RETRY_AFTER_S
+
+
+def test_429_with_an_http_date_pauses_until_that_date() -> None:
+    headers = {"retry-after": "Sun, 22 Nov 2026 10:00:42 GMT"}
+    outcome = interpret(429, headers, b"", IDS, now=NOW)
+    assert outcome.retry_after_s == 42.0
+    assert {r.status for r in outcome.results} == {ItemStatus.RETRYABLE}
+
+
+def test_429_without_retry_after_still_pauses() -> None:
+    assert interpret(429, {}, b"", IDS, now=NOW).retry_after_s == DEFAULT_RETRY_AFTER_S
+
+
+def test_idempotency_key_is_the_same_only_for_the_same_batch_and_attempt() -> None:
     batch = [item("a"), item("b")]
-    assert idempotency_key("products", batch) == idempotency_key("products", [item("a"), item("b")])
-    assert idempotency_key("products", batch) != idempotency_key("prices", batch)
-    assert idempotency_key("products", batch) != idempotency_key(
-        "products", [item("a"), item("b", "h2")]
-    )
+    key = idempotency_key("products", batch, "attempt-1")
+    assert key == idempotency_key("products", [item("a"), item("b")], "attempt-1")
+    assert key != idempotency_key("products", batch, "attempt-2")
+    assert key != idempotency_key("prices", batch, "attempt-1")
+    assert key != idempotency_key("products", [item("a"), item("b", "h2")], "attempt-1")
 
 
 def test_batch_body_is_the_protocol_document() -> None:

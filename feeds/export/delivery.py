@@ -54,6 +54,13 @@ class Delivery:
             outcomes = [self._send(batch) for batch in batches]
         results = {r.id: r for outcome in outcomes for r in outcome.results}
         now = utcnow()
+        # A rate-limited item is resent no earlier than the destination allows, whatever the backoff.
+        not_before = {
+            r.id: now + timedelta(seconds=outcome.retry_after_s)
+            for outcome in outcomes
+            if outcome.retry_after_s is not None
+            for r in outcome.results
+        }
         previous = attempts_before or {}
         records = []
         for item in items:
@@ -70,6 +77,8 @@ class Delivery:
                     if result.status is ItemStatus.RETRYABLE
                     else None
                 )
+                if retry_at is not None and item.id in not_before:
+                    retry_at = max(retry_at, not_before[item.id])
             category = result.category
             records.append(
                 ItemRecord(

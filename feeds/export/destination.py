@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Engine
+
 from config.settings import Settings
 from feeds.diff import FeedItem
 from feeds.export.protocol import BatchOutcome
@@ -30,7 +32,9 @@ class CallGate(Protocol):
 class Destination(Protocol):
     """Sends batches of one feed; reports every item of the batch. Safe to call from several threads.
 
-    A destination that makes API calls asks `gate` before each one (a 413 split included).
+    A destination that makes API calls asks `gate` before each one (a 413 split included). Each
+    `send` is a new attempt: an HTTP destination gives it Idempotency-Keys of its own, kept only by
+    the retries it makes inside that call.
     """
 
     name: str
@@ -42,12 +46,21 @@ class Destination(Protocol):
     def close(self) -> None: ...
 
 
-def open_destination(url: str, settings: Settings) -> Destination:
-    """The destination for an EXPORT_URL (already validated by the settings)."""
+def open_destination(url: str, settings: Settings, db: Engine | None = None) -> Destination:
+    """The destination for an EXPORT_URL (already validated by the settings).
+
+    `db`, the worker database, shares an HTTP destination's Retry-After pause with every sender.
+    """
     if url.startswith("file://"):
         from feeds.export.file import FileDestination
 
         return FileDestination.from_url(url)
     from feeds.export.http import HttpDestination
+    from feeds.export.pause import DestinationPause
 
-    return HttpDestination(url, token=settings.export_token, timeout_s=settings.export_timeout_s)
+    return HttpDestination(
+        url,
+        token=settings.export_token,
+        timeout_s=settings.export_timeout_s,
+        pause=DestinationPause(db, url),
+    )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import threading
 import time
+import uuid
 from collections.abc import Sequence
 
 import httpx
 
 from feeds.diff import FeedItem
 from feeds.export.destination import CallGate
+from feeds.export.pause import DestinationPause
 from feeds.export.protocol import (
     BatchOutcome,
     ItemResult,
@@ -20,7 +21,7 @@ from feeds.export.protocol import (
     interpret,
     transport_failure,
 )
-from feeds.store import ItemStatus
+from feeds.store import ItemStatus, utcnow
 
 GZIP_MIN_BYTES = 1024
 # Longest a sender waits for a 429's Retry-After inside one run; past it the batch stays retryable.
@@ -28,8 +29,15 @@ MAX_RETRY_AFTER_WAIT_S = 60.0
 
 
 class HttpDestination:
+    """Protocol v1 to one URL. `pause` is the Retry-After pause shared with every other sender to it."""
+
     def __init__(
-        self, url: str, token: str | None = None, timeout_s: float = 30.0, max_connections: int = 16
+        self,
+        url: str,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        max_connections: int = 16,
+        pause: DestinationPause | None = None,
     ) -> None:
         self.name = url
         headers = {"Content-Type": "application/json", "User-Agent": "feedsync/0.1"}
@@ -44,30 +52,29 @@ class HttpDestination:
             ),
         )
         self._timeout_s = timeout_s
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
+        self._pause = pause or DestinationPause(None, url)
 
     def send(
         self, feed: str, items: Sequence[FeedItem], gate: CallGate | None = None
     ) -> BatchOutcome:
-        """Post one batch; a 413 splits it in halves until the parts fit. `gate` is asked before each request."""
+        """Post one batch; a 413 splits it in halves until the parts fit. `gate` is asked before each request.
+
+        Each call is a new attempt with Idempotency-Keys of its own (SPEC §5).
+        """
+        return self._send(feed, items, gate, attempt=uuid.uuid4().hex)
+
+    def _send(
+        self, feed: str, items: Sequence[FeedItem], gate: CallGate | None, attempt: str
+    ) -> BatchOutcome:
         if not items:
             return BatchOutcome([], calls=0)
         ids = [item.id for item in items]
-        wait = self._paused_until - time.monotonic()
-        if wait > MAX_RETRY_AFTER_WAIT_S:
-            return BatchOutcome(
-                _all(ids, "HTTP_429", "rate limited: not sent, the destination asked to wait"),
-                calls=0,
-            )
-        if wait > 0:
-            time.sleep(wait)
-        outcome = self._post(feed, items, ids, gate)
+        if (left := self._wait_for_pause()) > 0:
+            message = f"rate limited: not sent, the destination asked to wait {left:.0f} s more"
+            return BatchOutcome(_all(ids, "HTTP_429", message), retry_after_s=left, calls=0)
+        outcome = self._post(feed, items, ids, gate, attempt)
         if outcome.retry_after_s is not None:
-            with self._lock:
-                self._paused_until = max(
-                    self._paused_until, time.monotonic() + outcome.retry_after_s
-                )
+            self._pause.extend(outcome.retry_after_s)
         if not outcome.too_large:
             return outcome
         if len(items) == 1:
@@ -81,7 +88,8 @@ class HttpDestination:
             ]
             return BatchOutcome(rejected, daily_limit=outcome.daily_limit)
         half = len(items) // 2
-        first, second = self.send(feed, items[:half], gate), self.send(feed, items[half:], gate)
+        first = self._send(feed, items[:half], gate, attempt)
+        second = self._send(feed, items[half:], gate, attempt)
         return BatchOutcome(
             first.results + second.results,
             retry_after_s=_max(first.retry_after_s, second.retry_after_s),
@@ -91,13 +99,29 @@ class HttpDestination:
             paused=first.paused or second.paused,
         )
 
+    def _wait_for_pause(self) -> float:
+        """Sleep through the destination's pause if it ends within MAX_RETRY_AFTER_WAIT_S; else the seconds left."""
+        deadline = time.monotonic() + MAX_RETRY_AFTER_WAIT_S
+        fresh = False
+        while (wait := self._pause.remaining_s(fresh=fresh)) > 0:
+            if time.monotonic() + wait > deadline:
+                return wait
+            time.sleep(wait)
+            fresh = True  # another sender may have met a 429 meanwhile and extended the pause
+        return 0.0
+
     def _post(
-        self, feed: str, items: Sequence[FeedItem], ids: list[str], gate: CallGate | None
+        self,
+        feed: str,
+        items: Sequence[FeedItem],
+        ids: list[str],
+        gate: CallGate | None,
+        attempt: str,
     ) -> BatchOutcome:
         if gate is not None and (refused := gate.acquire()) is not None:
             return budget_exhausted(ids, refused)
         body = encode_batch(items)
-        headers = {"Idempotency-Key": idempotency_key(feed, items)}
+        headers = {"Idempotency-Key": idempotency_key(feed, items, attempt)}
         if len(body) >= GZIP_MIN_BYTES:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
@@ -107,7 +131,9 @@ class HttpDestination:
             return transport_failure(ids, f"no answer within {self._timeout_s:g} s")
         except httpx.TransportError as exc:
             return transport_failure(ids, f"connection error: {type(exc).__name__}: {exc}")
-        return interpret(response.status_code, response.headers, response.content, ids)
+        return interpret(
+            response.status_code, response.headers, response.content, ids, now=utcnow()
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -5,8 +5,11 @@ Pure functions: no sockets, no clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from hashlib import blake2b
 
@@ -78,6 +81,10 @@ class BatchOutcome:
 
 
 MAX_ERROR_TEXT = 500
+# A 429 without a readable Retry-After still pauses the destination: waiting a little beats hammering.
+DEFAULT_RETRY_AFTER_S = 5.0
+# A Retry-After past this (a bogus far-future date) is read as this: the destination can say so again.
+MAX_RETRY_AFTER_S = 3600.0
 
 
 def encode_batch(items: Sequence[FeedItem]) -> bytes:
@@ -85,27 +92,40 @@ def encode_batch(items: Sequence[FeedItem]) -> bytes:
     return b'{"items":[' + b",".join(item.envelope() for item in items) + b"]}"
 
 
-def idempotency_key(feed: str, items: Sequence[FeedItem]) -> str:
-    """Stable for a resend of the same batch (same feed, ids and hashes), different otherwise."""
-    digest = blake2b(feed.encode(), digest_size=16)
+def idempotency_key(feed: str, items: Sequence[FeedItem], attempt: str) -> str:
+    """The key of one attempt to send this batch: the same only for the same batch and `attempt`.
+
+    `attempt` is a nonce the sender draws once per attempt and keeps for that attempt's retries
+    (timeout, 5xx, 429): a destination that replays answers by key then replays an answer only to
+    a retry, never an old rejection to a new attempt (the next run, a resend, a resync).
+    """
+    digest = blake2b(feed.encode() + b"\0" + attempt.encode(), digest_size=16)
     for item in items:
         digest.update(b"\0" + item.id.encode() + b"\0" + item.hash.encode())
     return digest.hexdigest()
 
 
 def interpret(
-    status: int, headers: Mapping[str, str], body: bytes, ids: Sequence[str]
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    ids: Sequence[str],
+    now: datetime | None = None,
 ) -> BatchOutcome:
-    """Map an HTTP answer to a batch of `ids` onto per-item outcomes, as the table of SPEC §5 says."""
+    """Map an HTTP answer to a batch of `ids` onto per-item outcomes, as the table of SPEC §5 says.
+
+    `now` (UTC) is when the answer arrived: a 429's Retry-After date is read against it when the
+    answer has no Date header.
+    """
     limit = _int(headers.get("x-ratelimit-limit-day"))
     if status == 200:
         return BatchOutcome(_per_item(body, ids), daily_limit=limit)
     text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
     if status == 429:
-        retry_after = _float(headers.get("retry-after"))
+        wait = retry_after_s(headers.get("retry-after"), headers.get("date"), now)
         return BatchOutcome(
-            _all(ids, ItemStatus.RETRYABLE, "HTTP_429", "rate limited"),
-            retry_after_s=retry_after,
+            _all(ids, ItemStatus.RETRYABLE, "HTTP_429", f"rate limited: asked to wait {wait:g} s"),
+            retry_after_s=wait,
             daily_limit=limit,
         )
     if status == 413:
@@ -126,6 +146,27 @@ def interpret(
             _all(ids, ItemStatus.REJECTED, f"HTTP_{status}", text), daily_limit=limit
         )
     return BatchOutcome(_all(ids, ItemStatus.RETRYABLE, f"HTTP_{status}", text), daily_limit=limit)
+
+
+def retry_after_s(value: str | None, date: str | None, now: datetime | None) -> float:
+    """Seconds a 429's Retry-After asks to wait: delay-seconds, or an HTTP date (RFC 9110 §10.2.3).
+
+    A date is measured from the answer's own `Date` header when it has one (no clock skew), else from
+    `now`. Absent or unreadable: DEFAULT_RETRY_AFTER_S; a date already past: 0; at most MAX_RETRY_AFTER_S.
+    """
+    text = (value or "").strip()
+    try:
+        # delay-seconds; fractions too, which test destinations use to ask for short waits
+        seconds = float(text)
+    except ValueError:
+        until = _http_date(text)
+        since = _http_date(date) or _aware(now)
+        if until is None or since is None:
+            return DEFAULT_RETRY_AFTER_S
+        seconds = max(0.0, (until - since).total_seconds())
+    if not math.isfinite(seconds) or seconds < 0:
+        return DEFAULT_RETRY_AFTER_S
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def transport_failure(ids: Sequence[str], message: str) -> BatchOutcome:
@@ -183,8 +224,17 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _float(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+def _aware(now: datetime | None) -> datetime | None:
+    """`now` with a time zone: naive datetimes are UTC, as everywhere in Feedsync."""
+    return now if now is None or now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date (IMF-fixdate, RFC 850 or asctime) as an aware UTC datetime; None if it is not one."""
+    if not value:
         return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # HTTP dates are GMT
