@@ -210,6 +210,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raw = _Env(**_only_env_fields(env)) if env is not None else _Env()
     except ValidationError as exc:
         raise ConfigError(_sentence(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"The .env file in {Path.cwd()} is not UTF-8 text (at byte {exc.start}); "
+            "accepted: KEY=value lines in UTF-8."
+        ) from None
     database_url = normalise_database_url(raw.DATABASE_URL, "DATABASE_URL")
     source_url = normalise_database_url(
         raw.SOURCE_DATABASE_URL or raw.DATABASE_URL, "SOURCE_DATABASE_URL"

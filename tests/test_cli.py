@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy.engine import make_url
 
 from feeds.locks import Lock
+from tests.conftest import POSTGRES_URL, require_postgres
 from worker.cli import main
 
 ALL_IDS = [
@@ -261,4 +264,97 @@ def test_module_entry_point_runs_as_a_real_process(cli_env: dict[str, str]) -> N
     assert result.returncode == 1
     assert result.stderr.startswith(
         "The following requested index types are not supported: 'nope'.\nSupported types: "
+    )
+
+
+# --- the environment fails: one sentence, exit 1, nothing written ------------------------------
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty folder and an environment with no Feedsync setting: each test sets its own."""
+    for key in ("DATABASE_URL", "SOURCE_DATABASE_URL", "FEEDSYNC_CONFIG", "BROKER_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("EXPORT_URL", f"file://{tmp_path / 'export'}")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def refused_sentence(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, ""), err
+    assert "Traceback" not in err and err.count("\n") == 1
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize("setting", ["DATABASE_URL", "SOURCE_DATABASE_URL"])
+def test_a_database_server_that_is_not_running_is_one_sentence_naming_the_setting(
+    bare_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setting: str,
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv(setting, f"postgresql://postgres:s3cret@127.0.0.1:{port}/feedsync")
+    sentence = refused_sentence(capsys, "indexer:status")
+    assert sentence == (
+        f"The database of {setting} (postgresql+psycopg://postgres:***@127.0.0.1:{port}/feedsync) "
+        "cannot be used: Connection refused; accepted: the URL of a running server, with a user "
+        "and password it accepts."
+    )
+    assert list(bare_env.iterdir()) == []  # not even the worker database of the default URL
+
+
+def test_a_login_the_database_server_refuses_is_one_sentence_without_the_password(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_postgres()
+    server = make_url(POSTGRES_URL)
+    wrong = server.set(username="feedsync_nobody", password="s3cret")
+    monkeypatch.setenv("DATABASE_URL", wrong.render_as_string(hide_password=False))
+    sentence = refused_sentence(capsys, "db:upgrade")
+    assert sentence.startswith(
+        f"The database of DATABASE_URL (postgresql+psycopg://feedsync_nobody:***@{server.host}:"
+    )
+    assert 'cannot be used: role "feedsync_nobody" does not exist; accepted: ' in sentence
+    assert "s3cret" not in sentence
+
+
+def test_an_sqlite_file_in_a_folder_that_cannot_be_created_is_one_sentence(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (bare_env / "var").write_text("a file where the folder should be")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./var/feedsync.db")
+    assert refused_sentence(capsys, "apikey:list").startswith(
+        "The database of DATABASE_URL (sqlite:///./var/feedsync.db) cannot be used: "
+    )
+
+
+def test_a_database_failing_after_the_start_is_one_sentence(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def server_gone(*_: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr("feeds.store.ensure_states", server_gone)
+    assert refused_sentence(capsys, "indexer:status") == (
+        "A database operation failed (server closed the connection); check the databases of "
+        "DATABASE_URL and SOURCE_DATABASE_URL, or run again with -v for the traceback."
+    )
+
+
+def test_resync_of_a_feed_whose_source_tables_do_not_exist_is_one_sentence(
+    bare_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert refused_sentence(capsys, "saas:resync", "--feed", "prices").startswith(
+        "Feed 'prices' watches source tables that do not exist: "
     )

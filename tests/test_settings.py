@@ -319,3 +319,16 @@ def test_feed_module_that_cannot_be_imported_is_refused() -> None:
         ConfigError, match="feed_modules names 'no_such_module', which cannot be imported"
     ):
         load_registry(["no_such_module"])
+
+
+def test_a_dotenv_file_that_is_not_utf8_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(b"EXPORT_URL=file:///caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        f"The .env file in {tmp_path} is not UTF-8 text (at byte 22); "
+        "accepted: KEY=value lines in UTF-8."
+    )

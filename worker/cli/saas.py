@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from config.settings import Settings
-from feeds import runs
+from feeds import changelog, runs
 from feeds.context import open_context
 from feeds.errors import FeedsyncError
 from feeds.indexer import BatchMapper
@@ -45,6 +45,8 @@ def register(sub: Any) -> None:
 def resync_command(args: argparse.Namespace, settings: Settings) -> int:
     ctx = open_context(settings)
     feed = ctx.registry.get(args.feed)
+    with ctx.source.connect() as conn:
+        changelog.require_tables(conn, feed)
     request = ResyncRequest(
         no_reindex=args.no_reindex,
         cleanup_feed=args.cleanup_feed,
