@@ -358,3 +358,28 @@ def test_resync_of_a_feed_whose_source_tables_do_not_exist_is_one_sentence(
     assert refused_sentence(capsys, "saas:resync", "--feed", "prices").startswith(
         "Feed 'prices' watches source tables that do not exist: "
     )
+
+
+def test_resync_on_the_fleet_with_a_broker_that_is_not_running_is_one_sentence(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv("BROKER_URL", f"redis://:s3cret@127.0.0.1:{port}/0")
+    assert refused_sentence(capsys, "saas:resync", "--feed", "products", "--fleet") == (
+        f"The broker of BROKER_URL (redis://:***@127.0.0.1:{port}/0) cannot be reached "
+        f"(Error 111 connecting to 127.0.0.1:{port}. Connection refused); start it, or drop --fleet."
+    )
+    assert list(bare_env.iterdir()) == []
+
+
+def test_resync_on_the_fleet_with_no_worker_listening_is_one_sentence(
+    bare_env: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BROKER_URL", redis_url)
+    assert refused_sentence(capsys, "saas:resync", "--feed", "products", "--fleet").startswith(
+        "No Celery worker answered on BROKER_URL; start one with `celery -A worker worker`"
+    )
+    assert list(bare_env.iterdir()) == []

@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
 
 
 def resync_command(args: argparse.Namespace, settings: Settings) -> int:
+    mapper = _fleet_mapper(settings) if args.fleet else None  # the broker first: nothing written
     ctx = open_context(settings)
     feed = ctx.registry.get(args.feed)
     with ctx.source.connect() as conn:
@@ -57,7 +58,6 @@ def resync_command(args: argparse.Namespace, settings: Settings) -> int:
         continue_resync=args.continue_resync,
         fleet=args.fleet,
     )
-    mapper = _fleet_mapper(settings) if args.fleet else None
     started = time.monotonic()
     try:
         with _progress(feed.name, total_entities(ctx, feed, request)) as report:
