@@ -383,3 +383,38 @@ def test_resync_on_the_fleet_with_no_worker_listening_is_one_sentence(
         "No Celery worker answered on BROKER_URL; start one with `celery -A worker worker`"
     )
     assert list(bare_env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "value"),
+    [
+        ("api --port -1", "--port", "-1"),
+        ("api --port 65536", "--port", "65536"),
+        ("run --port http", "--port", "http"),
+        ("run --metrics-port 70000", "--metrics-port", "70000"),
+    ],
+)
+def test_a_port_out_of_range_is_refused_with_one_sentence(
+    bare_env: Path, capsys: pytest.CaptureFixture[str], argv: str, option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse stops the command line
+        main(argv.split())
+    out, err = capsys.readouterr()
+    assert (exited.value.code, out) == (1, "")
+    assert err == (
+        f"Argument {option}: {value!r} is not a port; accepted: a number from 1 to 65535, "
+        "or 0 for any free port.\n"
+    )
+    assert list(bare_env.iterdir()) == []
+
+
+def test_api_refuses_a_busy_port_before_opening_the_database(
+    bare_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        busy = other.getsockname()[1]
+        assert refused_sentence(capsys, "api", "--port", str(busy)) == (
+            f"The API cannot listen on 127.0.0.1:{busy} (Address already in use); accepted: a "
+            "free port in --port (0 picks one) on an address of this host in --host."
+        )
+    assert list(bare_env.iterdir()) == []
