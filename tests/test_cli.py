@@ -418,3 +418,61 @@ def test_api_refuses_a_busy_port_before_opening_the_database(
             "free port in --port (0 picks one) on an address of this host in --host."
         )
     assert list(bare_env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "sentence"),
+    [
+        (
+            "EXPORT_URL",
+            "http://[::1",
+            "EXPORT_URL 'http://[::1' is not a destination: its host is not a complete [IPv6] "
+            "address; accepted: file:///path/to/dir, file://./relative/dir or "
+            "http(s)://host[:port][/path].",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            "[jobs.indexer_update_all_views]\ncron = '*/2 * * * * 0 2030'\n",
+            "In {path}, jobs.indexer_update_all_views.cron = '*/2 * * * * 0 2030' is not "
+            "accepted: it has 7 fields; accepted: five fields such as '* * * * *' or "
+            "'*/5 * * * *' (a sixth, seconds, may follow).",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            "[notifications]\nfrequency = 'daily'\n",
+            "In {path}, notifications.webhook_url is not set, but frequency = 'daily' sends "
+            "notifications to it; accepted: an http(s):// URL with a host, such as "
+            "https://hooks.example.com/feedsync, or frequency = 'off'.",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            b"[feeds.products]\nbatch_size = 50 # \xb5\n",
+            "FEEDSYNC_CONFIG file {path!r} is not UTF-8 text (at byte 35); accepted: the path "
+            "of a TOML file (UTF-8).",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            None,  # a folder
+            "FEEDSYNC_CONFIG names {path!r}, which is a folder; accepted: the path of a TOML "
+            "file (UTF-8).",
+        ),
+    ],
+)
+def test_a_setting_the_workers_could_not_use_stops_the_command_before_any_work(
+    bare_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str | bytes | None,
+    sentence: str,
+) -> None:
+    path = str(bare_env / "config")
+    if variable == "FEEDSYNC_CONFIG":
+        if value is None:
+            os.mkdir(path)
+        else:
+            Path(path).write_bytes(value if isinstance(value, bytes) else value.encode())
+        value = path
+    monkeypatch.setenv(variable, str(value))
+    assert refused_sentence(capsys, "indexer:reindex") == sentence.format(path=path)
+    assert [p.name for p in bare_env.iterdir()] == (["config"] if value == path else [])

@@ -429,6 +429,18 @@ def test_settings_come_from_the_toml_file_until_changed_at_runtime(
             "such as https://hooks.example.com/feedsync.",
         ),
         (
+            "weekly",
+            "https://hooks.example.com:99999/feedsync",
+            "Webhook URL 'https://hooks.example.com:99999/feedsync' is not accepted; accepted: "
+            "an http(s):// URL with a host, such as https://hooks.example.com/feedsync.",
+        ),
+        (
+            "daily",
+            "http://[::1/feedsync",
+            "Webhook URL 'http://[::1/feedsync' is not accepted; accepted: an http(s):// URL "
+            "with a host, such as https://hooks.example.com/feedsync.",
+        ),
+        (
             "immediately",
             None,
             "Notification frequency 'immediately' needs a webhook URL to deliver to; give "
