@@ -174,11 +174,11 @@ def test_run_refuses_to_start_when_the_api_port_is_busy(tmp_path: Path, busy_por
 
 
 def test_run_refuses_to_start_when_the_metrics_port_is_busy(tmp_path: Path, busy_port: int) -> None:
-    result = run_briefly(tmp_path, "--demo", "--port", "0", "--metrics-port", str(busy_port))
+    result = run_briefly(tmp_path, "--port", "0", "--metrics-port", str(busy_port))
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.endswith(
         f"The metrics port {busy_port} cannot be used (Address already in use); accepted: a free "
         "port in METRICS_PORT or --metrics-port (0 picks one).\n"
     )
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "var" / "export").exists()  # no demo seeded, no job ran
+    assert not (tmp_path / "var" / "export").exists()  # no job ran

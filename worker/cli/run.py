@@ -58,8 +58,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    # The API port before the database is opened, the metrics port before anything runs: a busy
-    # port refuses the start (one sentence, exit 1) rather than leaving a runner without them.
+    # The API port before the database is opened: a busy port refuses the start (one sentence,
+    # exit 1), as a busy metrics port does, rather than leaving a runner without its API.
     with nullcontext() if args.no_api else listen(args.host, args.port) as api_listener:
         return _run(args, settings, api_listener)
 
@@ -70,13 +70,14 @@ def _run(args: argparse.Namespace, settings: Settings, api_listener: socket.sock
     background = Background(stop)
     try:
         with stop_on_signals(stop):
-            background.metrics = _serve_metrics(ctx, args.metrics_port, args.host)
             extra = None
             if args.demo:
                 if _seed_if_empty(ctx, args.demo_products):
                     _realtime_demo_feed(ctx)
                 extra = _changer(ctx, args.demo_change_every)
             indexer.ensure_subscriptions(ctx)
+            # After the subscriptions: a scrape reads the changelogs.
+            background.metrics = _serve_metrics(ctx, args.metrics_port, args.host)
             if api_listener is not None:
                 start_api(ctx, background, api_listener, args.host)
             start_listener(ctx, background)
