@@ -6,13 +6,24 @@ the setting and what is accepted.
 
 from __future__ import annotations
 
+import re
 import tomllib
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import httpx
+from croniter import CroniterError, croniter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -21,6 +32,9 @@ from feeds.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/feedsync.db"
 DEFAULT_EXPORT_URL = "file://./var/export"
+DESTINATION_FORMS = "file:///path/to/dir, file://./relative/dir or http(s)://host[:port][/path]"
+WEBHOOK_FORM = "an http(s):// URL with a host, such as https://hooks.example.com/feedsync"
+CRON_FORMS = "five fields such as '* * * * *' or '*/5 * * * *' (a sixth, seconds, may follow)"
 
 
 class ExportMode(StrEnum):
@@ -51,7 +65,13 @@ class FeedSettings(_Strict):
     @field_validator("destination")
     @classmethod
     def _destination(cls, value: str | None) -> str | None:
-        return None if value is None else check_export_url(value, "destination")
+        if value is None:
+            return None
+        problem = _destination_problem(value)
+        if problem is not None:
+            reason = problem or "it is neither a file:// nor an http(s):// URL"
+            raise ValueError(f"{reason}; accepted: {DESTINATION_FORMS}")
+        return _without_trailing_slash(value)
 
 
 class JobSettings(_Strict):
@@ -60,10 +80,17 @@ class JobSettings(_Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
+        fields = len(value.split())
         if not croniter.is_valid(value):
-            raise ValueError(
-                f"{value!r} is not a cron expression; accepted: five fields such as '* * * * *' or '*/5 * * * *' (a sixth, seconds, may follow)"
-            )
+            raise ValueError(f"{value!r} is not a cron expression; accepted: {CRON_FORMS}")
+        # croniter also reads a seventh field (the year); the beat scheduler and `cron:list`
+        # take five fields, or six with seconds last, and the @hourly/@daily… shorthands.
+        if not value.startswith("@") and fields not in (5, 6):
+            raise ValueError(f"it has {fields} fields; accepted: {CRON_FORMS}")
+        try:
+            croniter(value, datetime.now(UTC)).get_next(datetime)
+        except CroniterError:
+            raise ValueError(f"it never fires (no such date); accepted: {CRON_FORMS}") from None
         return value
 
 
@@ -91,15 +118,25 @@ class RetentionSettings(_Strict):
 
 class NotificationSettings(_Strict):
     frequency: Literal["off", "immediately", "daily", "weekly"] = "off"
-    webhook_url: str | None = None
+    # Validated when absent too: a frequency without a webhook would send nothing. A runtime
+    # change (PUT /sync/notifications) replaces frequency and webhook together, and refuses the
+    # same combination, so it cannot complete this one.
+    webhook_url: str | None = Field(default=None, validate_default=True)
 
     @field_validator("webhook_url")
     @classmethod
-    def _webhook_url(cls, value: str | None) -> str | None:
-        if value is not None and not is_http_url(value):
-            raise ValueError(
-                "accepted: an http(s):// URL with a host, such as https://hooks.example.com/feedsync"
-            )
+    def _webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            frequency = info.data.get("frequency", "off")
+            if frequency != "off":
+                raise ValueError(
+                    f"frequency = {frequency!r} sends notifications to it; accepted: "
+                    f"{WEBHOOK_FORM}, or frequency = 'off'"
+                )
+            return None
+        problem = http_url_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}; accepted: {WEBHOOK_FORM}")
         return value
 
 
@@ -173,6 +210,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raw = _Env(**_only_env_fields(env)) if env is not None else _Env()
     except ValidationError as exc:
         raise ConfigError(_sentence(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"The .env file in {Path.cwd()} is not UTF-8 text (at byte {exc.start}); "
+            "accepted: KEY=value lines in UTF-8."
+        ) from None
     database_url = normalise_database_url(raw.DATABASE_URL, "DATABASE_URL")
     source_url = normalise_database_url(
         raw.SOURCE_DATABASE_URL or raw.DATABASE_URL, "SOURCE_DATABASE_URL"
@@ -197,11 +239,24 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
 def read_config_file(path: str) -> FileConfig:
     """Parse and validate the TOML configuration file."""
+    accepted = "accepted: the path of a TOML file (UTF-8)"
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"FEEDSYNC_CONFIG names {path!r}, which does not exist; accepted: the path of a TOML file."
+            f"FEEDSYNC_CONFIG names {path!r}, which does not exist; {accepted}."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"FEEDSYNC_CONFIG names {path!r}, which is a folder; {accepted}."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"FEEDSYNC_CONFIG file {path!r} is not UTF-8 text (at byte {exc.start}); {accepted}."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"FEEDSYNC_CONFIG file {path!r} cannot be read ({exc.strerror}); {accepted}."
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"FEEDSYNC_CONFIG file {path!r} is not valid TOML: {exc}.") from None
@@ -218,10 +273,14 @@ def normalise_database_url(url: str, setting: str) -> str:
     )
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigError(
-            f"{setting} {url!r} is not a database URL; accepted: {accepted}."
+            f"{setting} {hide_password(url)!r} is not a database URL; accepted: {accepted}."
         ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ConfigError(
+            f"{setting} names port {parsed.port}; accepted: {accepted}, with a port from 1 to 65535."
+        )
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -232,19 +291,75 @@ def normalise_database_url(url: str, setting: str) -> str:
 
 
 def check_export_url(url: str, setting: str) -> str:
-    if url.startswith("file://") and len(url) > len("file://"):
-        return url
-    if url.startswith(("http://", "https://")) and len(url.split("://", 1)[1].strip("/")) > 0:
-        return url.rstrip("/")
-    raise ConfigError(
-        f"{setting} {url!r} is not a destination; accepted: file:///path/to/dir, file://./relative/dir or http(s)://host[/path]."
-    )
+    """A destination URL as the exporter uses it; a ConfigError naming `setting` when it is not one."""
+    problem = _destination_problem(url)
+    if problem is not None:
+        because = f": {problem}" if problem else ""
+        raise ConfigError(
+            f"{setting} {hide_password(url)!r} is not a destination{because}; "
+            f"accepted: {DESTINATION_FORMS}."
+        )
+    return _without_trailing_slash(url)
+
+
+def _destination_problem(url: str) -> str | None:
+    """Why `url` is not a destination ("" when it is no file:// or http(s):// URL at all); None if it is."""
+    if url.startswith("file://"):
+        return None if len(url) > len("file://") else "it names no directory"
+    if not url.startswith(("http://", "https://")):
+        return ""
+    problem = http_url_problem(url)
+    parts = urlsplit(url) if problem is None else None
+    if parts is not None and (parts.query or parts.fragment):
+        return "it has a query or fragment, and the worker appends /feeds/<feed> to it"
+    return problem
+
+
+def _without_trailing_slash(url: str) -> str:
+    return url.rstrip("/") if url.startswith(("http://", "https://")) else url
 
 
 def is_http_url(url: str) -> bool:
     """An absolute http(s) URL with a host (webhooks)."""
-    scheme, _, rest = url.partition("://")
-    return scheme in ("http", "https") and bool(rest.split("/", 1)[0].strip())
+    return http_url_problem(url) is None
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why `url` is not an absolute http(s) URL with a host and a port from 1 to 65535; None if it is."""
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return "it contains a space or a control character"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return _url_parse_problem(exc)
+    if parts.scheme not in ("http", "https"):
+        return "it does not start with http:// or https://"
+    if not parts.hostname:
+        return "it has no host"
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    try:
+        httpx.URL(url)  # what the exporter and the webhook client will parse
+    except httpx.InvalidURL as exc:
+        return f"it does not parse ({exc})"
+    return None
+
+
+def _url_parse_problem(exc: ValueError) -> str:
+    if "Port" in str(exc):  # "Port out of range 0-65535", "Port could not be cast to integer…"
+        return "its port is not a number from 1 to 65535"
+    if "IPv6" in str(exc):
+        return "its host is not a complete [IPv6] address"
+    return f"it does not parse ({exc})"
+
+
+def hide_password(url: str) -> str:
+    """`scheme://user:secret@host…` → `scheme://user:***@host…`: URLs as shown in messages and logs."""
+    return _PASSWORD.sub(r"\1***@", url, count=1)
+
+
+_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)[^/?#]*@", re.IGNORECASE)
 
 
 def file_destination_path(url: str) -> Path:
@@ -255,11 +370,28 @@ def file_destination_path(url: str) -> Path:
 def _check_broker_url(url: str | None) -> str | None:
     if not url:
         return None
-    if url.split("://", 1)[0] in ("redis", "rediss", "amqp", "memory"):
-        return url
-    raise ConfigError(
-        f"BROKER_URL {url!r} is not a broker URL; accepted: unset (embedded mode) or redis://host:6379/0."
-    )
+    accepted = "accepted: unset (embedded mode) or redis://host:6379/0"
+    if url.split("://", 1)[0] not in ("redis", "rediss", "amqp", "memory"):
+        raise ConfigError(f"BROKER_URL {hide_password(url)!r} is not a broker URL; {accepted}.")
+    problem = _broker_url_problem(url)
+    if problem is not None:
+        raise ConfigError(
+            f"BROKER_URL {hide_password(url)!r} is not a broker URL: {problem}; {accepted}."
+        )
+    return url
+
+
+def _broker_url_problem(url: str) -> str | None:
+    """Why a redis:// (or amqp://) URL cannot be used; its host may be left out (localhost)."""
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return "it contains a space or a control character"
+    try:
+        port = urlsplit(url).port
+    except ValueError as exc:
+        return _url_parse_problem(exc)
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    return None
 
 
 def _only_env_fields(env: dict[str, str]) -> dict[str, Any]:
@@ -272,6 +404,8 @@ def _sentence(exc: ValidationError, prefix: str = "") -> str:
     setting = ".".join(str(part) for part in error["loc"])
     value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
+    if value is None and error["type"] == "value_error":
+        return f"{prefix}{setting} is not set, but {message}."
     if error["type"] == "extra_forbidden":
         return f"{prefix}the setting {setting} is unknown; accepted keys: {_accepted_keys(error['loc'])}."
     if error["type"] == "enum" or error["type"] == "literal_error":

@@ -86,6 +86,16 @@ def missing_tables(conn: Connection, feed: Feed) -> list[str]:
     return [t for t in feed.tables if t not in present]
 
 
+def require_tables(conn: Connection, feed: Feed) -> None:
+    """Raise SourceSchemaError when the source lacks a table the feed reads."""
+    missing = missing_tables(conn, feed)
+    if missing:
+        raise SourceSchemaError(
+            f"Feed {feed.name!r} watches source tables that do not exist: {', '.join(missing)}; "
+            "create the application schema first (for the sample catalog: python -m worker demo:seed)."
+        )
+
+
 def subscribe(engine: Engine, feed: Feed, *, notify: bool = False) -> int:
     """Create the changelog and install the triggers; returns the current changelog version.
 
@@ -93,12 +103,7 @@ def subscribe(engine: Engine, feed: Feed, *, notify: bool = False) -> int:
     on SQLite the listener polls the changelog instead).
     """
     with engine.begin() as conn:
-        missing = missing_tables(conn, feed)
-        if missing:
-            raise SourceSchemaError(
-                f"Feed {feed.name!r} watches source tables that do not exist: {', '.join(missing)}; "
-                "create the application schema first (for the sample catalog: python -m worker demo:seed)."
-            )
+        require_tables(conn, feed)
         changelog_table(feed).create(conn, checkfirst=True)
         _add_changed_at(conn, feed)
         _drop_triggers(conn, feed)

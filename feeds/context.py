@@ -48,19 +48,19 @@ def open_context(
     registry = registry or load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
     check_against_feeds(settings, registry)
     locks.configure(settings.file.fleet.feed_lock_ttl_s)
-    db = database.create_db_engine(settings.database_url)
+    # The source first: when it cannot be reached, no worker database file has been created yet.
+    separate = settings.source_database_url != settings.database_url
     source = (
-        db
-        if settings.source_database_url == settings.database_url
-        else database.create_db_engine(settings.source_database_url)
+        database.connect(settings.source_database_url, "SOURCE_DATABASE_URL") if separate else None
     )
+    db = database.connect(settings.database_url, "DATABASE_URL")
     if migrate:
         database.upgrade(db)
     with db.begin() as conn:
         store.ensure_states(
             conn, {feed.indexer_id: settings.feed(feed.name).indexer_mode for feed in registry}
         )
-    return Context(settings, registry, db, source)
+    return Context(settings, registry, db, source or db)
 
 
 def check_against_feeds(settings: Settings, registry: FeedRegistry) -> None:

@@ -7,7 +7,10 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+
+from feeds.errors import DatabaseUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -15,6 +18,40 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 def insert_for(dialect: str, table: Table) -> Any:
     """An INSERT for `table` that supports ON CONFLICT upserts on PostgreSQL and on SQLite."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def connect(url: str, setting: str) -> Engine:
+    """An engine for `url` that has connected once; DatabaseUnavailableError names `setting` (and
+    the host, never the password) when the database cannot be reached or refuses the login."""
+    try:
+        engine = create_db_engine(url)
+    except OSError as exc:  # the folder of an SQLite file cannot be created
+        raise DatabaseUnavailableError(_unavailable(setting, make_url(url), exc.strerror)) from None
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        reason = failure_reason(exc, engine.url.password)
+        raise DatabaseUnavailableError(_unavailable(setting, engine.url, reason)) from None
+    return engine
+
+
+def failure_reason(exc: DBAPIError, password: str | None = None) -> str:
+    """The driver's reason in a few words: `Connection refused`, `role "x" does not exist`."""
+    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    reason = lines[0].rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip().rstrip(".")
+    return reason.replace(password, "***") if password else reason
+
+
+def _unavailable(setting: str, url: URL, reason: str | None) -> str:
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    accepted = (
+        "a file in a folder this user may write to"
+        if url.get_backend_name() == "sqlite"
+        else "the URL of a running server, with a user and password it accepts"
+    )
+    return f"The database of {setting} ({shown}) cannot be used: {reason}; accepted: {accepted}."
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:

@@ -30,6 +30,10 @@ class SourceSchemaError(FeedsyncError):
     """The source database lacks a table a feed depends on."""
 
 
+class DatabaseUnavailableError(FeedsyncError):
+    """A database cannot be reached, refuses the login, or is not a database."""
+
+
 class DestinationError(FeedsyncError):
     """The destination cannot be used (bad URL, unwritable directory, ...)."""
 

@@ -201,6 +201,7 @@ def process_batch(
     step = run.delivery.batch_size * max(1, run.delivery.threads)
     rounds = [diff.changed[i : i + step] for i in range(0, len(diff.changed), step)] or [[]]
     for number, chunk in enumerate(rounds, start=1):
+        run.renew_lock()  # the lock then only has to outlast one round's requests
         records, results = run.delivery.deliver(chunk, previous)
         counts += record_round(ctx, run, records, results, then if number == len(rounds) else None)
     return counts

@@ -244,6 +244,48 @@ def test_errors_csv_has_a_header_and_one_row_per_error(
     assert [r["item_id"] for r in csv.DictReader(io.StringIO(filtered.text))] == ["book-4"]
 
 
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+        ("+1+1", "'+1+1"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\n=1+1"),
+        ("ok\r=1+1\r\n", "ok\n=1+1\n"),
+        ("-5", "-5"),
+        ("-1.5e3", "-1.5e3"),
+        ("book-5", "book-5"),
+        ("a = b", "a = b"),
+    ],
+)
+def test_error_csv_cells_a_spreadsheet_would_run_as_a_formula_start_with_a_quote(
+    cell: str, written: str
+) -> None:
+    from feeds.runs import errors_csv
+
+    text = "".join(errors_csv([{"item_id": cell, "message": cell, "attempts": -3}]))
+    [row] = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert (row["item_id"], row["message"], row["attempts"]) == (written, written, "-3")
+
+
+def test_errors_csv_download_shows_formulas_from_the_destination_as_text(
+    lib_client: TestClient, destination: DestinationServer
+) -> None:
+    destination.reject(["book-1"], code="@SUM(1+1)", message='=HYPERLINK("http://evil.example")')
+    destination.reject(["book-2"], code="INVALID_VALUE", message="-2+3+cmd|' /C calc'!A0")
+    ctx = ctx_of(lib_client)
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    response = lib_client.get("/sync/errors.csv")
+    rows = {r["item_id"]: r for r in csv.DictReader(io.StringIO(response.text))}
+    assert (rows["book-1"]["code"], rows["book-1"]["message"]) == (
+        "'@SUM(1+1)",
+        '\'=HYPERLINK("http://evil.example")',
+    )
+    assert rows["book-2"]["message"] == "'-2+3+cmd|' /C calc'!A0"
+
+
 def test_resync_of_selected_errors_clears_them(
     lib_client: TestClient, destination: DestinationServer
 ) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy.engine import make_url
 
 from feeds.locks import Lock
+from tests.conftest import POSTGRES_URL, require_postgres
 from tests.destination_server import DestinationServer
 from worker.cli import main
 
@@ -328,3 +331,214 @@ def test_module_entry_point_runs_as_a_real_process(cli_env: dict[str, str]) -> N
     assert result.stderr.startswith(
         "The following requested index types are not supported: 'nope'.\nSupported types: "
     )
+
+
+# --- the environment fails: one sentence, exit 1, nothing written ------------------------------
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty folder and an environment with no Feedsync setting: each test sets its own."""
+    for key in ("DATABASE_URL", "SOURCE_DATABASE_URL", "FEEDSYNC_CONFIG", "BROKER_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("EXPORT_URL", f"file://{tmp_path / 'export'}")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def refused_sentence(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, ""), err
+    assert "Traceback" not in err and err.count("\n") == 1
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize("setting", ["DATABASE_URL", "SOURCE_DATABASE_URL"])
+def test_a_database_server_that_is_not_running_is_one_sentence_naming_the_setting(
+    bare_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setting: str,
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv(setting, f"postgresql://postgres:s3cret@127.0.0.1:{port}/feedsync")
+    sentence = refused_sentence(capsys, "indexer:status")
+    assert sentence == (
+        f"The database of {setting} (postgresql+psycopg://postgres:***@127.0.0.1:{port}/feedsync) "
+        "cannot be used: Connection refused; accepted: the URL of a running server, with a user "
+        "and password it accepts."
+    )
+    assert list(bare_env.iterdir()) == []  # not even the worker database of the default URL
+
+
+def test_a_login_the_database_server_refuses_is_one_sentence_without_the_password(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_postgres()
+    server = make_url(POSTGRES_URL)
+    wrong = server.set(username="feedsync_nobody", password="s3cret")
+    monkeypatch.setenv("DATABASE_URL", wrong.render_as_string(hide_password=False))
+    sentence = refused_sentence(capsys, "db:upgrade")
+    assert sentence.startswith(
+        f"The database of DATABASE_URL (postgresql+psycopg://feedsync_nobody:***@{server.host}:"
+    )
+    assert 'cannot be used: role "feedsync_nobody" does not exist; accepted: ' in sentence
+    assert "s3cret" not in sentence
+
+
+def test_an_sqlite_file_in_a_folder_that_cannot_be_created_is_one_sentence(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (bare_env / "var").write_text("a file where the folder should be")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./var/feedsync.db")
+    assert refused_sentence(capsys, "apikey:list").startswith(
+        "The database of DATABASE_URL (sqlite:///./var/feedsync.db) cannot be used: "
+    )
+
+
+def test_a_database_failing_after_the_start_is_one_sentence(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def server_gone(*_: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr("feeds.store.ensure_states", server_gone)
+    assert refused_sentence(capsys, "indexer:status") == (
+        "A database operation failed (server closed the connection); check the databases of "
+        "DATABASE_URL and SOURCE_DATABASE_URL, or run again with -v for the traceback."
+    )
+
+
+def test_resync_of_a_feed_whose_source_tables_do_not_exist_is_one_sentence(
+    bare_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert refused_sentence(capsys, "saas:resync", "--feed", "prices").startswith(
+        "Feed 'prices' watches source tables that do not exist: "
+    )
+
+
+def test_resync_on_the_fleet_with_a_broker_that_is_not_running_is_one_sentence(
+    bare_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv("BROKER_URL", f"redis://:s3cret@127.0.0.1:{port}/0")
+    assert refused_sentence(capsys, "saas:resync", "--feed", "products", "--fleet") == (
+        f"The broker of BROKER_URL (redis://:***@127.0.0.1:{port}/0) cannot be reached "
+        f"(Error 111 connecting to 127.0.0.1:{port}. Connection refused); start it, or drop --fleet."
+    )
+    assert list(bare_env.iterdir()) == []
+
+
+def test_resync_on_the_fleet_with_no_worker_listening_is_one_sentence(
+    bare_env: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BROKER_URL", redis_url)
+    assert refused_sentence(capsys, "saas:resync", "--feed", "products", "--fleet").startswith(
+        "No Celery worker answered on BROKER_URL; start one with `celery -A worker worker`"
+    )
+    assert list(bare_env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "value"),
+    [
+        ("api --port -1", "--port", "-1"),
+        ("api --port 65536", "--port", "65536"),
+        ("run --port http", "--port", "http"),
+        ("run --metrics-port 70000", "--metrics-port", "70000"),
+    ],
+)
+def test_a_port_out_of_range_is_refused_with_one_sentence(
+    bare_env: Path, capsys: pytest.CaptureFixture[str], argv: str, option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse stops the command line
+        main(argv.split())
+    out, err = capsys.readouterr()
+    assert (exited.value.code, out) == (1, "")
+    assert err == (
+        f"Argument {option}: {value!r} is not a port; accepted: a number from 1 to 65535, "
+        "or 0 for any free port.\n"
+    )
+    assert list(bare_env.iterdir()) == []
+
+
+def test_api_refuses_a_busy_port_before_opening_the_database(
+    bare_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        busy = other.getsockname()[1]
+        assert refused_sentence(capsys, "api", "--port", str(busy)) == (
+            f"The API cannot listen on 127.0.0.1:{busy} (Address already in use); accepted: a "
+            "free port in --port (0 picks one) on an address of this host in --host."
+        )
+    assert list(bare_env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "sentence"),
+    [
+        (
+            "EXPORT_URL",
+            "http://[::1",
+            "EXPORT_URL 'http://[::1' is not a destination: its host is not a complete [IPv6] "
+            "address; accepted: file:///path/to/dir, file://./relative/dir or "
+            "http(s)://host[:port][/path].",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            "[jobs.indexer_update_all_views]\ncron = '*/2 * * * * 0 2030'\n",
+            "In {path}, jobs.indexer_update_all_views.cron = '*/2 * * * * 0 2030' is not "
+            "accepted: it has 7 fields; accepted: five fields such as '* * * * *' or "
+            "'*/5 * * * *' (a sixth, seconds, may follow).",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            "[notifications]\nfrequency = 'daily'\n",
+            "In {path}, notifications.webhook_url is not set, but frequency = 'daily' sends "
+            "notifications to it; accepted: an http(s):// URL with a host, such as "
+            "https://hooks.example.com/feedsync, or frequency = 'off'.",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            b"[feeds.products]\nbatch_size = 50 # \xb5\n",
+            "FEEDSYNC_CONFIG file {path!r} is not UTF-8 text (at byte 35); accepted: the path "
+            "of a TOML file (UTF-8).",
+        ),
+        (
+            "FEEDSYNC_CONFIG",
+            None,  # a folder
+            "FEEDSYNC_CONFIG names {path!r}, which is a folder; accepted: the path of a TOML "
+            "file (UTF-8).",
+        ),
+    ],
+)
+def test_a_setting_the_workers_could_not_use_stops_the_command_before_any_work(
+    bare_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str | bytes | None,
+    sentence: str,
+) -> None:
+    path = str(bare_env / "config")
+    if variable == "FEEDSYNC_CONFIG":
+        if value is None:
+            os.mkdir(path)
+        else:
+            Path(path).write_bytes(value if isinstance(value, bytes) else value.encode())
+        value = path
+    monkeypatch.setenv(variable, str(value))
+    assert refused_sentence(capsys, "indexer:reindex") == sentence.format(path=path)
+    assert [p.name for p in bare_env.iterdir()] == (["config"] if value == path else [])

@@ -497,6 +497,15 @@ def test_resync_needs_the_form_token_and_a_selection(
     assert (anonymous.status_code, anonymous.headers["location"]) == (303, "/dashboard/login")
 
 
+def test_export_csv_shows_a_formula_in_an_error_message_as_text(
+    lib: Context, lib_client: TestClient, destination: DestinationServer
+) -> None:
+    destination.reject(["book-8"], code="INVALID_ENUM_VALUE", message="=1+1")
+    indexer.reindex(lib, lib.registry.get("books"))
+    answer = lib_client.get("/dashboard/errors.csv")
+    assert "books,book-8,picklists,INVALID_ENUM_VALUE,'=1+1," in answer.text.splitlines()[1]
+
+
 def test_export_csv_link_works_with_the_session_cookie_which_the_api_does_not_take(
     lib: Context, lib_client: TestClient, destination: DestinationServer
 ) -> None:

@@ -304,19 +304,13 @@ def test_nothing_is_sent_when_notifications_are_off(
     assert webhook.requests == 0
 
 
-def test_immediately_without_a_webhook_keeps_no_backlog_for_a_webhook_set_later(
-    db_url: str, destination: DestinationServer, webhook: WebhookReceiver, tmp_path: Path
+def test_a_frequency_without_a_webhook_in_the_toml_file_is_refused_at_start(
+    db_url: str, destination: DestinationServer, tmp_path: Path
 ) -> None:
+    # Nothing could be delivered; a runtime change (PUT) sets frequency and webhook together.
     extra = '[notifications]\nfrequency = "immediately"\n'
-    ctx = library_context(db_url, destination.url, tmp_path, extra=extra)
-    send_due(ctx)
-    destination.reject({"book-2"}, code="INVALID_VALUE", message="x")
-    reindex(ctx)
-    assert send_due(ctx).pending == 0  # nothing can be delivered: nothing is kept for later
-    update_settings(ctx, frequency="immediately", webhook_url=webhook.url)
-    send_due(ctx)
-    assert webhook.requests == 0
-    ctx.close()
+    with pytest.raises(ConfigError, match=r"notifications\.webhook_url is not set, but frequency"):
+        library_context(db_url, destination.url, tmp_path, extra=extra)
 
 
 # --- digests -----------------------------------------------------------------------------------
@@ -433,6 +427,18 @@ def test_settings_come_from_the_toml_file_until_changed_at_runtime(
             "ftp://x",
             "Webhook URL 'ftp://x' is not accepted; accepted: an http(s):// URL with a host, "
             "such as https://hooks.example.com/feedsync.",
+        ),
+        (
+            "weekly",
+            "https://hooks.example.com:99999/feedsync",
+            "Webhook URL 'https://hooks.example.com:99999/feedsync' is not accepted; accepted: "
+            "an http(s):// URL with a host, such as https://hooks.example.com/feedsync.",
+        ),
+        (
+            "daily",
+            "http://[::1/feedsync",
+            "Webhook URL 'http://[::1/feedsync' is not accepted; accepted: an http(s):// URL "
+            "with a host, such as https://hooks.example.com/feedsync.",
         ),
         (
             "immediately",

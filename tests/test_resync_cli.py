@@ -107,6 +107,16 @@ def test_sync_status_and_errors_show_runs_and_categorised_errors(
     ]
 
 
+def test_sync_errors_csv_shows_a_formula_in_an_error_message_as_text(
+    http_env: dict[str, str], destination: DestinationServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    destination.reject({"7"}, code="INVALID_ENUM_VALUE", message='=HYPERLINK("http://x")')
+    assert run(capsys, "saas:resync", "--feed", "products", "--by-ids", "7,8")[0] == 0
+    _, out, _ = run(capsys, "sync:errors", "--csv")
+    [row] = list(csv.DictReader(io.StringIO(out)))
+    assert (row["item_id"], row["message"]) == ("7", '\'=HYPERLINK("http://x")')
+
+
 def test_resync_option_mistakes_are_refused_with_one_sentence(
     http_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

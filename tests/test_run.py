@@ -7,8 +7,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -135,3 +137,48 @@ def test_logs_are_readable_lines_on_a_terminal_and_json_elsewhere(
         "timestamp": "t",
     }
     logs.configure("json", logging.WARNING)
+
+
+def bare_process_env() -> dict[str, str]:
+    """The environment of a user who set no Feedsync variable."""
+    settings = ("DATABASE_URL", "SOURCE_", "EXPORT_", "BROKER_URL", "FEEDSYNC_", "METRICS_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(settings)}
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another program listens on."""
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        yield int(other.getsockname()[1])
+
+
+def run_briefly(folder: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "run", *argv],
+        cwd=folder,
+        env=bare_process_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_run_refuses_to_start_when_the_api_port_is_busy(tmp_path: Path, busy_port: int) -> None:
+    result = run_briefly(tmp_path, "--port", str(busy_port), "--metrics-port", "0")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"The API cannot listen on 127.0.0.1:{busy_port} (Address already in use); accepted: a "
+        "free port in --port (0 picks one) on an address of this host in --host.\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no database, no export: nothing ran
+
+
+def test_run_refuses_to_start_when_the_metrics_port_is_busy(tmp_path: Path, busy_port: int) -> None:
+    result = run_briefly(tmp_path, "--port", "0", "--metrics-port", str(busy_port))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.endswith(
+        f"The metrics port {busy_port} cannot be used (Address already in use); accepted: a free "
+        "port in METRICS_PORT or --metrics-port (0 picks one).\n"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var" / "export").exists()  # no job ran

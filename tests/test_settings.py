@@ -136,6 +136,152 @@ def test_missing_config_file_is_refused(tmp_path: Path) -> None:
     assert "does not exist" in refused({"FEEDSYNC_CONFIG": str(tmp_path / "nope.toml")})
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"EXPORT_URL": "http://[::1"},
+            "EXPORT_URL 'http://[::1' is not a destination: its host is not a complete [IPv6] "
+            "address; accepted: file:///path/to/dir, file://./relative/dir or "
+            "http(s)://host[:port][/path].",
+        ),
+        (
+            {"EXPORT_URL": "https://api.example.com:70000/v1"},
+            "EXPORT_URL 'https://api.example.com:70000/v1' is not a destination: its port is not "
+            "a number from 1 to 65535; accepted: ",
+        ),
+        (
+            {"EXPORT_URL": "http://api.example.com:0"},
+            "EXPORT_URL 'http://api.example.com:0' is not a destination: its port is not a number",
+        ),
+        (
+            {"EXPORT_URL": "http://api.example .com/v1"},
+            "EXPORT_URL 'http://api.example .com/v1' is not a destination: it contains a space",
+        ),
+        (
+            {"EXPORT_URL": "https://api.example.com/v1\t"},
+            "EXPORT_URL 'https://api.example.com/v1\\t' is not a destination: it contains a space",
+        ),
+        (
+            {"EXPORT_URL": "http:///v1"},
+            "EXPORT_URL 'http:///v1' is not a destination: it has no host",
+        ),
+        (
+            {"EXPORT_URL": "https://api.example.com/v1?key=1"},
+            "is not a destination: it has a query or fragment, and the worker appends "
+            "/feeds/<feed> to it",
+        ),
+        (
+            {"EXPORT_URL": "https://user:s3cret@api.example.com:99999"},
+            "EXPORT_URL 'https://user:***@api.example.com:99999' is not a destination",
+        ),
+        (
+            {"BROKER_URL": "redis://:s3cret@127.0.0.1:70000/0"},
+            "BROKER_URL 'redis://:***@127.0.0.1:70000/0' is not a broker URL: its port is not a "
+            "number from 1 to 65535; accepted: unset (embedded mode) or redis://host:6379/0.",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://postgres@127.0.0.1:70000/test"},
+            "DATABASE_URL names port 70000; accepted: an SQLAlchemy URL such as",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://postgres:s3cret@[::1/test"},
+            "DATABASE_URL 'postgresql://postgres:***@[::1/test' is not a database URL",
+        ),
+    ],
+)
+def test_an_unusable_url_is_refused_at_start_saying_why(env: dict[str, str], expected: str) -> None:
+    message = refused(env)
+    assert expected in message
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]:8080/feedsync",
+        "https://api.example.com:443/v1/",
+        "https://user:token@api.example.com",
+        "file:///srv/feedsync export",
+    ],
+)
+def test_a_usable_destination_url_is_accepted(url: str) -> None:
+    assert load_settings({"EXPORT_URL": url}).export_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            '[jobs.indexer_update_all_views]\ncron = "* * * * * 0 2030"\n',
+            "jobs.indexer_update_all_views.cron = '* * * * * 0 2030' is not accepted: it has 7 "
+            "fields; accepted: five fields such as '* * * * *' or '*/5 * * * *' (a sixth, "
+            "seconds, may follow).",
+        ),
+        (
+            '[jobs.sync_history_cleanup]\ncron = "0 0 30 2 *"\n',
+            "jobs.sync_history_cleanup.cron = '0 0 30 2 *' is not accepted: it never fires",
+        ),
+        (
+            '[notifications]\nfrequency = "daily"\n',
+            "notifications.webhook_url is not set, but frequency = 'daily' sends notifications "
+            "to it; accepted: an http(s):// URL with a host, such as "
+            "https://hooks.example.com/feedsync, or frequency = 'off'.",
+        ),
+        (
+            '[notifications]\nfrequency = "immediately"\nwebhook_url = "https://hooks.example.com:0/x"\n',
+            "notifications.webhook_url = 'https://hooks.example.com:0/x' is not accepted: its port "
+            "is not a number from 1 to 65535; accepted: an http(s):// URL with a host",
+        ),
+        (
+            '[notifications]\nfrequency = "weekly"\nwebhook_url = "https://hooks example.com"\n',
+            "is not accepted: it contains a space or a control character; accepted: an http(s)://",
+        ),
+        (
+            '[feeds.products]\ndestination = "http://[::1"\n',
+            "feeds.products.destination = 'http://[::1' is not accepted: its host is not a "
+            "complete [IPv6] address; accepted: file:///path/to/dir",
+        ),
+        (
+            '[feeds.products]\ndestination = "sftp://files.example.com"\n',
+            "feeds.products.destination = 'sftp://files.example.com' is not accepted: it is "
+            "neither a file:// nor an http(s):// URL; accepted: file:///path/to/dir",
+        ),
+    ],
+)
+def test_a_config_file_value_the_workers_could_not_use_is_refused_at_start(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    assert expected in refused(toml(tmp_path, content))
+
+
+@pytest.mark.parametrize("cron", ["@hourly", "*/10 * * * * 30", "0 0 29 2 *"])
+def test_shorthands_seconds_and_rare_dates_are_accepted_crons(tmp_path: Path, cron: str) -> None:
+    settings = load_settings(toml(tmp_path, f'[jobs.sync_history_cleanup]\ncron = "{cron}"\n'))
+    assert settings.file.jobs["sync_history_cleanup"].cron == cron
+
+
+def test_notifications_off_need_no_webhook(tmp_path: Path) -> None:
+    settings = load_settings(toml(tmp_path, '[notifications]\nfrequency = "off"\n'))
+    assert settings.file.notifications.webhook_url is None
+
+
+def test_a_config_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "feedsync.toml"
+    path.write_bytes(b'[feeds.products]\ndestination = "file:///caf\xe9"\n')
+    assert refused({"FEEDSYNC_CONFIG": str(path)}) == (
+        f"FEEDSYNC_CONFIG file {str(path)!r} is not UTF-8 text (at byte 43); "
+        "accepted: the path of a TOML file (UTF-8)."
+    )
+
+
+def test_a_config_path_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    assert refused({"FEEDSYNC_CONFIG": str(tmp_path)}) == (
+        f"FEEDSYNC_CONFIG names {str(tmp_path)!r}, which is a folder; "
+        "accepted: the path of a TOML file (UTF-8)."
+    )
+
+
 def test_config_file_sets_modes_batch_size_and_crons(tmp_path: Path) -> None:
     settings = load_settings(
         toml(
@@ -173,3 +319,16 @@ def test_feed_module_that_cannot_be_imported_is_refused() -> None:
         ConfigError, match="feed_modules names 'no_such_module', which cannot be imported"
     ):
         load_registry(["no_such_module"])
+
+
+def test_a_dotenv_file_that_is_not_utf8_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(b"EXPORT_URL=file:///caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        f"The .env file in {tmp_path} is not UTF-8 text (at byte 22); "
+        "accepted: KEY=value lines in UTF-8."
+    )

@@ -4,6 +4,7 @@ realtime listener, the metrics endpoint and the HTTP API in threads beside them.
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,8 +16,10 @@ from typing import Any
 import structlog
 
 from feeds.context import Context
+from feeds.errors import FeedsyncError
 from feeds.schedule import cron_of, next_fire
 from worker import metrics
+from worker.api.listen import base_url
 from worker.jobs import JobFailed, jobs_for, run_job
 from worker.realtime import Listener, sync_in_process
 
@@ -123,8 +126,11 @@ def start_listener(ctx: Context, background: Background) -> Listener:
     return listener
 
 
-def start_api(ctx: Context, background: Background, host: str, port: int) -> str | None:
-    """The HTTP API and dashboard in a thread; its base URL, or None when this build has no API."""
+def start_api(
+    ctx: Context, background: Background, listener: socket.socket, host: str
+) -> str | None:
+    """The HTTP API and dashboard in a thread, on `listener` (bound already, so the port is known
+    to be free); its base URL, or None when this build has no API."""
     try:
         import uvicorn
 
@@ -132,18 +138,21 @@ def start_api(ctx: Context, background: Background, host: str, port: int) -> str
     except ImportError as exc:
         log.warning("api.unavailable", error=str(exc))
         return None
+    port = listener.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(create_app(ctx.settings), host=host, port=port, log_config=None)
     )
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="api", daemon=True
+    )
     thread.start()
     background.threads.append(thread)
     background.api = server
     while not server.started and thread.is_alive():
         background.stop.wait(0.05)
     if not server.started:
-        log.error("api.not_started", host=host, port=port)
-        return None
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    background.api_url = f"http://{host}:{bound}"
+        raise FeedsyncError(
+            f"The API on {host}:{port} did not start (see the log above); fix it, or run with --no-api."
+        )
+    background.api_url = base_url(host, port)
     return background.api_url

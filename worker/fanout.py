@@ -11,7 +11,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
+from config.settings import hide_password
 from feeds.errors import FeedsyncError
 from feeds.indexer import Batch, BatchMapper
 from feeds.resync_ranges import counts_from, options_dict
@@ -24,7 +26,16 @@ _POLL_S = 0.05
 
 def worker_processes(app: Celery, timeout_s: float = 1.0) -> int:
     """How many task processes the running workers have; a sentence when none answers."""
-    stats: dict[str, Any] = app.control.inspect(timeout=timeout_s).stats() or {}
+    try:
+        # No retry: an unreachable broker is a sentence at once, not after kombu's retries.
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=0)
+        stats: dict[str, Any] = app.control.inspect(timeout=timeout_s).stats() or {}
+    except (OperationalError, OSError) as exc:
+        raise FeedsyncError(
+            f"The broker of BROKER_URL ({hide_password(str(app.conf.broker_url))}) cannot be "
+            f"reached ({str(exc).rstrip('.')}); start it, or drop --fleet."
+        ) from None
     processes = sum(int(s.get("pool", {}).get("max-concurrency", 1)) for s in stats.values())
     if not processes:
         raise FeedsyncError(

@@ -8,7 +8,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import OperationalError
+
 from config.settings import load_settings
+from feeds.database import failure_reason
 from feeds.errors import FeedsyncError
 from worker import logs
 from worker.cli import commands
@@ -44,10 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.WARNING if quiet else logging.DEBUG if args.verbose else logging.INFO,
         )
         return int(args.handler(args, settings) or 0)
-    except FeedsyncError as exc:
+    except (FeedsyncError, OperationalError) as exc:
         if args.verbose:
             raise
-        print(str(exc), file=sys.stderr)
+        print(_one_sentence(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
@@ -56,3 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _one_sentence(exc: Exception) -> str:
+    if isinstance(exc, OperationalError):
+        # After the start (which names the setting): the database went away, or lacks a table.
+        return (
+            f"A database operation failed ({failure_reason(exc)}); check the databases of "
+            "DATABASE_URL and SOURCE_DATABASE_URL, or run again with -v for the traceback."
+        )
+    return str(exc)

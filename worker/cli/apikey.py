@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def _engine(settings: Settings) -> Any:
-    engine = database.create_db_engine(settings.database_url)
+    engine = database.connect(settings.database_url, "DATABASE_URL")
     database.upgrade(engine)
     return engine
 

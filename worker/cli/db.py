@@ -15,7 +15,7 @@ def register(sub: Any) -> None:
 
 
 def upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    engine = database.create_db_engine(settings.database_url)
+    engine = database.connect(settings.database_url, "DATABASE_URL")
     before, after = database.upgrade(engine)
     if before == after:
         print(f"Database schema is up to date (revision {after}).")

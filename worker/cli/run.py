@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import socket
 import threading
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import structlog
@@ -18,6 +20,8 @@ from feeds.context import Context, open_context
 from feeds.errors import ConfigError
 from feeds.integrations import public_destination
 from worker import metrics
+from worker.api.listen import listen
+from worker.cli.api import port
 from worker.embedded import Background, run_forever, start_api, start_listener, stop_on_signals
 
 log = structlog.get_logger("worker.run")
@@ -38,10 +42,10 @@ def register(sub: Any) -> None:
         help="seed the sample catalog and keep changing a few products",
     )
     p.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="API port (default 8000; 0: any free)")
+    p.add_argument("--port", type=port, default=8000, help="API port (default 8000; 0: any free)")
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         default=None,
         help="Prometheus endpoint port (default METRICS_PORT, 9808; 0: any free)",
     )
@@ -54,6 +58,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # The API port before the database is opened: a busy port refuses the start (one sentence,
+    # exit 1), as a busy metrics port does, rather than leaving a runner without its API.
+    with nullcontext() if args.no_api else listen(args.host, args.port) as api_listener:
+        return _run(args, settings, api_listener)
+
+
+def _run(args: argparse.Namespace, settings: Settings, api_listener: socket.socket | None) -> int:
     ctx = open_context(settings)
     stop = threading.Event()
     background = Background(stop)
@@ -65,9 +76,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     _realtime_demo_feed(ctx)
                 extra = _changer(ctx, args.demo_change_every)
             indexer.ensure_subscriptions(ctx)
+            # After the subscriptions: a scrape reads the changelogs.
             background.metrics = _serve_metrics(ctx, args.metrics_port, args.host)
-            if not args.no_api:
-                start_api(ctx, background, args.host, args.port)
+            if api_listener is not None:
+                start_api(ctx, background, api_listener, args.host)
             start_listener(ctx, background)
             _print_welcome(ctx, background, args.demo_change_every if args.demo else None)
             run_forever(ctx, stop, extra)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from config.settings import Settings
-from feeds import runs
+from feeds import changelog, runs
 from feeds.context import open_context
 from feeds.errors import FeedsyncError
 from feeds.indexer import BatchMapper
@@ -43,8 +43,11 @@ def register(sub: Any) -> None:
 
 
 def resync_command(args: argparse.Namespace, settings: Settings) -> int:
+    mapper = _fleet_mapper(settings) if args.fleet else None  # the broker first: nothing written
     ctx = open_context(settings)
     feed = ctx.registry.get(args.feed)
+    with ctx.source.connect() as conn:
+        changelog.require_tables(conn, feed)
     request = ResyncRequest(
         no_reindex=args.no_reindex,
         cleanup_feed=args.cleanup_feed,
@@ -55,7 +58,6 @@ def resync_command(args: argparse.Namespace, settings: Settings) -> int:
         continue_resync=args.continue_resync,
         fleet=args.fleet,
     )
-    mapper = _fleet_mapper(settings) if args.fleet else None
     started = time.monotonic()
     try:
         with _progress(feed.name, total_entities(ctx, feed, request)) as report:
