@@ -26,6 +26,11 @@ _context: Context | None = None
 _runs: dict[str, Run] = {}
 
 
+def may_start_processes() -> bool:
+    """Whether this process may have worker processes: a daemonic one (a Celery pool process) may not."""
+    return not multiprocessing.current_process().daemon
+
+
 def _start(settings: Settings) -> None:
     global _context
     from feeds.context import open_context

@@ -67,14 +67,15 @@ class Fleet:
         self.procs[name] = proc
         return proc
 
-    def worker(self, name: str, concurrency: int = 1) -> None:
+    def worker(self, name: str, concurrency: int | None = 1) -> None:
+        """A worker of `concurrency` pool processes (None: Celery's default, one per core)."""
+        processes = () if concurrency is None else ("-c", str(concurrency))
         self.start(
             name,
             "worker",
             "--loglevel",
             "INFO",
-            "-c",
-            str(concurrency),
+            *processes,
             "-n",
             f"{name}@%h",
             "--without-mingle",
@@ -114,6 +115,9 @@ class Fleet:
         self.db.dispose()
 
 
+MakeFleet = Callable[..., Fleet]
+
+
 @pytest.fixture
 def make_fleet(
     postgres_url: str,
@@ -121,27 +125,29 @@ def make_fleet(
     destination: DestinationServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[[str], Fleet]]:
+) -> Iterator[MakeFleet]:
     fleets: list[Fleet] = []
 
-    def make(config: str) -> Fleet:
-        path = tmp_path / "feedsync.toml"
-        path.write_text(config)
+    def make(config: str | None = None, products: int = PRODUCTS) -> Fleet:
+        """A fleet on `products` sample products; `config` is its TOML file (None: no file at all)."""
         env = {
             "DATABASE_URL": postgres_url,
             "BROKER_URL": redis_url,
             "EXPORT_URL": destination.url,
-            "FEEDSYNC_CONFIG": str(path),
             "LOG_FORMAT": "json",
         }
-        for key in ("SOURCE_DATABASE_URL", "EXPORT_BATCH_SIZE"):
+        if config is not None:
+            path = tmp_path / "feedsync.toml"
+            path.write_text(config)
+            env["FEEDSYNC_CONFIG"] = str(path)
+        for key in ("SOURCE_DATABASE_URL", "EXPORT_BATCH_SIZE", "FEEDSYNC_CONFIG", "EXPORT_TOKEN"):
             monkeypatch.delenv(key, raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         monkeypatch.chdir(tmp_path)
         from worker.cli import main
 
-        assert main(["demo:seed", "--products", str(PRODUCTS), "--seed", "3"]) == 0
+        assert main(["demo:seed", "--products", str(products), "--seed", "3"]) == 0
         fleet = Fleet(env, tmp_path)
         fleets.append(fleet)
         return fleet
@@ -197,7 +203,7 @@ feed_lock_ttl_s = 3
 
 
 def test_two_beats_and_two_workers_run_each_job_once_per_tick_never_overlapping(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
     fleet = make_fleet(TIGHT)
     # The first full reindex (every indexer starts invalid) outlasts several 2-second ticks.
@@ -256,6 +262,46 @@ def test_two_beats_and_two_workers_run_each_job_once_per_tick_never_overlapping(
     } <= names
 
 
+# -- the default settings --------------------------------------------------------------------
+
+LARGE = 12_000  # past 5 × collect_batch_size: outside a pool process, the reindex would fan out
+
+
+def test_a_full_reindex_of_a_large_catalog_completes_on_a_worker_with_the_default_settings(
+    make_fleet: MakeFleet, destination: DestinationServer
+) -> None:
+    """No FEEDSYNC_CONFIG, Celery's default concurrency: what an operator starts first."""
+    fleet = make_fleet(None, products=LARGE)
+    fleet.worker("w1", concurrency=None)
+    fleet.wait_for_workers("w1")
+    job = "indexer_reindex_all_invalid"
+    tick = latest_fire("* * * * *", datetime.now(UTC))
+    task = fleet.app.send_task(f"feedsync.{job}", kwargs={"tick": tick.isoformat()})
+    answer = task.get(timeout=300)
+    assert answer["verdict"] == "ran", answer
+    assert task.state == "SUCCESS"
+    [run] = job_runs.all_runs(fleet.db, job)
+    assert run.status is JobStatus.SUCCESS, run.summary
+    assert any(f"products: new {LARGE}," in line for line in answer["summary"]), answer
+    with fleet.db.connect() as conn:
+        statuses = set(conn.scalars(text("SELECT status FROM indexer_state")))
+        products_run = conn.execute(
+            text("SELECT status, rows_synced FROM sync_runs WHERE feed = 'products'")
+        ).one()
+        product_ids = {str(i) for i in conn.scalars(text("SELECT id FROM products"))}
+    assert statuses == {"valid"}
+    assert tuple(products_run) == ("success", LARGE)
+    assert len(product_ids) == LARGE
+    assert destination.accepted_ids("products") == product_ids
+    # The choice is logged once per feed, with the reason.
+    [chosen] = [
+        e
+        for e in json_events(fleet.log("w1"))
+        if e.get("event") == "reindex.processes" and e.get("feed") == "products"
+    ]
+    assert chosen["processes"] == 1 and "Celery pool process" in chosen["reason"], chosen
+
+
 # -- a worker process killed mid-job -----------------------------------------------------------
 
 ONCE_A_YEAR = """
@@ -273,7 +319,7 @@ visibility_timeout_s = 10
 
 @pytest.mark.parametrize("killed", ["pool process", "whole worker"])
 def test_a_job_whose_worker_is_killed_is_delivered_again_and_completes(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer, killed: str
+    make_fleet: MakeFleet, destination: DestinationServer, killed: str
 ) -> None:
     """kill -9 of the pool process: rejected on worker loss, delivered again at once; of the whole
     worker (main process and pool, as a lost host): delivered again after the visibility timeout."""
@@ -342,7 +388,7 @@ def resync(fleet: Fleet, *options: str) -> subprocess.Popen[str]:
 
 
 def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_ranges_not_done(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
     fleet = make_fleet(FANOUT)
     fleet.worker("w1")
@@ -407,7 +453,7 @@ def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_range
 
 
 def test_a_warm_shutdown_stops_the_job_after_its_batch_and_another_worker_finishes_it(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
     fleet = make_fleet(ONCE_A_YEAR)
     destination.slow_next(1000, 0.2)
@@ -447,7 +493,7 @@ def test_a_warm_shutdown_stops_the_job_after_its_batch_and_another_worker_finish
 
 
 def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
     from fastapi.testclient import TestClient
 
@@ -455,7 +501,7 @@ def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
     from feeds.integrations import integration_id
     from worker.api.app import create_app
 
-    fleet = make_fleet("")
+    fleet = make_fleet()
     fleet.worker("w1")
     fleet.wait_for_workers("w1")
     settings = load_settings(fleet.env)
