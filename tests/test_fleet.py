@@ -526,3 +526,40 @@ def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
         assert "feedsync.integration_sync" in fleet.log("w1")
         assert client.post(f"/cdi/integrations/{products}/sync", headers=headers).status_code == 202
     assert len(destination.accepted_ids("products")) == PRODUCTS
+
+
+def test_a_sync_requested_through_the_api_that_fails_is_a_failed_celery_task(
+    make_fleet: MakeFleet, destination: DestinationServer
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from feeds.apikeys import create_key
+    from feeds.integrations import integration_id
+    from worker.api.app import create_app
+    from worker.api.triggers import FleetSync
+
+    fleet = make_fleet()
+    destination.fail_next(100_000, status=401)  # the destination refuses our token
+    fleet.worker("w1")
+    fleet.wait_for_workers("w1")
+    settings = load_settings(fleet.env)
+    _, raw = create_key(fleet.db, "ops", ["cdi.integration_sync", "cdi.integration_job_status"])
+    headers = {"Authorization": f"Bearer {raw}"}
+    products = integration_id("products", settings.destination("products"))
+    queued: list[Any] = []
+
+    def send_task(*args: Any, **kwargs: Any) -> Any:  # the fleet's trigger, keeping the result
+        queued.append(fleet.app.send_task(*args, **kwargs))
+        return queued[-1]
+
+    with TestClient(create_app(settings, trigger=FleetSync(send_task))) as client:
+        assert client.post(f"/cdi/integrations/{products}/sync", headers=headers).status_code == 202
+        [task] = queued
+        wait_until(task.ready, 60, f"the requested sync; worker log: {fleet.tail('w1')}")
+        assert task.state == "FAILURE"
+        assert "The requested sync of products ended config_error" in str(task.result)
+        status = client.get(f"/cdi/integrations/{products}/job_sync_status", headers=headers)
+        assert status.json()["results"][0]["job_status"] == "config_error"
+        # The request lock was freed before the task failed: a new request is accepted.
+        assert client.post(f"/cdi/integrations/{products}/sync", headers=headers).status_code == 202
+    assert destination.accepted_ids("products") == set()
