@@ -87,13 +87,16 @@ def full_reindex(
         batches = entity_batches(
             ctx, feed, ctx.settings.feed(feed.name).collect_batch_size, start_after
         )
-    processes = 1 if mapper is not None else reindex_processes(ctx, feed)
+    done: Iterator[tuple[Batch, Counts]]
     if mapper is not None:
-        done: Iterator[tuple[Batch, Counts]] = mapper(run, batches)
-    elif processes > 1:
-        done = parallel.map_batches(ctx.settings, run, batches, processes)
+        done = mapper(run, batches)
     else:
-        done = ((batch, process_batch(ctx, run, batch.keys)) for batch in batches)
+        spread = reindex_spread(ctx, feed)
+        run.log.info("reindex.processes", processes=spread.processes, reason=spread.reason)
+        if spread.processes > 1:
+            done = parallel.map_batches(ctx.settings, run, batches, spread.processes)
+        else:
+            done = ((batch, process_batch(ctx, run, batch.keys)) for batch in batches)
     entities = 0
     for batch, _ in done:
         entities += batch.entities
@@ -107,18 +110,43 @@ def full_reindex(
     return run.counts
 
 
-def reindex_processes(ctx: Context, feed: Feed) -> int:
-    """How many processes share a full reindex: configured, or one per core for a large feed."""
+@dataclass(frozen=True)
+class Spread:
+    """How many processes share a full reindex, and why (logged as `reindex.processes`)."""
+
+    processes: int
+    reason: str
+
+
+def reindex_spread(ctx: Context, feed: Feed) -> Spread:
+    """Configured, or one process per core (max 4) for a feed of 5 chunks or more; one process
+    where this one may not start processes."""
     configured = ctx.settings.feed(feed.name).reindex_processes
+    if not parallel.may_start_processes():
+        # A Celery pool process is daemonic: Python refuses it children. The worker's pool is
+        # already one process per core, running the other jobs; `saas:resync --fleet` spreads a
+        # full resync over the whole fleet.
+        return Spread(
+            1,
+            "a daemonic process (a Celery pool process) may not start processes: the batches "
+            "run in this one (saas:resync --fleet spreads a resync over the workers)",
+        )
     if configured is not None:
-        return configured
+        return Spread(configured, f"feeds.{feed.name}.reindex_processes = {configured}")
     cores = min(os.cpu_count() or 1, 4)
-    if (
-        cores == 1
-        or count_entities(ctx, feed) < 5 * ctx.settings.feed(feed.name).collect_batch_size
-    ):
-        return 1  # starting processes costs more than it saves on a small feed
-    return cores
+    if cores == 1:
+        return Spread(1, "one core")
+    entities = count_entities(ctx, feed)
+    chunk = ctx.settings.feed(feed.name).collect_batch_size
+    if entities < 5 * chunk:
+        # Starting processes costs more than it saves on a small feed.
+        return Spread(1, f"{entities} entities, fewer than 5 chunks of {chunk}")
+    return Spread(cores, f"{entities} entities, one process per core (at most 4)")
+
+
+def reindex_processes(ctx: Context, feed: Feed) -> int:
+    """How many processes share a full reindex of `feed` in this process."""
+    return reindex_spread(ctx, feed).processes
 
 
 def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = None) -> Counts:

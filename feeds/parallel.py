@@ -3,11 +3,20 @@
 Each process opens its own context and does whole batches of the same run (build → classify →
 deliver → record); the parent only pages the key ranges and adds up the counts. At most two
 batches per process are in flight, so memory stays flat whatever the feed size.
+
+The worker processes end with their parent, however it ends (kill -9 included): an orphan would
+go on sending batches nobody records, then idle holding its database connections.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,13 +33,39 @@ if TYPE_CHECKING:
 
 _context: Context | None = None
 _runs: dict[str, Run] = {}
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_WATCH_PARENT_S = 0.2
 
 
-def _start(settings: Settings) -> None:
+def may_start_processes() -> bool:
+    """Whether this process may have worker processes: a daemonic one (a Celery pool process) may not."""
+    return not multiprocessing.current_process().daemon
+
+
+def _start(settings: Settings, parent: int) -> None:
     global _context
+    _end_with(parent)
     from feeds.context import open_context
 
     _context = open_context(settings, migrate=False)
+
+
+def _end_with(parent: int) -> None:
+    """End this process as soon as `parent` dies: SIGKILL from the kernel on Linux, and everywhere
+    a thread that watches for this process being handed to another parent."""
+    if sys.platform.startswith("linux"):
+        # Sent when the parent's thread that started us exits: map_batches' thread, which outlives
+        # the pool (it shuts the pool down before it returns), so only when the parent dies.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the line above: no signal will come
+    threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_WATCH_PARENT_S)
+    os._exit(1)  # mid-batch: nothing of it is recorded, so the next run sends it again
 
 
 def _batch(
@@ -54,7 +89,7 @@ def map_batches(
     # spawn, not fork: a forked child would share the parent's database connections.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_start, initargs=(settings,)
+        processes, mp_context=context, initializer=_start, initargs=(settings, os.getpid())
     ) as pool:
         pending: deque[tuple[Batch, Future[tuple[Counts, str | None]]]] = deque()
 

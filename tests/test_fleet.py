@@ -2,9 +2,13 @@
 PostgreSQL, against the real protocol v1 destination.
 
 Two beats and two workers: every job runs at most once per tick and never overlaps itself. A
-worker process killed mid-job: its task is delivered again and the job completes. A resync fanned
-out over two workers, interrupted, then continued with only the ranges not done. Flower's API
-lists the named tasks. Deselect with `-m "not fleet"`.
+full reindex of 12,000 products on a worker with no configuration at all. A worker process killed
+mid-job: its task is delivered again and the job completes. A resync fanned out over two workers,
+interrupted, then continued with only the ranges not done. A sync requested through the API, run
+by a worker, failed when it fails. Flower's API lists the named tasks. Deselect with `-m "not fleet"`.
+
+Settings are the defaults (STYLE rule 13) except where a comment says why a test needs another
+value and why that value hides nothing.
 """
 
 from __future__ import annotations
@@ -67,14 +71,15 @@ class Fleet:
         self.procs[name] = proc
         return proc
 
-    def worker(self, name: str, concurrency: int = 1) -> None:
+    def worker(self, name: str, concurrency: int | None = 1) -> None:
+        """A worker of `concurrency` pool processes (None: Celery's default, one per core)."""
+        processes = () if concurrency is None else ("-c", str(concurrency))
         self.start(
             name,
             "worker",
             "--loglevel",
             "INFO",
-            "-c",
-            str(concurrency),
+            *processes,
             "-n",
             f"{name}@%h",
             "--without-mingle",
@@ -89,6 +94,14 @@ class Fleet:
             if set(names) <= answered:
                 return
         pytest.fail(f"workers {names} did not start; logs: {self.tail(*names)}")
+
+    def idle(self) -> bool:
+        """No task waits in the queue or runs on a worker."""
+        inspect = self.app.control.inspect(timeout=1.0)
+        busy = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
+        with self.app.connection_for_read() as conn:
+            queued = conn.default_channel.client.llen("celery")
+        return not queued and not any(busy)
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
@@ -114,6 +127,9 @@ class Fleet:
         self.db.dispose()
 
 
+MakeFleet = Callable[..., Fleet]
+
+
 @pytest.fixture
 def make_fleet(
     postgres_url: str,
@@ -121,27 +137,29 @@ def make_fleet(
     destination: DestinationServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[[str], Fleet]]:
+) -> Iterator[MakeFleet]:
     fleets: list[Fleet] = []
 
-    def make(config: str) -> Fleet:
-        path = tmp_path / "feedsync.toml"
-        path.write_text(config)
+    def make(config: str | None = None, products: int = PRODUCTS) -> Fleet:
+        """A fleet on `products` sample products; `config` is its TOML file (None: no file at all)."""
         env = {
             "DATABASE_URL": postgres_url,
             "BROKER_URL": redis_url,
             "EXPORT_URL": destination.url,
-            "FEEDSYNC_CONFIG": str(path),
             "LOG_FORMAT": "json",
         }
-        for key in ("SOURCE_DATABASE_URL", "EXPORT_BATCH_SIZE"):
+        if config is not None:
+            path = tmp_path / "feedsync.toml"
+            path.write_text(config)
+            env["FEEDSYNC_CONFIG"] = str(path)
+        for key in ("SOURCE_DATABASE_URL", "EXPORT_BATCH_SIZE", "FEEDSYNC_CONFIG", "EXPORT_TOKEN"):
             monkeypatch.delenv(key, raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         monkeypatch.chdir(tmp_path)
         from worker.cli import main
 
-        assert main(["demo:seed", "--products", str(PRODUCTS), "--seed", "3"]) == 0
+        assert main(["demo:seed", "--products", str(products), "--seed", "3"]) == 0
         fleet = Fleet(env, tmp_path)
         fleets.append(fleet)
         return fleet
@@ -180,6 +198,7 @@ def json_events(log: str) -> list[dict[str, Any]]:
 
 # -- two beats, two workers ------------------------------------------------------------------
 
+# Two-second ticks, so that 16 s hold eight of them: they change how often the jobs run, not how.
 TIGHT = """
 [jobs.indexer_update_all_views]
 cron = "* * * * * */2"
@@ -187,17 +206,11 @@ cron = "* * * * * */2"
 cron = "* * * * * */2"
 [jobs.products_feed_resend_failed_items]
 cron = "* * * * * */2"
-[feeds.products]
-collect_batch_size = 50
-reindex_processes = 1
-[fleet]
-lock_ttl_s = 4
-feed_lock_ttl_s = 3
 """
 
 
 def test_two_beats_and_two_workers_run_each_job_once_per_tick_never_overlapping(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
     fleet = make_fleet(TIGHT)
     # The first full reindex (every indexer starts invalid) outlasts several 2-second ticks.
@@ -256,34 +269,72 @@ def test_two_beats_and_two_workers_run_each_job_once_per_tick_never_overlapping(
     } <= names
 
 
+# -- the default settings --------------------------------------------------------------------
+
+LARGE = 12_000  # past 5 × collect_batch_size: outside a pool process, the reindex would fan out
+
+
+def test_a_full_reindex_of_a_large_catalog_completes_on_a_worker_with_the_default_settings(
+    make_fleet: MakeFleet, destination: DestinationServer
+) -> None:
+    """No FEEDSYNC_CONFIG, Celery's default concurrency: what an operator starts first."""
+    fleet = make_fleet(None, products=LARGE)
+    fleet.worker("w1", concurrency=None)
+    fleet.wait_for_workers("w1")
+    job = "indexer_reindex_all_invalid"
+    tick = latest_fire("* * * * *", datetime.now(UTC))
+    task = fleet.app.send_task(f"feedsync.{job}", kwargs={"tick": tick.isoformat()})
+    answer = task.get(timeout=300)
+    assert answer["verdict"] == "ran", answer
+    assert task.state == "SUCCESS"
+    [run] = job_runs.all_runs(fleet.db, job)
+    assert run.status is JobStatus.SUCCESS, run.summary
+    assert any(f"products: new {LARGE}," in line for line in answer["summary"]), answer
+    with fleet.db.connect() as conn:
+        statuses = set(conn.scalars(text("SELECT status FROM indexer_state")))
+        products_run = conn.execute(
+            text("SELECT status, rows_synced FROM sync_runs WHERE feed = 'products'")
+        ).one()
+        product_ids = {str(i) for i in conn.scalars(text("SELECT id FROM products"))}
+    assert statuses == {"valid"}
+    assert tuple(products_run) == ("success", LARGE)
+    assert len(product_ids) == LARGE
+    assert destination.accepted_ids("products") == product_ids
+    # The choice is logged once per feed, with the reason.
+    [chosen] = [
+        e
+        for e in json_events(fleet.log("w1"))
+        if e.get("event") == "reindex.processes" and e.get("feed") == "products"
+    ]
+    assert chosen["processes"] == 1 and "Celery pool process" in chosen["reason"], chosen
+
+
 # -- a worker process killed mid-job -----------------------------------------------------------
 
-ONCE_A_YEAR = """
-[jobs.indexer_reindex_all_invalid]
-cron = "0 0 1 1 *"
-[feeds.products]
-collect_batch_size = 20
-reindex_processes = 1
+# The defaults (60 s, 120 s, 6 h) scaled down to seconds, in the same order. A killed job's rerun
+# waits for its dead run's locks to expire, and a whole worker's task comes back only after the
+# visibility timeout: that is how a death is detected, so shorter values only shorten the waits.
+KILLED = """
 [fleet]
-lock_ttl_s = 3
-feed_lock_ttl_s = 2
+lock_ttl_s = 2
+feed_lock_ttl_s = 3
 visibility_timeout_s = 10
 """
 
 
 @pytest.mark.parametrize("killed", ["pool process", "whole worker"])
 def test_a_job_whose_worker_is_killed_is_delivered_again_and_completes(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer, killed: str
+    make_fleet: MakeFleet, destination: DestinationServer, killed: str
 ) -> None:
     """kill -9 of the pool process: rejected on worker loss, delivered again at once; of the whole
     worker (main process and pool, as a lost host): delivered again after the visibility timeout."""
-    fleet = make_fleet(ONCE_A_YEAR)
-    destination.slow_next(1000, 0.2)  # products: 15 batches, ~3 s
+    fleet = make_fleet(KILLED)
+    destination.slow_next(1000, 0.2)  # the reindex of every feed: ~10 requests, ~2 s
     fleet.worker("w1")
     fleet.worker("w2")
     fleet.wait_for_workers("w1", "w2")
     job = "indexer_reindex_all_invalid"
-    tick = latest_fire("0 0 1 1 *", datetime.now(UTC))
+    tick = latest_fire("* * * * *", datetime.now(UTC))
     task_id = fleet.app.send_task(f"feedsync.{job}", kwargs={"tick": tick.isoformat()}).id
 
     def mid_job() -> job_runs.JobRun | None:
@@ -322,9 +373,10 @@ def test_a_job_whose_worker_is_killed_is_delivered_again_and_completes(
 
 # -- fan-out resync --------------------------------------------------------------------------
 
+FANOUT_PRODUCTS = 20_000  # 10 ranges of the default collect_batch_size, and the tail
+# A killed command's feed lock is freed by its TTL only, by definition: 2 s instead of 120 s
+# shortens the wait before --continue-resync.
 FANOUT = """
-[feeds.products]
-collect_batch_size = 25
 [fleet]
 feed_lock_ttl_s = 2
 """
@@ -342,9 +394,9 @@ def resync(fleet: Fleet, *options: str) -> subprocess.Popen[str]:
 
 
 def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_ranges_not_done(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
-    fleet = make_fleet(FANOUT)
+    fleet = make_fleet(FANOUT, products=FANOUT_PRODUCTS)
     fleet.worker("w1")
     fleet.worker("w2")
     fleet.wait_for_workers("w1", "w2")
@@ -352,11 +404,12 @@ def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_range
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("products: 25/300 entities")
+    assert lines[0].startswith(f"products: 2000/{FANOUT_PRODUCTS} entities")
     assert lines[-1].startswith(
-        "Resync of products success: new 300, updated 0, deleted 0, skipped 0, sent 300, failed 0"
+        f"Resync of products success: new {FANOUT_PRODUCTS}, updated 0, deleted 0, skipped 0, "
+        f"sent {FANOUT_PRODUCTS}, failed 0"
     )
-    assert len(destination.accepted_ids("products")) == PRODUCTS
+    assert len(destination.accepted_ids("products")) == FANOUT_PRODUCTS
     for worker in ("w1", "w2"):  # both workers took ranges
         assert "feedsync.resync_range" in fleet.log(worker) and " succeeded in " in fleet.log(
             worker
@@ -385,18 +438,14 @@ def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_range
     wait_until(lambda: ranges_done() >= 4, 60, "a few ranges to be done")
     second.kill()
     second.communicate()
-    settled = [ranges_done()]
-    while True:  # the ranges in flight finish on the workers
-        time.sleep(1.0)
-        settled.append(ranges_done())
-        if settled[-1] == settled[-2]:
-            break
+    # The ranges it had sent finish on the workers (each takes longer than a poll interval).
+    wait_until(lambda: fleet.idle() and fleet.idle(), 60, "the ranges in flight to finish")
     destination.slow_next(0, 0)
     with fleet.db.connect() as conn:
         left = conn.scalar(
             select(func.coalesce(func.sum(ranges.c.entities), 0)).where(ranges.c.done_at.is_(None))
         )
-    assert 0 < left < PRODUCTS
+    assert 0 < left < FANOUT_PRODUCTS
     time.sleep(2.5)  # the killed command's feed lock expires (feed_lock_ttl_s = 2)
     third = resync(fleet, "--continue-resync")
     out, err = third.communicate(timeout=120)
@@ -407,15 +456,15 @@ def test_a_fleet_resync_spreads_ranges_over_workers_and_continues_with_the_range
 
 
 def test_a_warm_shutdown_stops_the_job_after_its_batch_and_another_worker_finishes_it(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
-    fleet = make_fleet(ONCE_A_YEAR)
+    fleet = make_fleet(None, products=LARGE)
     destination.slow_next(1000, 0.2)
     fleet.worker("w1")
     fleet.worker("w2")
     fleet.wait_for_workers("w1", "w2")
     job = "indexer_reindex_all_invalid"
-    tick = latest_fire("0 0 1 1 *", datetime.now(UTC))
+    tick = latest_fire("* * * * *", datetime.now(UTC))
     task_id = fleet.app.send_task(f"feedsync.{job}", kwargs={"tick": tick.isoformat()}).id
     running = wait_until(
         lambda: [r for r in job_runs.all_runs(fleet.db, job) if r.status is JobStatus.RUNNING],
@@ -443,11 +492,11 @@ def test_a_warm_shutdown_stops_the_job_after_its_batch_and_another_worker_finish
     with fleet.db.connect() as conn:
         statuses = set(conn.scalars(text("SELECT status FROM indexer_state")))
     assert statuses == {"valid"}
-    assert len(destination.accepted_ids("products")) == PRODUCTS
+    assert len(destination.accepted_ids("products")) == LARGE
 
 
 def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
-    make_fleet: Callable[[str], Fleet], destination: DestinationServer
+    make_fleet: MakeFleet, destination: DestinationServer
 ) -> None:
     from fastapi.testclient import TestClient
 
@@ -455,7 +504,7 @@ def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
     from feeds.integrations import integration_id
     from worker.api.app import create_app
 
-    fleet = make_fleet("")
+    fleet = make_fleet()
     fleet.worker("w1")
     fleet.wait_for_workers("w1")
     settings = load_settings(fleet.env)
@@ -480,3 +529,40 @@ def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
         assert "feedsync.integration_sync" in fleet.log("w1")
         assert client.post(f"/cdi/integrations/{products}/sync", headers=headers).status_code == 202
     assert len(destination.accepted_ids("products")) == PRODUCTS
+
+
+def test_a_sync_requested_through_the_api_that_fails_is_a_failed_celery_task(
+    make_fleet: MakeFleet, destination: DestinationServer
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from feeds.apikeys import create_key
+    from feeds.integrations import integration_id
+    from worker.api.app import create_app
+    from worker.api.triggers import FleetSync
+
+    fleet = make_fleet()
+    destination.fail_next(100_000, status=401)  # the destination refuses our token
+    fleet.worker("w1")
+    fleet.wait_for_workers("w1")
+    settings = load_settings(fleet.env)
+    _, raw = create_key(fleet.db, "ops", ["cdi.integration_sync", "cdi.integration_job_status"])
+    headers = {"Authorization": f"Bearer {raw}"}
+    products = integration_id("products", settings.destination("products"))
+    queued: list[Any] = []
+
+    def send_task(*args: Any, **kwargs: Any) -> Any:  # the fleet's trigger, keeping the result
+        queued.append(fleet.app.send_task(*args, **kwargs))
+        return queued[-1]
+
+    with TestClient(create_app(settings, trigger=FleetSync(send_task))) as client:
+        assert client.post(f"/cdi/integrations/{products}/sync", headers=headers).status_code == 202
+        [task] = queued
+        wait_until(task.ready, 60, f"the requested sync; worker log: {fleet.tail('w1')}")
+        assert task.state == "FAILURE"
+        assert "The requested sync of products ended config_error" in str(task.result)
+        status = client.get(f"/cdi/integrations/{products}/job_sync_status", headers=headers)
+        assert status.json()["results"][0]["job_status"] == "config_error"
+        # The request lock was freed before the task failed: a new request is accepted.
+        assert client.post(f"/cdi/integrations/{products}/sync", headers=headers).status_code == 202
+    assert destination.accepted_ids("products") == set()

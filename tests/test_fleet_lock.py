@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from config.settings import load_settings
 from feeds import job_runs, resync_ranges, stopping
-from feeds.context import Context
+from feeds.context import Context, open_context
 from feeds.indexer import Batch
 from feeds.job_runs import JobStatus
 from feeds.locks import MACHINE
@@ -31,7 +31,7 @@ from feeds.schedule import latest_fire
 from feeds.stopping import StopRequested
 from feeds.store import items
 from feeds.sync import Run
-from tests.conftest import library_context
+from tests.conftest import library_context, make_settings
 from tests.destination_server import DestinationServer
 from worker import logs as worker_logs
 from worker.cli import main
@@ -163,16 +163,24 @@ def test_a_tick_finding_the_job_running_elsewhere_is_skipped_logged_and_recorded
     assert running.holder() == "the-running-one"
 
 
-def test_a_second_delivery_waits_for_its_dead_runs_lock_then_runs_again(
-    ctx: Context, redis: Redis
+def test_a_second_delivery_waits_for_its_dead_runs_locks_then_runs_again(
+    db_url: str, export_dir: Path, tmp_path: Path, redis: Redis
 ) -> None:
+    config = tmp_path / "feedsync.toml"
+    config.write_text("[fleet]\nfeed_lock_ttl_s = 1\n")
+    ctx = open_context(make_settings(db_url, export_dir, config))
     tick = _tick(datetime.now(UTC))
     # The first delivery claimed the tick, took the lock, recorded its start, and its worker died.
     assert run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick).verdict is Verdict.RAN
     job_runs.start(ctx.db, JOB, tick=tick, task_id="task-x")
-    assert FleetLock(redis, JOB, "task-x", ttl_s=0.5).acquire()
+    assert FleetLock(redis, JOB, "task-x", ttl_s=2.5).acquire()
+    # Its feed locks expire within their TTL (1 s) of its death: the job would skip those feeds.
     waiting = run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick)
-    assert waiting.verdict is Verdict.WAIT and 0 < waiting.retry_in_s <= 1.0
+    assert waiting.verdict is Verdict.WAIT and 1.0 < waiting.retry_in_s <= 1.5
+    time.sleep(waiting.retry_in_s)
+    # Then for its job lock.
+    waiting = run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick)
+    assert waiting.verdict is Verdict.WAIT and 0 < waiting.retry_in_s <= 1.5
     time.sleep(waiting.retry_in_s)
     assert run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick).verdict is Verdict.RAN
     assert [r.status for r in job_runs.all_runs(ctx.db, JOB)] == [
@@ -180,6 +188,7 @@ def test_a_second_delivery_waits_for_its_dead_runs_lock_then_runs_again(
         JobStatus.LOST,
         JobStatus.SUCCESS,
     ]
+    ctx.close()
 
 
 def test_a_task_holding_the_job_lock_marks_a_dead_hosts_running_job_lost(

@@ -36,10 +36,14 @@ def free_port() -> int:
 def fleet_env(
     postgres_url: str, redis_url: str, export_dir: Path, tmp_path: Path
 ) -> dict[str, str]:
-    ctx = library_context(postgres_url, f"file://{export_dir}", tmp_path, books=6, batch_size=50)
+    ctx = library_context(postgres_url, f"file://{export_dir}", tmp_path, books=6)
     indexer.reindex(ctx, ctx.registry.get("books"))
     indexer.set_mode(ctx, ctx.registry.get("books"), IndexerMode.REALTIME)
     ctx.close()
+    # The processes run on the default settings: only the library feeds, whose tables these are.
+    (tmp_path / "library.toml").write_text(
+        'feed_modules = ["tests.library_feeds"]\nbuiltin_feeds = false\n'
+    )
     env = {
         **os.environ,
         "DATABASE_URL": postgres_url,
@@ -102,8 +106,10 @@ def test_a_change_is_notified_enqueued_and_synced_by_a_celery_worker_within_seco
         sql(library_ctx, "UPDATE books SET title = 'Through the fleet' WHERE book_no = 2")
         took = wait_for(lambda: title_of(export_dir, 2) == "Through the fleet", timeout=10)
         assert took < FAST
-        # The pool process counts the run right after recording it: scrape until it shows.
-        wait_for(lambda: value(scrape(port), "feedsync_items_sent_total", feed="books") > 0, 5)
+        # The pool process counts the run right after recording it: scrape until it shows (the
+        # counter has no sample before its first count, and `value` raises rather than wait).
+        sent = ("feedsync_items_sent_total", (("feed", "books"),))
+        wait_for(lambda: sent in scrape(port), 5)
         samples = scrape(port)
         assert value(samples, "feedsync_items_sent_total", feed="books") == 1
         assert value(samples, "feedsync_job_duration_seconds_count", job="realtime_sync") == 1

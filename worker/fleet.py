@@ -12,7 +12,8 @@ those tasks are sorted out before any work:
 
 A task delivered a second time (its worker died: late acks, reject on worker lost, visibility
 timeout) finds its own claim and, until the dead run's lock expires, its own lock: it waits for
-the expiry and then runs the job again, which is safe because every job is idempotent.
+the expiry, and for that of the dead run's feed locks, and then runs the job again, which is safe
+because every job is idempotent.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def run_scheduled(
         if owner is not None and owner != task_id:
             with_log.info("job.skipped", reason="tick already taken", by=owner)
             return FleetRun(Verdict.DUPLICATE)
+        if owner == task_id and (wait_s := _feed_locks_left_s(ctx, redis, task_id, keep_s, now)):
+            with_log.info(
+                "job.waiting", reason="its earlier delivery died holding feed locks", seconds=wait_s
+            )
+            return FleetRun(Verdict.WAIT, retry_in_s=wait_s)
     lock = FleetLock(redis, job, task_id, fleet.lock_ttl_s)
     if not lock.acquire():
         holder = lock.holder()
@@ -98,6 +104,24 @@ def run_scheduled(
         finally:
             stopping.remove(probe)
     return FleetRun(Verdict.RAN, lines)
+
+
+def _feed_locks_left_s(
+    ctx: Context, redis: Redis, task_id: str, keep_s: int, now: datetime | None
+) -> float:
+    """Seconds until the feed locks of this task's dead earlier run have surely expired (0: none).
+
+    They expire at most `feed_lock_ttl_s` after it died, so after that long from the first time
+    a delivery found it dead. Run sooner, the job would find its feeds locked and skip them.
+    """
+    if not job_runs.left_running(ctx.db, task_id):
+        return 0.0  # none died: first delivery, or requeued by a warm shutdown after its batch
+    key = f"{PREFIX}:died:{task_id}"
+    redis.set(key, (now or datetime.now(UTC)).isoformat(), nx=True, ex=keep_s)
+    found = datetime.fromisoformat(_text(redis.get(key)) or "")
+    waited = ((now or datetime.now(UTC)) - found).total_seconds()
+    left = ctx.settings.file.fleet.feed_lock_ttl_s - waited
+    return left + 0.5 if left > 0 else 0.0
 
 
 def _started_key(job: str) -> str:

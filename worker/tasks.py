@@ -143,7 +143,9 @@ def resync_range(
 def integration_sync(
     self: Task, feed: str, request_lock: str, request_owner: str
 ) -> dict[str, Any]:
-    """A sync requested through `POST /cdi/integrations/{id}/sync`; frees the API's request lock."""
+    """A sync requested through `POST /cdi/integrations/{id}/sync`; frees the API's request lock.
+
+    A failed sync fails the task (Flower, AsyncResult), not only its run row."""
     ctx = context()
     request = Lock(ctx.db, request_lock, owner=request_owner)
     with structlog.contextvars.bound_contextvars(feed=feed, task_id=self.request.id):
@@ -152,5 +154,7 @@ def integration_sync(
         except FeedsyncError:
             request.release()  # the feed is gone since the request: free it all the same
             raise
-        run_requested_sync(ctx, definition, request)
-    return {"feed": feed}
+        outcome = run_requested_sync(ctx, definition, request)
+    if outcome is None:
+        return {"feed": feed, "skipped": "locked by another process"}
+    return {"feed": feed, "run_id": outcome.run_id}

@@ -1,9 +1,9 @@
 """What `POST /cdi/integrations/{id}/sync` queues. Replaceable: the fleet passes a trigger that
 enqueues a Celery task instead (`create_app(trigger=...)`).
 
-With a broker (`BROKER_URL`), `create_app` uses `FleetSync`: a Celery task any worker runs.
-A trigger either accepts the sync or raises `LockedError` when that feed already has a job in
-progress (answered `429 Another job is in progress`).
+With a broker (`BROKER_URL`), `create_app` uses `FleetSync`: a Celery task any worker runs, which
+ends failed when the sync fails. A trigger either accepts the sync or raises `LockedError` when
+that feed already has a job in progress (answered `429 Another job is in progress`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from collections.abc import Callable
 
 import structlog
 
-from feeds import indexer
+from feeds import indexer, runs
 from feeds.context import Context
 from feeds.definitions import Feed
+from feeds.errors import FeedsyncError
 from feeds.locks import Lock, LockedError, is_locked
+from feeds.runs import RunStatus
 
 log = structlog.get_logger("worker.api.triggers")
 
@@ -44,20 +46,32 @@ def take_request_lock(ctx: Context, feed: Feed) -> Lock:
     return request
 
 
-def run_requested_sync(ctx: Context, feed: Feed, request: Lock) -> None:
-    """The requested sync itself (in an API thread or a fleet worker); frees the request lock."""
+class RequestedSyncFailed(FeedsyncError):
+    """A requested sync ran to its end but did not sync: its run ended `error` or `config_error`."""
+
+
+def run_requested_sync(ctx: Context, feed: Feed, request: Lock) -> indexer.Outcome | None:
+    """The requested sync itself (in an API thread or a fleet worker); frees the request lock.
+
+    None when another process holds the feed. A sync that failed raises (once the request lock is
+    freed): its own exception, or RequestedSyncFailed when its run ended `error` or `config_error`.
+    """
     try:
         outcome = indexer.reindex(ctx, feed)
-        log.info(
-            "api.sync_finished", feed=feed.name, run_id=outcome.run_id, **outcome.counts.as_dict()
-        )
     except LockedError:
         log.info("api.sync_skipped", feed=feed.name, reason="locked by another process")
-    except Exception:
-        # The run row already says `rolled_back` or `error`; keep the traceback in the log.
-        log.exception("api.sync_failed", feed=feed.name)
+        return None
     finally:
         request.release()
+    with ctx.db.connect() as conn:
+        run = runs.get_run(conn, outcome.run_id or "")
+    if run is not None and run["status"] in (RunStatus.ERROR, RunStatus.CONFIG_ERROR):
+        raise RequestedSyncFailed(
+            f"The requested sync of {feed.name} ended {run['status']}: "
+            f"{run['message'] or 'no item was synced'}."
+        )
+    log.info("api.sync_finished", feed=feed.name, run_id=outcome.run_id, **outcome.counts.as_dict())
+    return outcome
 
 
 class FleetSync:
@@ -94,7 +108,11 @@ class BackgroundSync:
         log.info("api.sync_queued", feed=feed.name)
 
     def _run(self, ctx: Context, feed: Feed, request: Lock) -> None:
-        run_requested_sync(ctx, feed, request)
+        try:
+            run_requested_sync(ctx, feed, request)
+        except Exception:
+            # Nobody waits on this thread: the log (and the run row) are where the failure shows.
+            log.exception("api.sync_failed", feed=feed.name)
 
     def join(self, timeout_s: float) -> list[str]:
         """Wait up to `timeout_s` for running syncs; the names of those still running."""

@@ -1,0 +1,60 @@
+"""What a sync requested through the API does when it fails: the fleet's task raises (Celery marks
+it failed, see tests/test_fleet.py), the embedded thread logs it; both free the request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from feeds.context import Context
+from tests.conftest import library_context
+from tests.destination_server import DestinationServer
+from worker.api.triggers import (
+    BackgroundSync,
+    RequestedSyncFailed,
+    run_requested_sync,
+    take_request_lock,
+)
+
+
+@pytest.fixture
+def library(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator[Context]:
+    ctx = library_context(db_url, destination.url, tmp_path)
+    yield ctx
+    ctx.close()
+
+
+def test_a_requested_sync_the_destination_refuses_raises_once_its_request_is_freed(
+    library: Context, destination: DestinationServer
+) -> None:
+    books = library.registry.get("books")
+    destination.fail_next(1000, status=401)
+    with pytest.raises(RequestedSyncFailed, match="The requested sync of books ended config_error"):
+        run_requested_sync(library, books, take_request_lock(library, books))
+    take_request_lock(library, books).release()  # free: a new request is accepted
+
+
+def test_a_requested_sync_that_succeeds_returns_its_outcome(
+    library: Context, destination: DestinationServer
+) -> None:
+    books = library.registry.get("books")
+    outcome = run_requested_sync(library, books, take_request_lock(library, books))
+    assert outcome is not None and outcome.counts.rows_synced == 12
+    assert len(destination.accepted_ids("books")) == 12
+
+
+def test_the_embedded_trigger_logs_a_failed_sync(
+    library: Context, destination: DestinationServer
+) -> None:
+    books = library.registry.get("books")
+    destination.fail_next(1000, status=401)
+    trigger = BackgroundSync()
+    with capture_logs() as logs:
+        trigger(library, books)
+        assert trigger.join(30) == []
+    [failed] = [e for e in logs if e["event"] == "api.sync_failed"]
+    assert failed["feed"] == "books" and failed["log_level"] == "error"
+    take_request_lock(library, books).release()
