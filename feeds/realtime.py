@@ -36,12 +36,15 @@ def entity_ids(feed: Feed, ids: Iterable[int | str]) -> list[int]:
         try:
             if isinstance(raw, bool):
                 raise ValueError
-            parsed.append(int(str(raw).strip()))
+            key = int(str(raw).strip())
+            if not 0 < key < 2**63:
+                raise ValueError
         except ValueError:
             raise NotifyError(
-                f"{raw!r} is not an entity id of feed {feed.name!r}; accepted: integer values of "
-                f"{feed.key_table}.{feed.key_column}."
+                f"{raw!r} is not an entity id of feed {feed.name!r}; accepted: positive whole "
+                f"numbers (values of {feed.key_table}.{feed.key_column}) below 2^63."
             ) from None
+        parsed.append(key)
     return sorted(set(parsed))
 
 

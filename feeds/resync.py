@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import column, select, table, update
 
 from feeds import resync_ranges, store
 from feeds.context import Context
@@ -86,6 +86,46 @@ def check(ctx: Context, feed: Feed, request: ResyncRequest) -> None:
         raise FeedsyncError(
             "--by-ids resends the items named; it cannot be combined with --cleanup-feed or --no-reindex."
         )
+    if request.by_ids:
+        entities_of(ctx, feed, request.by_ids)  # every id known, before any run
+
+
+def parse_ids(text: str) -> tuple[str, ...]:
+    """The item ids of `--by-ids`: comma-separated, none empty. FeedsyncError otherwise."""
+    ids = tuple(part.strip() for part in text.split(","))
+    if not any(ids):
+        raise FeedsyncError(
+            "--by-ids needs at least one item id; accepted: item ids separated by commas, such as --by-ids 12,13."
+        )
+    if not all(ids):
+        raise FeedsyncError(
+            f"--by-ids {text!r} has an empty id; accepted: item ids separated by commas, such as --by-ids 12,13."
+        )
+    return tuple(dict.fromkeys(ids))
+
+
+def entities_of(ctx: Context, feed: Feed, ids: Sequence[str]) -> list[int]:
+    """The entities of these item ids: from the feed table, or, for an id it does not hold, the
+    source entity of that key. FeedsyncError naming the ids that are neither."""
+    with ctx.db.connect() as conn:
+        known = store.entity_keys(conn, feed.name, ids)
+    keys = {i: int(i) for i in ids if i not in known and _is_key(i)}
+    key = table(feed.key_table, column(feed.key_column)).c[feed.key_column]
+    with ctx.source.connect() as src:
+        existing = set(src.scalars(select(key).where(key.in_(list(keys.values())))))
+    unknown = [i for i in ids if i not in known and keys.get(i) not in existing]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        raise FeedsyncError(
+            f"Feed {feed.name!r} has no items with these ids: {shown}; "
+            f"accepted: ids of its items (sync:errors lists those that failed)."
+        )
+    return sorted(set(known.values()) | {k for k in keys.values() if k in existing})
+
+
+def _is_key(text: str) -> bool:
+    """Whether an id could be an entity key: a whole number the key column can hold."""
+    return text.isdigit() and int(text) < 2**63
 
 
 def total_entities(ctx: Context, feed: Feed, request: ResyncRequest) -> int:
@@ -216,18 +256,8 @@ def _locked_run(ctx: Context, feed: Feed, options: RunOptions, work) -> Outcome:
 
 def _by_ids(ctx: Context, run: Run, ids: tuple[str, ...], progress: Progress | None) -> None:
     """Rebuild and send the items named: their entities come from the feed table (or the id itself)."""
-    with ctx.db.connect() as conn:
-        known = store.entity_keys(conn, run.feed.name, ids)
-    entities = set(known.values()) | {
-        int(i) for i in ids if i not in known and i.lstrip("-").isdigit()
-    }
-    unknown = [i for i in ids if i not in known and not i.lstrip("-").isdigit()]
-    if unknown:
-        raise FeedsyncError(
-            f"Feed {run.feed.name!r} has no items with these ids: {', '.join(unknown[:10])}."
-        )
+    ordered = entities_of(ctx, run.feed, ids)
     size = ctx.settings.feed(run.feed.name).collect_batch_size
-    ordered = sorted(entities)
     for start in range(0, len(ordered), size):
         process_batch(ctx, run, Keys(ids=tuple(ordered[start : start + size])), resend=set(ids))
         if progress is not None:

@@ -404,17 +404,25 @@ def list_errors(
     feed: str | None = None,
     category: str | None = None,
     include_resolved: bool = False,
+    run_id: str | None = None,
 ) -> list[dict[str, object]]:
     """Sync errors, newest first: the current (unresolved) ones unless asked otherwise."""
     c = sync_errors.c
-    query = select(sync_errors).order_by(c.last_seen.desc(), c.id.desc())
-    if not include_resolved:
-        query = query.where(c.resolved.is_(False))
-    if feed is not None:
-        query = query.where(c.feed == feed)
-    if category is not None:
-        query = query.where(c.category == category)
+    conditions = _error_conditions(feed, category, include_resolved, run_id)
+    query = select(sync_errors).where(*conditions).order_by(c.last_seen.desc(), c.id.desc())
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def _error_conditions(
+    feed: str | None, category: str | None, include_resolved: bool, run_id: str | None
+) -> list[ColumnElement[bool]]:
+    """The filters of the error lists: current ones only unless asked, by feed, category, run."""
+    c = sync_errors.c
+    conditions: list[ColumnElement[bool]] = [] if include_resolved else [c.resolved.is_(False)]
+    for column, value in ((c.feed, feed), (c.category, category), (c.run_id, run_id)):
+        if value is not None:
+            conditions.append(column == value)
+    return conditions
 
 
 def remove_history(
@@ -536,15 +544,13 @@ def errors_page(
     feed: str | None = None,
     category: str | None = None,
     include_resolved: bool = False,
+    run_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[dict[str, object]], int]:
     """A page of sync errors, newest first (current ones unless asked otherwise), and how many match."""
     c = sync_errors.c
-    conditions: list[ColumnElement[bool]] = [] if include_resolved else [c.resolved.is_(False)]
-    for column, value in ((c.feed, feed), (c.category, category)):
-        if value is not None:
-            conditions.append(column == value)
+    conditions = _error_conditions(feed, category, include_resolved, run_id)
     total = int(conn.scalar(select(func.count()).select_from(sync_errors).where(*conditions)) or 0)
     query = (
         select(sync_errors)
@@ -563,11 +569,13 @@ class CategorySummary:
     records: int  # distinct affected items (feed and item id)
 
 
-def error_summary(conn: Connection, *, feed: str | None = None) -> list[CategorySummary]:
+def error_summary(
+    conn: Connection, *, feed: str | None = None, run_id: str | None = None
+) -> list[CategorySummary]:
     """Current (unresolved) errors per category: how many, and how many distinct records they affect;
     the largest category first."""
     c = sync_errors.c
-    current = [c.resolved.is_(False), *([c.feed == feed] if feed is not None else [])]
+    current = _error_conditions(feed, None, False, run_id)
     errors: dict[str, int] = dict(
         conn.execute(select(c.category, func.count()).where(*current).group_by(c.category)).all()
     )

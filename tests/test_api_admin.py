@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from config.settings import Settings
 from feeds import indexer
@@ -209,6 +210,41 @@ def test_errors_by_category_with_counts_and_resolution(
     only = lib_client.get("/sync/errors", params={"category": "associations"}).json()
     assert [e["item_id"] for e in only["results"]] == ["book-4"]
     assert [c["category"] for c in only["categories"]] == ["associations"]
+
+
+def test_errors_are_filtered_by_the_run_that_recorded_them(
+    lib_client: TestClient, destination: DestinationServer
+) -> None:
+    sync_with_rejections(lib_client, destination)  # run 1: books 1-4 rejected
+    ctx = ctx_of(lib_client)
+    destination.reject(["book-9"], code="DUPLICATE_VALUE", message="twice")
+    with ctx.source.begin() as conn:
+        conn.execute(text("UPDATE books SET title = 'Retitled' WHERE book_no = 9"))
+    indexer.update_all_views(ctx)  # run 2: book 9 rejected
+    second = lib_client.get("/sync/runs", params={"operation": "partial_sync"}).json()
+    [run_id] = [r["id"] for r in second["results"]]
+    only = lib_client.get("/sync/errors", params={"run_id": run_id}).json()
+    assert [(e["item_id"], e["run_id"]) for e in only["results"]] == [("book-9", run_id)]
+    assert [(c["category"], c["errors"]) for c in only["categories"]] == [("duplicates", 1)]
+    csv_rows = list(
+        csv.DictReader(
+            io.StringIO(lib_client.get("/sync/errors.csv", params={"run_id": run_id}).text)
+        )
+    )
+    assert [r["item_id"] for r in csv_rows] == ["book-9"]
+    assert lib_client.get("/sync/errors", params={"run_id": "nope"}).json()["total"] == 0
+
+
+def test_a_query_parameter_an_endpoint_does_not_take_is_refused_not_ignored(
+    lib_client: TestClient,
+) -> None:
+    for path in ("/sync/errors", "/sync/runs", "/sync/errors.csv", "/sync/usage"):
+        answer = lib_client.get(path, params={"runid": "x"})
+        assert answer.status_code == 400, path
+        message = answer.json()["message"]
+        assert message.startswith("Unknown query parameter 'runid'; accepted: ")
+    accepted = lib_client.get("/sync/errors", params={"runid": "x"}).json()["message"]
+    assert "run_id" in accepted and "category" in accepted
 
 
 def test_every_category_has_a_resolution_paragraph() -> None:

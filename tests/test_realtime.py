@@ -178,7 +178,8 @@ def test_notify_refuses_ids_that_are_not_entity_keys(library: Context) -> None:
     with pytest.raises(realtime.NotifyError) as error:
         realtime.notify(library, "books", [1, "book-2"])
     assert str(error.value) == (
-        "'book-2' is not an entity id of feed 'books'; accepted: integer values of books.book_no."
+        "'book-2' is not an entity id of feed 'books'; accepted: positive whole numbers "
+        "(values of books.book_no) below 2^63."
     )
     with library.source.connect() as conn:
         table = changelog.changelog_table(library.registry.get("books"))
@@ -231,12 +232,13 @@ def test_indexer_notify_command_records_the_ids_and_says_who_syncs_them(
     )
     with library.source.connect() as conn:
         assert changelog.backlog(conn, books, 0) == 2
-    assert main(["indexer:notify", "--feed", "books", "--ids", "2,x"]) == 1
-    out, err = capsys.readouterr()
-    assert (out, err) == (
-        "",
-        "'x' is not an entity id of feed 'books'; accepted: integer values of books.book_no.\n",
-    )
+    accepted = "accepted: positive whole numbers (values of books.book_no) below 2^63.\n"
+    for bad in ("x", "-5", "0", "12345678901234567890123"):
+        assert main(["indexer:notify", "--feed", "books", "--ids", f"2,{bad}"]) == 1
+        out, err = capsys.readouterr()
+        assert (out, err) == ("", f"'{bad}' is not an entity id of feed 'books'; {accepted}")
+    with library.source.connect() as conn:
+        assert changelog.backlog(conn, books, 0) == 2  # nothing more was recorded
 
 
 def test_the_listener_survives_a_database_failure_and_catches_up(

@@ -133,6 +133,30 @@ def test_resync_option_mistakes_are_refused_with_one_sentence(
     )
 
 
+@pytest.mark.parametrize(
+    ("ids", "error"),
+    [
+        ("", "--by-ids needs at least one item id; accepted: item ids separated by commas"),
+        (",", "--by-ids needs at least one item id; accepted: item ids separated by commas"),
+        ("7,,8", "--by-ids '7,,8' has an empty id; accepted: item ids separated by commas"),
+        ("7,99999,abc", "Feed 'products' has no items with these ids: 99999, abc; accepted: "),
+        ("-5,123456789012345678901234", "Feed 'products' has no items with these ids: -5, 1234"),
+    ],
+)
+def test_resync_by_ids_refuses_empty_malformed_or_unknown_ids_before_any_run(
+    http_env: dict[str, str],
+    destination: DestinationServer,
+    capsys: pytest.CaptureFixture[str],
+    ids: str,
+    error: str,
+) -> None:
+    code, out, err = run(capsys, "saas:resync", "--feed", "products", f"--by-ids={ids}")
+    assert code == 1 and out == "" and err.startswith(error), err
+    assert destination.requests == []
+    code, out, _ = run(capsys, "sync:status", "--json")
+    assert (code, out) == (0, "")  # no run recorded, not even a rolled-back one
+
+
 def test_resync_killed_with_sigkill_continues_and_delivers_everything(
     http_env: dict[str, str], destination: DestinationServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -169,3 +193,23 @@ def test_resync_killed_with_sigkill_continues_and_delivers_everything(
     assert destination.count("products") <= 120 + 1
     _, out, _ = run(capsys, "indexer:status", "catalog_data_exporter_products")
     assert "| Ready " in out
+
+
+def test_a_reader_that_goes_away_stops_the_output_not_the_resync(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo:seed", "--products", "6000", "--seed", "2"]) == 0  # three progress lines
+    capsys.readouterr()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "worker", "saas:resync", "--feed", "products"],
+        env={**os.environ, **cli_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().startswith(b"products: 2000/6000 entities")
+    child.stdout.close()  # as `| head -1` does
+    assert child.wait(timeout=120) == 0
+    code, out, _ = run(capsys, "sync:status", "--json")
+    [resync] = [orjson.loads(line) for line in out.splitlines()]
+    assert (resync["status"], resync["rows_synced"]) == ("success", 6000)

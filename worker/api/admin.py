@@ -22,12 +22,15 @@ from feeds.integrations import public_destination
 from feeds.locks import LockedError
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.runs import Operation, RunFilter, RunSort, RunStatus
-from worker.api.auth import ApiError, get_context, require
+from worker.api.auth import ApiError, get_context, known_query_only, require
 from worker.api.cdi import Message
 
-router = APIRouter(prefix="/sync", tags=["sync admin"])
+router = APIRouter(prefix="/sync", tags=["sync admin"], dependencies=[Depends(known_query_only)])
 
 Admin = Annotated[ApiKey, Depends(require(Permission.SYNC_ADMIN))]
+RunIdParam = Annotated[
+    str | None, Query(max_length=32, description="only the errors of this run (its id)")
+]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Message, "description": "A parameter is not accepted"},
@@ -157,18 +160,20 @@ def list_errors(
     feed: str | None = None,
     category: ErrorCategory | None = None,
     include_resolved: bool = False,
+    run_id: RunIdParam = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> ErrorList:
     ctx = get_context(request)
     name = _feed_name(ctx, feed)
     with ctx.db.connect() as conn:
-        summary = runs.error_summary(conn, feed=name)
+        summary = runs.error_summary(conn, feed=name, run_id=run_id)
         rows, total = runs.errors_page(
             conn,
             feed=name,
             category=category.value if category else None,
             include_resolved=include_resolved,
+            run_id=run_id,
             limit=limit,
             offset=offset,
         )
@@ -206,13 +211,18 @@ def errors_csv(
     feed: str | None = None,
     category: ErrorCategory | None = None,
     include_resolved: bool = False,
+    run_id: RunIdParam = None,
 ) -> StreamingResponse:
     ctx = get_context(request)
-    return csv_download(ctx, _feed_name(ctx, feed), category, include_resolved)
+    return csv_download(ctx, _feed_name(ctx, feed), category, include_resolved, run_id)
 
 
 def csv_download(
-    ctx: Context, feed: str | None, category: ErrorCategory | None, include_resolved: bool = False
+    ctx: Context,
+    feed: str | None,
+    category: ErrorCategory | None,
+    include_resolved: bool = False,
+    run_id: str | None = None,
 ) -> StreamingResponse:
     """The sync errors as a CSV attachment (also the dashboard's Export CSV)."""
     with ctx.db.connect() as conn:
@@ -221,6 +231,7 @@ def csv_download(
             feed=feed,
             category=category.value if category else None,
             include_resolved=include_resolved,
+            run_id=run_id,
         )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return StreamingResponse(

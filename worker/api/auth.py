@@ -6,7 +6,7 @@ rate limit → 429 with `Retry-After`; every refusal is JSON `{"message": ...}`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Request, Response, Security
@@ -89,3 +89,28 @@ def require(permission: Permission, limit: Limit | None = None) -> Callable[...,
         return key
 
     return dependency
+
+
+def known_query_only(request: Request) -> None:
+    """Refuse a query parameter the endpoint does not take (400), rather than ignore it: a
+    misspelt filter must not answer as if it were applied."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    accepted = sorted(_query_names(dependant))
+    unknown = sorted(set(request.query_params) - set(accepted))
+    if unknown:
+        raise ApiError(
+            400,
+            f"Unknown query parameter {', '.join(repr(u) for u in unknown)}; accepted: "
+            f"{', '.join(accepted) or 'none'}.",
+        )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters an endpoint takes, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

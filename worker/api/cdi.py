@@ -22,12 +22,12 @@ from feeds.diff import iso
 from feeds.integrations import Integration
 from feeds.locks import LockedError
 from worker.api import cursors, ratelimit
-from worker.api.auth import ApiError, get_context, require
+from worker.api.auth import ApiError, get_context, known_query_only, require
 from worker.api.cursors import Cursor, CursorError, Direction
 from worker.api.pagination import PAGE_SIZE, Page, link_header
 from worker.api.triggers import SyncTrigger
 
-router = APIRouter(prefix="/cdi", tags=["cdi"])
+router = APIRouter(prefix="/cdi", tags=["cdi"], dependencies=[Depends(known_query_only)])
 
 
 class Message(BaseModel):

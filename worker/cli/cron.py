@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ from config.settings import Settings
 from feeds import job_runs
 from feeds.context import open_context
 from feeds.schedule import cron_of, job_names, next_fire
+from worker.cli.output import say
 from worker.cli.table import render
 from worker.jobs import JobFailed, jobs_for, run_job
 
@@ -62,17 +62,17 @@ def cron_run(args: argparse.Namespace, settings: Settings) -> int:
             message = f"The job '{args.job}' is not available in this version; available: {', '.join(jobs)}."
         else:
             message = f"Unknown job '{args.job}'; accepted jobs: {', '.join(known)}."
-        print(message, file=sys.stderr)
+        say(message, error=True)
         return 1
     started = time.monotonic()
     try:
         lines = run_job(ctx, args.job)
     except JobFailed as failed:
         for line in failed.lines:
-            print(line)
-        print(str(failed), file=sys.stderr)
+            say(line)
+        say(str(failed), error=True)
         return 1
     for line in lines:
-        print(line)
-    print(f"{args.job} finished in {time.monotonic() - started:.2f} s")
+        say(line)
+    say(f"{args.job} finished in {time.monotonic() - started:.2f} s")
     return 0

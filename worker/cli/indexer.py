@@ -14,6 +14,7 @@ from feeds.errors import FeedsyncError, one_line
 from feeds.locks import LockedError, is_locked
 from feeds.runs import Counts
 from feeds.store import IndexerStatus
+from worker.cli.output import say
 from worker.cli.table import render
 
 MODE_LABEL = {IndexerMode.REALTIME: "Update on Save", IndexerMode.SCHEDULE: "Update by Schedule"}
@@ -133,13 +134,13 @@ def reindex(args: argparse.Namespace, settings: Settings) -> int:
     failed = False
     for feed in feeds:
         if _status_of(ctx, feed) is IndexerStatus.SUSPENDED:
-            print(f"{feed.title} index is suspended. Skipping.")
+            say(f"{feed.title} index is suspended. Skipping.")
             continue
         try:
             outcome = indexer.reindex(ctx, feed)
         except LockedError:
             failed = True
-            print(f"{feed.title} index is locked by another reindex process. Skipping.")
+            say(f"{feed.title} index is locked by another reindex process. Skipping.")
             continue
         except Exception as exc:  # one feed failing must not stop the others; it is left invalid
             if args.verbose:
@@ -152,15 +153,15 @@ def reindex(args: argparse.Namespace, settings: Settings) -> int:
             status = outcome.status.value if outcome.status else "unknown"
             _print_error(feed, f"the run ended {status}: {outcome.message or 'no reason recorded'}")
             continue
-        print(f"{feed.title} index has been rebuilt successfully in {_hms(outcome.seconds)}")
+        say(f"{feed.title} index has been rebuilt successfully in {_hms(outcome.seconds)}")
         for line in _shortfall(outcome.counts):
-            print(line)
+            say(line)
     return 1 if failed else 0
 
 
 def _print_error(feed: Feed, reason: str) -> None:
-    print(f"{feed.title} index process error during indexation process:", file=sys.stderr)
-    print(reason, file=sys.stderr)
+    say(f"{feed.title} index process error during indexation process:", error=True)
+    say(reason, error=True)
 
 
 def _shortfall(counts: Counts) -> list[str]:

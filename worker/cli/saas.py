@@ -10,14 +10,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from config.settings import Settings
-from feeds import changelog, runs
+from feeds import changelog
 from feeds.context import open_context
 from feeds.errors import FeedsyncError
 from feeds.indexer import BatchMapper
 from feeds.locks import LockedError
-from feeds.resync import ResyncRequest, resync, total_entities
-from feeds.runs import Counts, RunStatus
+from feeds.resync import ResyncRequest, parse_ids, resync, total_entities
+from feeds.runs import Counts
 from worker.cli.demo import positive
+from worker.cli.output import say
 
 
 def register(sub: Any) -> None:
@@ -27,7 +28,7 @@ def register(sub: Any) -> None:
         "--no-reindex", action="store_true", help="resend what the feed table holds (legacy feeds)"
     )
     p.add_argument("--cleanup-feed", action="store_true", help="empty the feed table first")
-    p.add_argument("--by-ids", default="", help="only these item ids, comma-separated")
+    p.add_argument("--by-ids", default=None, help="only these item ids, comma-separated")
     p.add_argument(
         "--dry-run", action="store_true", help="collect and count, send nothing, change nothing"
     )
@@ -51,7 +52,7 @@ def resync_command(args: argparse.Namespace, settings: Settings) -> int:
     request = ResyncRequest(
         no_reindex=args.no_reindex,
         cleanup_feed=args.cleanup_feed,
-        by_ids=tuple(i.strip() for i in args.by_ids.split(",") if i.strip()),
+        by_ids=parse_ids(args.by_ids) if args.by_ids is not None else (),
         dry_run=args.dry_run,
         batch_size=args.batch_size,
         threads=args.thread_count,
@@ -63,32 +64,30 @@ def resync_command(args: argparse.Namespace, settings: Settings) -> int:
         with _progress(feed.name, total_entities(ctx, feed, request)) as report:
             outcome = resync(ctx, feed, request, report, mapper)
     except LockedError:
-        print(f"{feed.title} index is locked by another reindex process. Skipping.")
+        say(f"{feed.title} index is locked by another reindex process. Skipping.")
         return 1
     except KeyboardInterrupt:
-        print(
+        say(
             f"\nInterrupted: run `python -m worker saas:resync --feed {feed.name} --continue-resync` to resume.",
-            file=sys.stderr,
+            error=True,
         )
         return 130
     seconds = time.monotonic() - started
     c = outcome.counts
     if request.dry_run:
-        print(
+        say(
             f"Dry run of {feed.name}: new {c.new}, updated {c.updated}, deleted {c.deleted}, skipped {c.skipped}; "
             f"nothing was sent or changed ({seconds:.1f} s)"
         )
         return 0
-    with ctx.db.connect() as conn:
-        run = runs.get_run(conn, outcome.run_id or "") or {}
-    status = str(run.get("status", RunStatus.SUCCESS))
-    print(
+    status = outcome.status.value if outcome.status else "unknown"
+    say(
         f"Resync of {feed.name} {status}: new {c.new}, updated {c.updated}, deleted {c.deleted}, skipped {c.skipped}, "
         f"sent {c.rows_synced}, failed {c.failed} in {seconds:.1f} s (run {outcome.run_id})"
     )
-    if run.get("message"):
-        print(f"  {run['message']}", file=sys.stderr)
-    return 1 if status in (RunStatus.ERROR, RunStatus.CONFIG_ERROR) else 0
+    if outcome.message:
+        say(f"  {outcome.message}", error=True)
+    return 0 if outcome.succeeded else 1
 
 
 def _fleet_mapper(settings: Settings) -> BatchMapper:
@@ -110,10 +109,9 @@ def _progress(feed: str, total: int) -> Iterator[Any]:
     if not sys.stdout.isatty():
 
         def plain(counts: Counts, done: int) -> None:
-            print(
+            say(
                 f"{feed}: {done}/{total} entities, new {counts.new}, updated {counts.updated}, deleted {counts.deleted}, "
-                f"skipped {counts.skipped}, sent {counts.rows_synced}, failed {counts.failed}",
-                flush=True,
+                f"skipped {counts.skipped}, sent {counts.rows_synced}, failed {counts.failed}"
             )
 
         yield plain

@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("--feed")
     p.add_argument("--category", choices=[c.value for c in ErrorCategory])
     p.add_argument("--all", action="store_true", help="include resolved errors")
+    p.add_argument("--run", help="only the errors of this run (its id, from sync:status)")
     p.add_argument("--csv", action="store_true", help="write CSV to stdout")
     p.set_defaults(handler=errors)
 
@@ -92,7 +93,11 @@ def errors(args: argparse.Namespace, settings: Settings) -> int:
         ctx.registry.get(args.feed)
     with ctx.db.connect() as conn:
         rows = runs.list_errors(
-            conn, feed=args.feed, category=args.category, include_resolved=args.all
+            conn,
+            feed=args.feed,
+            category=args.category,
+            include_resolved=args.all,
+            run_id=args.run,
         )
     if args.csv:
         for chunk in runs.errors_csv(rows):
