@@ -3,7 +3,7 @@
     python benchmarks/export.py --db sqlite --products 1000000
     python benchmarks/export.py --db postgresql --products 1000000 [--phases full,ceiling]
 
-The test destination (`python -m tests.destination_server`) runs as a separate process for the
+The test destination (`python -m worker.testing.destination_server`) runs as a separate process for the
 whole run. Each phase runs in a child process of its own, so the peak RSS printed is that phase's
 alone (the largest process of the phase: its reindex workers included). Phases, in order:
 
@@ -369,7 +369,14 @@ class Destination:
 
     def __init__(self, *faults: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.destination_server", "--port", "0", "--print-port"]
+            [
+                sys.executable,
+                "-m",
+                "worker.testing.destination_server",
+                "--port",
+                "0",
+                "--print-port",
+            ]
             + ["--quiet", *faults],
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -3,7 +3,7 @@
     python benchmarks/fleet.py --products 100000 [--workers 1,2] [--redis redis://127.0.0.1:6379/12]
 
 Seeds the sample catalog in a PostgreSQL schema of its own, starts the test destination
-(`python -m tests.destination_server`) as a separate process, then for each worker count starts
+(`python -m worker.testing.destination_server`) as a separate process, then for each worker count starts
 that many `celery -A worker worker -c 1` processes and times `saas:resync --feed products --fleet`
 (the command's own wall time, from start to its summary line). For comparison it also times the
 same resync without --fleet (one process; the reindex's own process pool as configured). The

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from config.settings import Settings, load_settings
 from feeds.context import Context, open_context
 from feeds.definitions import FeedRegistry
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 POSTGRES_URL = os.environ.get(
     "FEEDSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

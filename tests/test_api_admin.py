@@ -21,8 +21,8 @@ from feeds.context import Context
 from feeds.error_categories import HELP
 from feeds.runs import sync_runs
 from tests.conftest import bearer, library_context, make_api_key
-from tests.destination_server import DestinationServer
 from worker.api.app import create_app
+from worker.testing.destination_server import DestinationServer
 
 
 def ctx_of(client: TestClient) -> Context:

@@ -22,9 +22,9 @@ from feeds.integrations import integration_id
 from feeds.locks import Lock
 from feeds.runs import sync_runs
 from tests.conftest import bearer, library_context, make_api_key
-from tests.destination_server import DestinationServer
 from tests.library_feeds import build_books
 from worker.api.app import create_app
+from worker.testing.destination_server import DestinationServer
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 

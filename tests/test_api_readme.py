@@ -24,7 +24,7 @@ from config.settings import load_settings
 from feeds import indexer, runs
 from feeds.commerce import demo
 from feeds.context import open_context
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
 README_PORT = "127.0.0.1:8000"

@@ -13,7 +13,7 @@ from feeds.errors import FeedsyncError
 from feeds.locks import Lock, LockedError
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from tests.conftest import library_context
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ from structlog.testing import capture_logs
 
 from feeds.context import Context
 from tests.conftest import library_context
-from tests.destination_server import DestinationServer
 from worker.api.triggers import (
     BackgroundSync,
     RequestedSyncFailed,
     run_requested_sync,
     take_request_lock,
 )
+from worker.testing.destination_server import DestinationServer
 
 
 @pytest.fixture

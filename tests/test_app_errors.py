@@ -19,7 +19,7 @@ from feeds.context import Context
 from feeds.runs import RunStatus
 from feeds.store import ItemStatus, items, rebuilds
 from tests.conftest import library_context
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 BOOKS = 12
 

@@ -20,7 +20,7 @@ from feeds.context import Context, open_context
 from feeds.resync import ResyncRequest, resync
 from feeds.store import ItemStatus, items, utcnow
 from tests.conftest import library_context, make_settings
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 BOOKS = 12  # library_context: batch size 3 → 4 calls for a full sync
 

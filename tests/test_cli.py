@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 
 from feeds.locks import Lock
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.destination_server import DestinationServer
 from worker.cli import main
+from worker.testing.destination_server import DestinationServer
 
 ALL_IDS = [
     "catalog_data_exporter_products",

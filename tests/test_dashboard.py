@@ -25,10 +25,10 @@ from feeds.resync import resync_errors
 from feeds.runs import Operation, sync_runs
 from feeds.store import utcnow
 from tests.conftest import library_context
-from tests.destination_server import DestinationServer
 from worker.api import session
 from worker.api.app import create_app
 from worker.api.dashboard import RUNS_PER_PAGE, RunFilters, parse_filters
+from worker.testing.destination_server import DestinationServer
 
 
 def make_app(ctx: Context) -> FastAPI:

@@ -32,8 +32,8 @@ from feeds.context import Context
 from feeds.runs import sync_runs
 from feeds.store import utcnow
 from tests.conftest import IN_CI, library_context
-from tests.destination_server import DestinationServer
 from worker.api.app import create_app
+from worker.testing.destination_server import DestinationServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -16,7 +16,7 @@ from feeds.export import http
 from feeds.export.http import HttpDestination
 from feeds.export.pause import DestinationPause
 from feeds.store import ItemStatus
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 
 def item(item_id: str) -> FeedItem:

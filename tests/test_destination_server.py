@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -388,7 +388,7 @@ def test_process_mode_prints_its_port_serves_and_stops_on_sigterm() -> None:
     command = [
         sys.executable,
         "-m",
-        "tests.destination_server",
+        "worker.testing.destination_server",
         "--port",
         "0",
         "--print-port",

@@ -19,7 +19,7 @@ from feeds.locks import Lock, LockedError
 from feeds.resync import ResyncRequest, resync, resync_errors
 from feeds.store import ItemStatus, items, utcnow
 from tests.conftest import library_context
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 BOOKS = 12
 

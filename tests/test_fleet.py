@@ -37,7 +37,7 @@ from feeds.job_runs import JobStatus
 from feeds.resync_ranges import ranges
 from feeds.schedule import latest_fire
 from feeds.store import items
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 pytestmark = [pytest.mark.fleet, pytest.mark.postgres]
 

@@ -32,12 +32,12 @@ from feeds.stopping import StopRequested
 from feeds.store import items
 from feeds.sync import Run
 from tests.conftest import library_context, make_settings
-from tests.destination_server import DestinationServer
 from worker import logs as worker_logs
 from worker.cli import main
 from worker.fleet import Verdict, run_scheduled
 from worker.fleet_lock import FleetLock, Heartbeat, held
 from worker.jobs import run_job
+from worker.testing.destination_server import DestinationServer
 
 
 @pytest.fixture(params=["fakeredis", "redis"])

@@ -17,7 +17,7 @@ from feeds.locks import MACHINE, Lock, LockedError, LockLostError, hold, is_lock
 from feeds.runs import sync_runs
 from feeds.store import locks, utcnow
 from tests.conftest import library_context
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 
 def expire(ctx: Context, name: str) -> None:

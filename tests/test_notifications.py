@@ -39,7 +39,7 @@ from feeds.notifications import (
 from feeds.resync import ResyncRequest, resync
 from feeds.store import ItemStatus, utcnow
 from tests.conftest import library_context
-from tests.destination_server import DestinationServer
+from worker.testing.destination_server import DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.destination_server import DestinationServer
 from tests.test_realtime import wait_for
+from worker.testing.destination_server import DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTS = 12_000  # 6 chunks of the default collect_batch_size: one process per core

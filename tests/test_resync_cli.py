@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 
 from feeds.database import create_db_engine
-from tests.destination_server import DestinationServer
 from worker.cli import main
+from worker.testing.destination_server import DestinationServer
 
 
 @pytest.fixture

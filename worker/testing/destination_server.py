@@ -1,7 +1,7 @@
 """A real destination for tests and benchmarks: protocol v1 (SPEC §5) over HTTP, with switchable faults.
 
 In-process: `with DestinationServer() as dest: httpx.post(f"{dest.url}/feeds/products", ...)`.
-As a process: `python -m tests.destination_server --port 0 --print-port` prints `PORT <n>` once
+As a process: `python -m worker.testing.destination_server --port 0 --print-port` prints `PORT <n>` once
 listening and serves until SIGTERM/SIGINT; `GET /_stats` then reports what it received.
 Standard library and orjson only, so it is fast and has no moving parts.
 """
@@ -37,6 +37,8 @@ FEEDS_PREFIX = "/feeds/"
 STATS_PATH = "/_stats"
 # ?feed=F: {item id: [wall-clock times accepted]} (--record-times)
 ACCEPTED_AT_PATH = "/_accepted_at"
+# ?feed=F: {"items": {item id: [hash, deleted]}, "duplicates": n} (envelopes kept: --keep-items)
+HOLDINGS_PATH = "/_holdings"
 PROTOCOL_HEADERS = ("Content-Encoding", "Authorization", "Idempotency-Key")
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "id": str,
@@ -174,6 +176,8 @@ class DestinationServer:
         self.errors: list[str] = []  # unexpected exceptions in handlers (a bug here, not a fault)
         self._port = port
         self._deliveries: Counter[str] = Counter()
+        # (feed, item id, hash) → accepted deliveries of that version (envelopes kept only).
+        self._versions: Counter[tuple[str, str, str]] = Counter()
         self._answers: dict[str, bytes] = {}  # Idempotency-Key → body of its 200 answer
         self._faults = _Faults()
         self._lock = threading.Lock()
@@ -240,6 +244,24 @@ class DestinationServer:
         with self._lock:
             return self._deliveries[feed]
 
+    def holdings(self, feed: str) -> dict[str, tuple[str, bool]]:
+        """What the destination holds of `feed` now: per item id, the hash and deleted flag of the
+        last version it accepted (envelopes kept only: `keep_items`)."""
+        if not self.keep_items:
+            raise RuntimeError("holdings need the accepted envelopes: keep_items=True")
+        with self._lock:
+            return {
+                item_id: (str(item["hash"]), bool(item["deleted"]))
+                for item_id, item in self.accepted.get(feed, {}).items()
+            }
+
+    def duplicates(self, feed: str | None = None) -> int:
+        """Deliveries of a version (item id and hash) the destination had already accepted."""
+        with self._lock:
+            return sum(
+                n - 1 for (f, _, _), n in self._versions.items() if feed is None or f == feed
+            )
+
     def reset(self) -> None:
         """Forget accepted items, recorded requests and idempotency answers; faults stay."""
         with self._lock:
@@ -247,6 +269,7 @@ class DestinationServer:
             self.requests.clear()
             self.errors.clear()
             self._deliveries.clear()
+            self._versions.clear()
             self._answers.clear()
 
     def stats(self) -> dict[str, Any]:
@@ -341,6 +364,11 @@ class DestinationServer:
         path, _, query = path.partition("?")
         if method == "GET" and path == STATS_PATH:
             return self._with_limit(_Answer(200, orjson.dumps(self.stats())))
+        if method == "GET" and path == HOLDINGS_PATH:
+            feed = query.removeprefix("feed=")
+            held = {i: list(pair) for i, pair in self.holdings(feed).items()}
+            payload = {"items": held, "duplicates": self.duplicates(feed)}
+            return self._with_limit(_Answer(200, orjson.dumps(payload)))
         if method == "GET" and path == ACCEPTED_AT_PATH:
             feed = query.removeprefix("feed=")
             with self._lock:
@@ -414,6 +442,7 @@ class DestinationServer:
                 continue
             if self.keep_items:
                 store[item_id] = item
+                self._versions[(feed, item_id, str(item["hash"]))] += 1
             else:
                 store[item_id] = _DELETED if item["deleted"] else _LIVE
             accepted += 1
@@ -661,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.destination_server", description=__doc__.splitlines()[0]
+        prog="python -m worker.testing.destination_server", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
