@@ -1,4 +1,4 @@
-"""The README's HTTP API commands, run as written against a real `python -m worker api` (uvicorn in a
+"""The HTTP API commands of docs/api.md, run as written against a real `python -m worker api` (uvicorn in a
 subprocess): only the port is changed. The worker database has products whose items 1 and 2 the
 destination rejected, so that error ids 1 and 2 exist for the resync example.
 """
@@ -31,7 +31,7 @@ README_PORT = "127.0.0.1:8000"
 
 
 def api_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     start = text.index("\n## HTTP API\n")
     return text[start : text.index("\n## ", start + 5)]
 
