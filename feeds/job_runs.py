@@ -236,13 +236,13 @@ def last_runs(db: Engine) -> dict[str, JobRun]:
     return {row.job: _run(row) for row in rows}
 
 
-def left_running(db: Engine, task_id: str) -> bool:
-    """Whether a run of this task is still `running`: seen from a later delivery, its worker died."""
-    query = select(job_runs.c.id).where(
+def left_running(db: Engine, task_id: str) -> list[str]:
+    """The workers of the runs of this task still `running`: seen from a later delivery, they died."""
+    query = select(job_runs.c.worker).where(
         job_runs.c.task_id == task_id, job_runs.c.status == JobStatus.RUNNING
     )
     with db.connect() as conn:
-        return conn.execute(query.limit(1)).first() is not None
+        return list(conn.scalars(query))
 
 
 def all_runs(db: Engine, job: str | None = None) -> list[JobRun]:
