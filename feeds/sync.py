@@ -20,7 +20,7 @@ from sqlalchemy import column, select, table
 from sqlalchemy.engine import Connection
 
 from config.settings import ExportMode
-from feeds import budget, runs, store
+from feeds import budget, database, runs, store
 from feeds.context import Context
 from feeds.definitions import Document, Feed, Keys
 from feeds.diff import Change, FeedItem, classify
@@ -126,9 +126,15 @@ def open_run(
     try:
         yield run
     except BaseException as exc:
-        run.status = RunStatus.ROLLED_BACK if run.committed_batches == 0 else RunStatus.ERROR
-        run.message = one_line(exc)[:2000]
-        runs.finish_run(ctx.db, run.id, run.counts, run.status, message=run.message)
+        status = RunStatus.ROLLED_BACK if run.committed_batches == 0 else RunStatus.ERROR
+        run.status, run.message = status, one_line(exc)[:2000]
+        # The failure may be the database's own (a restart): record how the run ended once it is
+        # back, while the lock is still ours, rather than leave the run `running`.
+        database.while_unreachable(
+            lambda: runs.finish_run(ctx.db, run.id, run.counts, status, message=run.message),
+            until=lock.valid_until,
+            what=f"the end of run {run.id}",
+        )
         run.log.error(
             f"run.failed{label}", status=run.status.value, error=str(exc), **run.counts.as_dict()
         )
