@@ -34,6 +34,7 @@ from tests.resilience.deployments import (
 )
 from tests.resilience.servers import (
     OwnPostgres,
+    OwnRedis,
     own_postgres_cluster_fixture,  # noqa: F401 (a fixture)
     own_postgres_fixture,  # noqa: F401 (a fixture)
     own_redis_fixture,  # noqa: F401 (a fixture)
@@ -155,3 +156,37 @@ def test_a_postgresql_restart_mid_sync_is_recovered_unattended(
     assert not [e for e in events if e["event"] == "runs.abandoned"]
     if isinstance(on_own_postgres, Embedded):
         assert in_order(events, named("realtime.listener_failed"), named("realtime.reconnected"))
+
+
+def test_a_redis_restart_mid_sync_is_recovered_unattended(
+    postgres_url: str,
+    own_redis: OwnRedis,
+    destination: DestinationServer,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """The queue, the unacknowledged task, the tick claims and the job locks are lost with it. The
+    running job goes on (its feeds' locks are in PostgreSQL), the worker reconnects (Celery 5.7.0
+    did not: worker/app.py's Consumer), beat sends again, and the next ticks run on the worker."""
+    fleet = make(
+        "Celery worker and beat",
+        {"DATABASE_URL": postgres_url, "BROKER_URL": own_redis.url},
+        tmp_path,
+        destination,
+    )
+    assert isinstance(fleet, Celery)
+    try:
+        restart_mid_sync(
+            fleet, destination, lambda: own_redis.restart(DOWN_S), "Redis", record_property
+        )
+        worker = json_events(fleet.fleet.log("w1"))
+    finally:
+        fleet.close()
+    assert in_order(
+        worker,
+        lambda e: e["event"].startswith("consumer: Connection to broker lost"),
+        lambda e: e["event"].startswith("Connected to redis://"),
+    )
+    assert not [e for e in worker if e["level"] == "critical"]  # no "Unrecoverable error"
+    # Beat sends again: the jobs that ran since the restart (`restart_mid_sync` waits for them)
+    # were sent by it, Redis having come back empty.
