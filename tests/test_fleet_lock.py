@@ -20,7 +20,7 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from config.settings import load_settings
-from feeds import job_runs, resync_ranges, stopping
+from feeds import indexer, job_runs, resync_ranges, stopping
 from feeds.context import Context, open_context
 from feeds.indexer import Batch
 from feeds.job_runs import JobStatus
@@ -441,6 +441,27 @@ def test_a_continued_fleet_resync_sends_only_the_ranges_not_done(
     assert seen == [0, 1, 2]
     assert outcome.counts.rows_synced == 18  # books 1-18; 19 and 20 were sent before the stop
     assert checkpoint(ctx, books) is None and not resync_ranges.planned(ctx, books)
+    ctx.close()
+
+
+def test_a_range_delivered_again_resends_only_what_the_resync_has_not_had_accepted(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    """Its worker died after the destination accepted part of it (here: all of it, before the
+    ack): the rerun of the range sends nothing twice."""
+    ctx = library_context(db_url, destination.url, tmp_path, books=20)
+    books = ctx.registry.get("books")
+    indexer.reindex(ctx, books)  # what a resync resends: books the destination holds already
+    before = destination.count("books")
+
+    def redelivering(run: Run, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Counts]]:
+        for batch in batches:
+            if batch.seq == 1:
+                resync_ranges.process_range(ctx, run, batch)  # the delivery whose worker died
+            yield batch, resync_ranges.process_range(ctx, run, batch)
+
+    resync(ctx, books, ResyncRequest(fleet=True), mapper=redelivering)
+    assert destination.count("books") - before == 20  # every book once, none twice
     ctx.close()
 
 

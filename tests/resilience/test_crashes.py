@@ -11,6 +11,8 @@ flight are not recorded, so they are sent again: counted as duplicates, at most 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ from tests.resilience.deployments import (
 )
 from tests.resilience.servers import alive
 from tests.test_parallel import children
+from worker.fanout import RANGE_TASK as RANGE
 from worker.jobs import JobFailed, run_job
 from worker.testing.converge import settle, time_passes
 from worker.testing.destination_server import DestinationServer
@@ -183,3 +186,91 @@ def test_a_killed_process_restarts_and_converges(
         ).one()
     assert tuple(ended) == (RunStatus.ERROR.value, ABANDONED)
     finish(deployment, destination, figures, record_property)
+
+
+# -- a resync spread over the fleet (`saas:resync --fleet`) -------------------------------------
+
+# A whole worker's range comes back only after Redis's visibility timeout (6 h by default): that
+# is how a lost host is detected, so a shorter one only shortens the wait for it.
+LOST_HOST = "[fleet]\nvisibility_timeout_s = 10\n"
+
+
+@pytest.mark.fleet
+@pytest.mark.parametrize("killed", ["pool process", "worker"])
+def test_a_fleet_resync_whose_worker_is_killed_completes(
+    killed: str,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    destination: DestinationServer,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """kill -9 mid `saas:resync --fleet`: the range in flight is delivered again (at once for a
+    pool process, after the visibility timeout for a whole worker) and the command completes."""
+    config = tmp_path / "feedsync.toml"
+    config.write_text(tight_schedule(FEEDS) + (LOST_HOST if killed == "worker" else ""))
+    env = {
+        "DATABASE_URL": postgres_url,
+        "BROKER_URL": redis_url,
+        "EXPORT_URL": destination.url,
+        "FEEDSYNC_CONFIG": str(config),
+        "LOG_FORMAT": "json",
+    }
+    fleet = Celery(env, tmp_path, killed=killed)
+    try:
+        demo.seed(fleet.ctx.source, PRODUCTS, seed=3)
+        assert settle(fleet.ctx).converged  # the first sync is done: the resync resends it all
+        baseline = destination.count("products")
+        destination.slow_next(1_000_000, SLOW_S)
+        fleet.start()
+        command = subprocess.Popen(
+            [sys.executable, "-m", "worker", "saas:resync", "--feed", "products", "--fleet"],
+            cwd=tmp_path,
+            env=fleet.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        fleet.sessions.add(command.pid)
+
+        ranges: list[int] = []  # the pool processes running a range
+
+        def range_in_flight() -> RunningRun | None:
+            if destination.count("products") - baseline < KILLED_AFTER // 2:
+                return None
+            active = fleet.fleet.app.control.inspect(timeout=0.5).active() or {}
+            ranges[:] = [
+                t["worker_pid"] for ts in active.values() for t in ts if t["name"] == RANGE
+            ]
+            runs = [r for r in running_runs(fleet.ctx) if r.feed == "products"]
+            return RunningRun(runs[0].id, "products", "full_sync", ranges[0]) if ranges else None
+
+        victim = wait_until(
+            range_in_flight, 90, lambda: f"a range in flight; {fleet.logs()[-3000:]}"
+        )
+        fleet.kill(victim)
+        lost = 1 if killed == "pool process" else len(ranges)  # ranges whose process died
+        killed_at = time.monotonic()
+        delivered = destination.count("products") - baseline
+        destination.slow_next(0, 0)
+        fleet.restart()
+        out, err = command.communicate(timeout=120)
+        assert command.returncode == 0, err[-3000:]
+        assert out.splitlines()[-1].startswith("Resync of products success:"), out
+        # A resync sends every product again, by design; what the kill cost is what it sent
+        # more than that.
+        twice = destination.count("products") - baseline - PRODUCTS
+        figures = Figures(
+            f"kill -9 of a Celery {killed} mid saas:resync --fleet",
+            recover_s=time.monotonic() - killed_at,
+            delivered_before=delivered,
+            extra={"products resent by the kill": twice},
+        )
+        wait_until(lambda: converged(fleet, destination), 60, "convergence")
+        finish(fleet, destination, figures, record_property)
+        record_property("resent_by_the_kill", twice)
+        # A range delivered again resends only its round in flight, not what it had sent.
+        assert twice <= lost * fleet.ctx.settings.batch_size("products"), (twice, lost)
+    finally:
+        fleet.close()
