@@ -106,7 +106,13 @@ OPERATIONS: dict[str, tuple[Operation, Callable[[Deployment, DestinationServer],
 }
 
 
-@pytest.fixture(params=["embedded run", "pool process", "worker"])
+@pytest.fixture(
+    params=[
+        "embedded run",
+        pytest.param("pool process", marks=pytest.mark.fleet),
+        pytest.param("worker", marks=pytest.mark.fleet),
+    ]
+)
 def deployment(
     request: pytest.FixtureRequest,
     operation: str,

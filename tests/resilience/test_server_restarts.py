@@ -114,7 +114,9 @@ def named(name: str) -> Callable[[dict[str, Any]], bool]:
     return lambda event: event.get("event") == name
 
 
-@pytest.fixture(params=["embedded run", "Celery worker and beat"])
+@pytest.fixture(
+    params=["embedded run", pytest.param("Celery worker and beat", marks=pytest.mark.fleet)]
+)
 def on_own_postgres(
     request: pytest.FixtureRequest,
     own_postgres: OwnPostgres,
@@ -158,6 +160,7 @@ def test_a_postgresql_restart_mid_sync_is_recovered_unattended(
         assert in_order(events, named("realtime.listener_failed"), named("realtime.reconnected"))
 
 
+@pytest.mark.fleet
 def test_a_redis_restart_mid_sync_is_recovered_unattended(
     postgres_url: str,
     own_redis: OwnRedis,
