@@ -135,6 +135,9 @@ class Deployment(abc.ABC):
         """The sessions `kill` leaves running by design."""
         return set()
 
+    # How many processes the last `kill` stopped mid-work: each may leave one round unrecorded.
+    killed_processes: int = 1
+
     @abc.abstractmethod
     def logs(self) -> str: ...
 
@@ -172,6 +175,8 @@ class Embedded(Deployment):
         assert victim.pid == self.process.pid, (victim, self.process.pid)
         self.process.kill()
         self.process.wait(10)
+        # Its reindex processes end with it, on their own (feeds/parallel.py).
+        wait_until(lambda: not sessions_alive({self.process.pid}), 10, "its processes to end")
 
     def restart(self) -> None:
         self.start()
@@ -213,8 +218,11 @@ class Celery(Deployment):
             os.kill(victim.pid, signal.SIGKILL)
             wait_until(lambda: not alive(victim.pid), 10, "the pool process to die")
         else:  # the whole worker, main process and pool, as a lost host or an OOM-killed container
+            self.killed_processes = len(children(main.pid))
             os.killpg(main.pid, signal.SIGKILL)
             main.wait(10)
+            # SIGKILL is delivered to each process of the group on its way out of the kernel.
+            wait_until(lambda: not sessions_alive({main.pid}), 10, "the worker's processes to die")
 
     def restart(self) -> None:
         if self.killed == "worker":

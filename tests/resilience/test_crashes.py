@@ -191,7 +191,10 @@ def test_a_killed_process_restarts_and_converges(
             select(sync_runs.c.status, sync_runs.c.message).where(sync_runs.c.id == victim.id)
         ).one()
     assert tuple(ended) == (RunStatus.ERROR.value, ABANDONED)
-    finish(deployment, destination, figures, record_property)
+    result = finish(deployment, destination, figures, record_property)
+    # Sent twice: at most the round each killed process had in flight (recorded per round).
+    batch = deployment.ctx.settings.batch_size("products")
+    assert result.duplicates <= deployment.killed_processes * batch, result.summary()
 
 
 # -- a resync spread over the fleet (`saas:resync --fleet`) -------------------------------------
