@@ -103,6 +103,13 @@ def subscribe(engine: Engine, feed: Feed, *, notify: bool = False) -> int:
     on SQLite the listener polls the changelog instead).
     """
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes may subscribe the same feed at once (a fleet's first jobs): one at a
+            # time, or the second CREATE TABLE fails on PostgreSQL's catalog unique index.
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                {"name": f"feedsync:subscribe:{changelog_name(feed)}"},
+            )
         require_tables(conn, feed)
         changelog_table(feed).create(conn, checkfirst=True)
         _add_changed_at(conn, feed)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from feeds.errors import DatabaseUnavailableError
+from feeds.errors import DatabaseUnavailableError, one_line
+
+log = structlog.get_logger("feeds.database")
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -58,7 +64,11 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`; SQLite files get WAL and a busy timeout so workers and the app can share them."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        # pool_pre_ping: a connection the server dropped (a restart, a failover) is replaced
+        # before use, so a process outlives its database's restarts without being restarted.
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        _log_reconnections(engine)
+        return engine
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +84,58 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _log_reconnections(engine: Engine) -> None:
+    """Log when a server that answered stops answering (`database.connection_lost`, once per
+    outage) and when a connection works again (`database.reconnected`, with the seconds between)."""
+    shown = engine.url.set(query={}).render_as_string(hide_password=True)
+    state: dict[str, float | None] = {"connected_at": None, "lost_at": None}
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection: Any, _record: Any) -> None:
+        lost_at = state["lost_at"]
+        if lost_at is not None:
+            state["lost_at"] = None
+            log.info(
+                "database.reconnected", database=shown, down_s=round(time.monotonic() - lost_at, 1)
+            )
+        state["connected_at"] = time.monotonic()
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: ExceptionContext) -> None:
+        # A server never reached is a start-up error, said in one sentence by `connect`.
+        if state["connected_at"] is None or state["lost_at"] is not None:
+            return
+        if context.is_disconnect or context.connection is None:  # dropped, or refused anew
+            state["lost_at"] = time.monotonic()
+            log.warning(
+                "database.connection_lost",
+                database=shown,
+                error=one_line(context.original_exception),
+                recovery="reconnecting at the next use",
+            )
+
+
+def while_unreachable(action: Callable[[], T], *, until: float, what: str) -> T:
+    """`action()`, tried again while the database cannot be reached (OperationalError: a restart,
+    a failover) until `until` (time.monotonic()); past it, its last error is raised."""
+    wait = 0.25
+    while True:
+        try:
+            return action()
+        except OperationalError as exc:
+            if time.monotonic() + wait > until:
+                raise
+            if wait == 0.25:
+                log.warning(
+                    "database.waiting",
+                    what=what,
+                    error=one_line(exc),
+                    until_s=round(until - time.monotonic(), 1),
+                )
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
 
 
 def _alembic_config(engine: Engine) -> Any:

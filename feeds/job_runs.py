@@ -7,6 +7,7 @@ fleet tests that check a job ran once per tick and never overlapped.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import Update
 
+from feeds import locks
+from feeds.database import while_unreachable
 from feeds.errors import one_line
 from feeds.locks import MACHINE, is_dead
 from feeds.stopping import StopRequested
@@ -188,7 +191,14 @@ def recorded(
         raise
     except BaseException as exc:
         # A job that ran to its end but failed for some feed keeps its summary lines.
-        finish(db, run_id, JobStatus.ERROR, "\n".join(recorder.lines) or one_line(exc))
+        summary = "\n".join(recorder.lines) or one_line(exc)
+        # The failure may be the database's own (a restart): record it once the database is back
+        # (as long as a feed lock would wait for it), rather than leave the job `running`.
+        while_unreachable(
+            lambda: finish(db, run_id, JobStatus.ERROR, summary),
+            until=time.monotonic() + locks.ttl_s(),
+            what=f"the end of job {job}",
+        )
         raise
     finish(db, run_id, JobStatus.SUCCESS, "\n".join(recorder.lines))
 
@@ -236,13 +246,13 @@ def last_runs(db: Engine) -> dict[str, JobRun]:
     return {row.job: _run(row) for row in rows}
 
 
-def left_running(db: Engine, task_id: str) -> bool:
-    """Whether a run of this task is still `running`: seen from a later delivery, its worker died."""
-    query = select(job_runs.c.id).where(
+def left_running(db: Engine, task_id: str) -> list[str]:
+    """The workers of the runs of this task still `running`: seen from a later delivery, they died."""
+    query = select(job_runs.c.worker).where(
         job_runs.c.task_id == task_id, job_runs.c.status == JobStatus.RUNNING
     )
     with db.connect() as conn:
-        return conn.execute(query.limit(1)).first() is not None
+        return list(conn.scalars(query))
 
 
 def all_runs(db: Engine, job: str | None = None) -> list[JobRun]:

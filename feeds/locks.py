@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
 
-from feeds.database import insert_for
+from feeds.database import insert_for, while_unreachable
 from feeds.errors import FeedsyncError
 from feeds.store import locks, utcnow
 
@@ -28,6 +29,11 @@ def configure(ttl_s: float) -> None:
     """The TTL of the locks this process takes from now on (`[fleet] feed_lock_ttl_s`)."""
     global _ttl_s
     _ttl_s = ttl_s
+
+
+def ttl_s() -> float:
+    """The TTL of the locks this process takes."""
+    return _ttl_s
 
 
 class LockedError(FeedsyncError):
@@ -47,8 +53,17 @@ class Lock:
         self.name = name
         self.ttl = timedelta(seconds=ttl_s or _ttl_s)
         self.owner = owner or f"{MACHINE}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # time.monotonic() when the lock expires unless renewed (as this process knows it).
+        self.valid_until = time.monotonic()
 
     def acquire(self) -> bool:
+        started = time.monotonic()
+        taken = self._take()
+        if taken:
+            self.valid_until = started + self.ttl.total_seconds()
+        return taken
+
+    def _take(self) -> bool:
         now = utcnow()
         with self.engine.begin() as conn:
             insert = insert_for(conn.dialect.name, locks)
@@ -81,6 +96,7 @@ class Lock:
             return bool(taken)
 
     def renew(self) -> None:
+        started = time.monotonic()
         with self.engine.begin() as conn:
             renewed = conn.execute(
                 update(locks)
@@ -91,12 +107,19 @@ class Lock:
             raise LockLostError(
                 f"Lost the lock {self.name!r}: it expired and another process took it."
             )
+        self.valid_until = started + self.ttl.total_seconds()
 
     def release(self) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                locks.delete().where(locks.c.name == self.name, locks.c.owner == self.owner)
-            )
+        """Free the lock. While the database cannot be reached (a restart), try again until the
+        lock would expire anyway: left held, it would keep its feed from every run until then."""
+
+        def delete() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    locks.delete().where(locks.c.name == self.name, locks.c.owner == self.owner)
+                )
+
+        while_unreachable(delete, until=self.valid_until, what=f"release of the lock {self.name}")
 
 
 def is_locked(engine: Engine, name: str) -> bool:

@@ -205,7 +205,9 @@ def _fleet(
         threads=request.threads,
         resend_all=True,
         batch_size=request.batch_size,
-        accepted_since=previous.started_at if previous else None,
+        # Items accepted since the resync began are not resent, even by its first attempt: a
+        # range delivered again after its worker died then resends only its round in flight.
+        accepted_since=previous.started_at if previous else utcnow(),
     )
     if previous is None or not resync_ranges.planned(ctx, feed):
         # A new resync, or the continuation of one that ran without --fleet: plan from its checkpoint.

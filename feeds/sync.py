@@ -20,7 +20,7 @@ from sqlalchemy import column, select, table
 from sqlalchemy.engine import Connection
 
 from config.settings import ExportMode
-from feeds import budget, runs, store
+from feeds import budget, database, runs, store
 from feeds.context import Context
 from feeds.definitions import Document, Feed, Keys
 from feeds.diff import Change, FeedItem, classify
@@ -126,9 +126,15 @@ def open_run(
     try:
         yield run
     except BaseException as exc:
-        run.status = RunStatus.ROLLED_BACK if run.committed_batches == 0 else RunStatus.ERROR
-        run.message = one_line(exc)[:2000]
-        runs.finish_run(ctx.db, run.id, run.counts, run.status, message=run.message)
+        status = RunStatus.ROLLED_BACK if run.committed_batches == 0 else RunStatus.ERROR
+        run.status, run.message = status, one_line(exc)[:2000]
+        # The failure may be the database's own (a restart): record how the run ended once it is
+        # back, while the lock is still ours, rather than leave the run `running`.
+        database.while_unreachable(
+            lambda: runs.finish_run(ctx.db, run.id, run.counts, status, message=run.message),
+            until=lock.valid_until,
+            what=f"the end of run {run.id}",
+        )
         run.log.error(
             f"run.failed{label}", status=run.status.value, error=str(exc), **run.counts.as_dict()
         )
@@ -198,8 +204,7 @@ def process_batch(
     }
     # Record after each round of export batches, not once per collected batch: a process killed
     # mid-way then resends at most the round in flight. The pointer moves with the last round.
-    step = run.delivery.batch_size * max(1, run.delivery.threads)
-    rounds = [diff.changed[i : i + step] for i in range(0, len(diff.changed), step)] or [[]]
+    rounds = _rounds(run, diff.changed) or [[]]
     for number, chunk in enumerate(rounds, start=1):
         run.renew_lock()  # the lock then only has to outlast one round's requests
         records, results = run.delivery.deliver(chunk, previous)
@@ -355,12 +360,23 @@ def entity_ids(ctx: Context, feed: Feed, keys: Keys) -> list[int]:
         return list(src.scalars(select(key).where(keys.match(key)).order_by(key)))
 
 
+def _rounds(run: Run, items: list[FeedItem]) -> list[list[FeedItem]]:
+    """`items` in rounds of export batches: what the run sends before it records."""
+    step = run.delivery.batch_size * max(1, run.delivery.threads)
+    return [items[i : i + step] for i in range(0, len(items), step)]
+
+
 def deliver_stored(
     ctx: Context, run: Run, items: list[FeedItem], attempts: dict[str, int]
 ) -> Counts:
-    """Send items already in the feed table (legacy payloads) and record what the destination said."""
-    records, results = run.delivery.deliver(items, attempts)
-    return record_round(ctx, run, records, results)
+    """Send items already in the feed table (legacy payloads) and record what the destination
+    said, round by round as `process_batch` does: a killed process resends at most one round."""
+    counts = Counts()
+    for chunk in _rounds(run, items):
+        run.renew_lock()
+        records, results = run.delivery.deliver(chunk, attempts)
+        counts += record_round(ctx, run, records, results)
+    return counts
 
 
 def tally(results: Sequence[ItemResult]) -> Counts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -251,3 +252,34 @@ def test_a_row_that_cannot_be_built_fails_only_its_entity_and_is_reported(
             conn.execute(text("SELECT status FROM feed_items WHERE id = 'book-3'")).scalar() == 200
         )
         assert runs.list_errors(conn, feed="books") == []  # built now: its error is resolved
+
+
+@pytest.mark.postgres
+def test_two_processes_subscribing_a_feed_at_once_both_succeed(
+    postgres_url: str, export_dir: Path, tmp_path: Path
+) -> None:
+    """A fleet's first minute: two jobs on two workers install the same feed's changelog."""
+    ctx = library_context(postgres_url, f"file://{export_dir}", tmp_path, books=2)
+    books = ctx.registry.get("books")
+    failures: list[BaseException] = []
+    for _ in range(5):
+        with ctx.source.begin() as conn:
+            conn.exec_driver_sql(f'DROP TABLE "{changelog.changelog_name(books)}" CASCADE')
+        start = threading.Barrier(2)
+
+        def subscribe(start: threading.Barrier) -> None:
+            start.wait()
+            try:
+                changelog.subscribe(ctx.source, books)
+            except Exception as exc:  # what the second of two concurrent CREATEs may raise
+                failures.append(exc)
+
+        threads = [threading.Thread(target=subscribe, args=(start,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert failures == []
+    with ctx.source.connect() as conn:
+        assert changelog.is_subscribed(conn, books)
+    ctx.close()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -328,6 +329,34 @@ def test_legacy_mode_stores_payloads_and_sends_only_through_its_job(
     assert destination.accepted_ids("books") == ALL
     assert last_run(ctx)["operation"] == "legacy_export"
     assert exporter.export_pending(ctx, ctx.registry.get("books")) is None
+    ctx.close()
+
+
+class Killed(BaseException):
+    """The process died (kill -9): nothing after this point runs."""
+
+
+def test_a_legacy_export_killed_mid_page_has_recorded_the_rounds_already_accepted(
+    db_url: str, destination: DestinationServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of the feed table (collect_batch_size 6) is two rounds (batch_size 3): a process
+    killed while the second is in flight resends that round only, as a collection run does."""
+    ctx = library_context(db_url, destination.url, tmp_path, extra='export_mode = "legacy"\n')
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    send = http.HttpDestination.send
+    calls: list[int] = []
+
+    def dies_on_the_second_request(self: http.HttpDestination, *args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return send(self, *args, **kw)
+
+    monkeypatch.setattr(http.HttpDestination, "send", dies_on_the_second_request)
+    with pytest.raises(Killed):
+        exporter.export_pending(ctx, ctx.registry.get("books"))
+    sent = {i for i, r in rows(ctx).items() if r["status"] == ItemStatus.SENT}
+    assert sent == destination.accepted_ids("books") == {"book-1", "book-10", "book-11"}
     ctx.close()
 
 

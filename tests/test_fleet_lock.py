@@ -20,7 +20,7 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from config.settings import load_settings
-from feeds import job_runs, resync_ranges, stopping
+from feeds import indexer, job_runs, resync_ranges, stopping
 from feeds.context import Context, open_context
 from feeds.indexer import Batch
 from feeds.job_runs import JobStatus
@@ -35,7 +35,7 @@ from tests.conftest import library_context, make_settings
 from worker import logs as worker_logs
 from worker.cli import main
 from worker.fleet import Verdict, run_scheduled
-from worker.fleet_lock import FleetLock, Heartbeat, held
+from worker.fleet_lock import FleetLock, Heartbeat, held, token_for
 from worker.jobs import run_job
 from worker.testing.destination_server import DestinationServer
 
@@ -81,6 +81,29 @@ def test_the_heartbeat_keeps_a_job_lock_past_its_ttl_then_frees_it(redis: Redis)
         assert not FleetLock(redis, "job", "other", ttl_s=30).acquire()
         assert not heartbeat.lost.is_set()
     assert lock.holder() is None
+
+
+def dead_pid() -> int:
+    """The pid of a process of this machine that has ended (kill -9, say)."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    return ended.pid
+
+
+def test_a_job_lock_whose_holder_was_killed_on_this_machine_is_free_at_once(redis: Redis) -> None:
+    killed = FleetLock(redis, "job", f"{MACHINE}:{dead_pid()}:task-1", ttl_s=30)
+    assert killed.acquire()
+    alive = FleetLock(redis, "other-job", f"{MACHINE}:{os.getpid()}:task-2", ttl_s=30)
+    assert alive.acquire()
+    elsewhere = FleetLock(redis, "third-job", f"lost-host@1:{dead_pid()}:task-3", ttl_s=30)
+    assert elsewhere.acquire()
+    with structlog.testing.capture_logs() as logs:
+        assert FleetLock(redis, "job", token_for("next"), ttl_s=30).acquire()  # no TTL to wait for
+        assert not FleetLock(redis, "other-job", token_for("next"), ttl_s=30).acquire()
+        assert not FleetLock(redis, "third-job", token_for("next"), ttl_s=30).acquire()  # unknown
+    assert killed.holder() == token_for("next")
+    assert not killed.renew()  # the dead holder's token no longer holds it
+    assert [e["event"] for e in logs] == ["fleet_lock.taken_over"]
 
 
 def test_a_holder_learns_it_lost_a_lock_that_expired_and_was_taken(redis: Redis) -> None:
@@ -189,6 +212,37 @@ def test_a_second_delivery_waits_for_its_dead_runs_locks_then_runs_again(
         JobStatus.SUCCESS,
     ]
     ctx.close()
+
+
+def test_a_second_delivery_of_a_task_killed_on_this_machine_runs_at_once(
+    ctx: Context, redis: Redis
+) -> None:
+    """A pool process killed mid-job: its locks are free at once, on the default TTLs."""
+    tick = _tick(datetime.now(UTC))
+    assert run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick).verdict is Verdict.RAN
+    killed = f"{MACHINE}:{dead_pid()}"
+    job_runs.start(ctx.db, JOB, tick=tick, task_id="task-x")
+    with ctx.db.begin() as conn:
+        conn.execute(
+            job_runs.job_runs.update()
+            .where(job_runs.job_runs.c.status == JobStatus.RUNNING)
+            .values(worker=killed)
+        )
+    assert FleetLock(redis, JOB, f"{killed}:task-x", ttl_s=60).acquire()
+    assert run_scheduled(ctx, redis, JOB, task_id="task-x", tick=tick).verdict is Verdict.RAN
+    assert [r.status for r in job_runs.all_runs(ctx.db, JOB)] == [
+        JobStatus.SUCCESS,
+        JobStatus.LOST,
+        JobStatus.SUCCESS,
+    ]
+
+
+def test_the_next_tick_takes_the_job_lock_of_a_worker_killed_on_this_machine(
+    ctx: Context, redis: Redis
+) -> None:
+    assert FleetLock(redis, JOB, f"{MACHINE}:{dead_pid()}:killed-task", ttl_s=60).acquire()
+    outcome = run_scheduled(ctx, redis, JOB, task_id="next-tick", tick=_tick(datetime.now(UTC)))
+    assert outcome.verdict is Verdict.RAN
 
 
 def test_a_task_holding_the_job_lock_marks_a_dead_hosts_running_job_lost(
@@ -387,6 +441,27 @@ def test_a_continued_fleet_resync_sends_only_the_ranges_not_done(
     assert seen == [0, 1, 2]
     assert outcome.counts.rows_synced == 18  # books 1-18; 19 and 20 were sent before the stop
     assert checkpoint(ctx, books) is None and not resync_ranges.planned(ctx, books)
+    ctx.close()
+
+
+def test_a_range_delivered_again_resends_only_what_the_resync_has_not_had_accepted(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    """Its worker died after the destination accepted part of it (here: all of it, before the
+    ack): the rerun of the range sends nothing twice."""
+    ctx = library_context(db_url, destination.url, tmp_path, books=20)
+    books = ctx.registry.get("books")
+    indexer.reindex(ctx, books)  # what a resync resends: books the destination holds already
+    before = destination.count("books")
+
+    def redelivering(run: Run, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Counts]]:
+        for batch in batches:
+            if batch.seq == 1:
+                resync_ranges.process_range(ctx, run, batch)  # the delivery whose worker died
+            yield batch, resync_ranges.process_range(ctx, run, batch)
+
+    resync(ctx, books, ResyncRequest(fleet=True), mapper=redelivering)
+    assert destination.count("books") - before == 20  # every book once, none twice
     ctx.close()
 
 

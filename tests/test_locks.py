@@ -5,13 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
-from feeds import indexer, runs
+from feeds import indexer, runs, store
 from feeds.context import Context
 from feeds.locks import MACHINE, Lock, LockedError, LockLostError, hold, is_locked
 from feeds.runs import sync_runs
@@ -156,3 +159,74 @@ def test_a_new_run_under_the_feed_lock_closes_the_run_left_by_a_dead_process(
     runs.start_run(ctx.db, "new", "products", runs.Operation.PARTIAL_SYNC, lock.owner)
     found = running_runs(ctx)
     assert found["old"] == ("error", runs.ABANDONED) and found["new"] == ("running", None)
+
+
+# -- the database goes away (a restart, a failover) ---------------------------------------------
+
+
+def unreachable_for(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, attempts: int | None
+) -> list[int]:
+    """The next `attempts` transactions on the worker database (every one, with None) fail as with
+    a server that is restarting; returns the list of failed attempts, as it grows."""
+    begin = ctx.db.begin
+    failed: list[int] = []
+
+    def refused() -> object:
+        if attempts is None or len(failed) < attempts:
+            failed.append(1)
+            raise OperationalError("BEGIN", {}, Exception("Connection refused"))
+        return begin()
+
+    monkeypatch.setattr(ctx.db, "begin", refused)
+    return failed
+
+
+def test_a_lock_is_released_once_the_database_is_back(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left held, a lock keeps its feed from every run for its TTL (2 minutes by default)."""
+    lock = Lock(ctx.db, "job")
+    assert lock.acquire()
+    failed = unreachable_for(ctx, monkeypatch, 2)
+    with structlog.testing.capture_logs() as logs:
+        lock.release()
+    assert len(failed) == 2 and not is_locked(ctx.db, "job")
+    assert [e["event"] for e in logs] == ["database.waiting"]
+
+
+def test_a_lock_left_by_a_database_away_for_longer_than_its_ttl_is_left_to_expire(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = Lock(ctx.db, "job", ttl_s=0.6)
+    assert lock.acquire()
+    unreachable_for(ctx, monkeypatch, None)
+    started = time.monotonic()
+    with pytest.raises(OperationalError):
+        lock.release()
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_run_cut_short_by_its_database_ends_error_once_it_is_back_and_frees_its_feed(
+    db_url: str, destination: DestinationServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not `running` until a reader calls it abandoned: `error`, with the database's reason."""
+    ctx = library_context(db_url, destination.url, tmp_path)
+    books = ctx.registry.get("books")
+    record = store.record_items
+    failed: list[int] = []
+
+    def server_restarting(*args: object, **kwargs: object) -> None:
+        if destination.count("books") >= 6:  # the second round: the server goes away
+            unreachable_for(ctx, monkeypatch, 3)
+            failed.append(1)
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        record(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "record_items", server_restarting)
+    with pytest.raises(OperationalError):
+        indexer.reindex(ctx, books)
+    [(status, message)] = running_runs(ctx).values()
+    assert status == "error" and message and "server closed the connection" in message
+    assert not is_locked(ctx.db, indexer.lock_name(books))
+    ctx.close()

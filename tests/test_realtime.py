@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import select, text
 
 from config.settings import IndexerMode
@@ -18,6 +20,7 @@ from feeds.runs import Operation
 from feeds.store import get_state
 from tests.conftest import library_context
 from tests.test_custom_feed import exported
+from worker import logs as worker_logs
 from worker.realtime import Listener, sync_in_process
 
 FAST = 2.0  # seconds a realtime change may take to reach the destination (the SPEC §1 promise)
@@ -256,12 +259,22 @@ def test_the_listener_survives_a_database_failure_and_catches_up(
     listener = Listener(library, sync_in_process(library))
     stop = threading.Event()
     thread = threading.Thread(target=listener.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        sql(library, "UPDATE books SET title = 'After the failure' WHERE book_no = 4")
-        # The first check fails; the listener retries after 1 s and finds the change.
-        wait_for(lambda: title_of(export_dir, 4) == "After the failure", timeout=FAST + 2)
-        assert not failures and thread.is_alive()
-    finally:
-        stop.set()
-        thread.join(10)
+    worker_logs.configure("json", logging.INFO)  # as a worker logs (a CLI test may quieten it)
+    with structlog.testing.capture_logs() as logs:
+        thread.start()
+        try:
+            sql(library, "UPDATE books SET title = 'After the failure' WHERE book_no = 4")
+            # The first check fails; the listener retries after 1 s and finds the change.
+            wait_for(lambda: title_of(export_dir, 4) == "After the failure", timeout=FAST + 2)
+            wait_for(lambda: any(e["event"] == "realtime.reconnected" for e in logs), timeout=1)
+            assert not failures and thread.is_alive()
+        finally:
+            stop.set()
+            thread.join(10)
+    # The logs say that it failed, and that it works again.
+    events = [
+        e["event"]
+        for e in logs
+        if e["event"] in ("realtime.listener_failed", "realtime.reconnected")
+    ]
+    assert events == ["realtime.listener_failed", "realtime.reconnected"]

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from celery import Celery, Task
 from celery.exceptions import Reject
+from celery.worker.consumer import Consumer as CeleryConsumer
 
 from config.settings import Settings, load_settings
 from feeds.errors import ConfigError, FeedsyncError
@@ -34,6 +35,23 @@ class FeedsyncTask(Task):
         except StopRequested:
             log.info("task.requeued", task=self.name, reason="warm shutdown")
             raise Reject("warm shutdown: stopped between batches", requeue=True) from None
+
+
+class Consumer(CeleryConsumer):
+    """Celery's worker consumer, made to survive the loss of its broker connection on Celery 5.7.
+
+    After a connection error, Celery 5.7.0 first `collect()`s the broken connection, which
+    releases its transport, then also closes it. With a task running under late acks the Redis
+    channel's close tries to put that task's message back through the released transport,
+    raises AttributeError, and the consumer dies: the worker process lives on and never consumes
+    again (a Redis restart is enough). Celery 5.6 only collected it; so does this consumer.
+    """
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        broken = self.connection
+        if broken is not None:
+            broken.close = lambda: None  # collected already: nothing left to close
+        super().on_connection_error_after_connected(exc)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -78,6 +96,7 @@ def create_app(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,  # structlog writes its JSON lines to stderr itself
         beat_schedule=beat_schedule(settings),
         beat_scheduler="worker.beat:FleetScheduler",
+        worker_consumer="worker.app:Consumer",
     )
     app.feedsync_settings = settings  # what the tasks open their context with
     return app

@@ -11,9 +11,10 @@ those tasks are sorted out before any work:
   tick that finds it held is `locked` (logged and recorded as skipped).
 
 A task delivered a second time (its worker died: late acks, reject on worker lost, visibility
-timeout) finds its own claim and, until the dead run's lock expires, its own lock: it waits for
-the expiry, and for that of the dead run's feed locks, and then runs the job again, which is safe
-because every job is idempotent.
+timeout) finds its own claim and runs the job again, which is safe because every job is
+idempotent. When the dead run's process ran on this machine (a killed pool process), its locks are
+free at once; otherwise (a lost host) the task waits for their expiry: the job lock's, and that of
+the dead run's feed locks.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from redis import Redis
 
 from feeds import job_runs, stopping
 from feeds.context import Context
-from worker.fleet_lock import PREFIX, FleetLock, held
+from feeds.locks import is_dead
+from worker.fleet_lock import PREFIX, FleetLock, held, task_of, token_for
 from worker.jobs import run_job
 
 log = structlog.get_logger("worker.fleet")
@@ -80,10 +82,10 @@ def run_scheduled(
                 "job.waiting", reason="its earlier delivery died holding feed locks", seconds=wait_s
             )
             return FleetRun(Verdict.WAIT, retry_in_s=wait_s)
-    lock = FleetLock(redis, job, task_id, fleet.lock_ttl_s)
+    lock = FleetLock(redis, job, token_for(task_id), fleet.lock_ttl_s)
     if not lock.acquire():
         holder = lock.holder()
-        if holder == task_id:
+        if holder is not None and task_of(holder) == task_id:
             wait_s = lock.remaining_s() + 0.5
             with_log.info(
                 "job.waiting", reason="its earlier delivery died holding the lock", seconds=wait_s
@@ -113,9 +115,13 @@ def _feed_locks_left_s(
 
     They expire at most `feed_lock_ttl_s` after it died, so after that long from the first time
     a delivery found it dead. Run sooner, the job would find its feeds locked and skip them.
+    A run of a process known dead on this machine left no lock to wait for: they are free at once.
     """
-    if not job_runs.left_running(ctx.db, task_id):
-        return 0.0  # none died: first delivery, or requeued by a warm shutdown after its batch
+    workers = job_runs.left_running(ctx.db, task_id)
+    if all(is_dead(worker) for worker in workers):
+        # None died (first delivery, or requeued by a warm shutdown after its batch), or its
+        # process was killed on this machine.
+        return 0.0
     key = f"{PREFIX}:died:{task_id}"
     redis.set(key, (now or datetime.now(UTC)).isoformat(), nx=True, ex=keep_s)
     found = datetime.fromisoformat(_text(redis.get(key)) or "")

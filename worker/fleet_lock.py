@@ -2,27 +2,42 @@
 
 Every worker of the fleet shares the broker's Redis, so that is where the job locks live. A lock
 has a TTL so that a dead worker frees it by itself; a heartbeat thread renews it while the job
-runs (a job may take far longer than the TTL). Compare-and-set uses WATCH/MULTI, not Lua, so
-the same code runs on fakeredis in unit tests.
+runs (a job may take far longer than the TTL). As with the feed locks (feeds/locks.py), a lock
+whose holder ran on this machine and is known dead (kill -9) is free at once: its token names the
+holder's process. Compare-and-set uses WATCH/MULTI, not Lua, so the same code runs on fakeredis
+in unit tests.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import structlog
 from redis import Redis, WatchError
+
+from feeds.job_runs import this_worker
+from feeds.locks import is_dead
 
 log = structlog.get_logger("worker.fleet_lock")
 
 PREFIX = "feedsync"
 
 
+def token_for(task_id: str) -> str:
+    """The token of a lock held for a task by this process: `machine:pid:task id`."""
+    return f"{this_worker()}:{task_id}"
+
+
+def task_of(token: str) -> str:
+    """The task id a lock token was taken for."""
+    return token.rsplit(":", 1)[-1]
+
+
 class FleetLock:
-    """A Redis lock named for a job, owned by a token (the Celery task id)."""
+    """A Redis lock named for a job, owned by a token (`token_for` the Celery task id)."""
 
     def __init__(self, redis: Redis, name: str, token: str, ttl_s: float) -> None:
         self.redis = redis
@@ -31,7 +46,17 @@ class FleetLock:
         self.ttl_ms = max(1, int(ttl_s * 1000))
 
     def acquire(self) -> bool:
-        return bool(self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        """Take the lock if it is free, or if its holder's process is known dead (`is_dead`)."""
+        if self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            return True
+        dead = self._holder_if(is_dead)
+        if dead is None:
+            return False
+        # Its holder was killed on this machine: no need to wait for the TTL.
+        if not self._if_held_by(dead, lambda pipe: pipe.set(self.key, self.token, px=self.ttl_ms)):
+            return False  # someone else was quicker
+        log.warning("fleet_lock.taken_over", key=self.key, holder=dead, reason="its holder died")
+        return True
 
     def holder(self) -> str | None:
         value = self.redis.get(self.key)
@@ -43,18 +68,22 @@ class FleetLock:
 
     def renew(self) -> bool:
         """Extend the TTL if we still hold the lock; False when it expired and someone took it."""
-        return self._if_ours(lambda pipe: pipe.pexpire(self.key, self.ttl_ms))
+        return self._if_held_by(self.token, lambda pipe: pipe.pexpire(self.key, self.ttl_ms))
 
     def release(self) -> bool:
-        return self._if_ours(lambda pipe: pipe.delete(self.key))
+        return self._if_held_by(self.token, lambda pipe: pipe.delete(self.key))
 
-    def _if_ours(self, action) -> bool:  # type: ignore[no-untyped-def]
+    def _holder_if(self, test: Callable[[str], bool]) -> str | None:
+        holder = self.holder()
+        return holder if holder is not None and test(holder) else None
+
+    def _if_held_by(self, token: str, action) -> bool:  # type: ignore[no-untyped-def]
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(self.key)
                     value = pipe.get(self.key)
-                    if value is None or _text(value) != self.token:
+                    if value is None or _text(value) != token:
                         pipe.unwatch()
                         return False
                     pipe.multi()

@@ -122,6 +122,7 @@ class Listener:
         self._due: dict[str, float] = {}  # feed name → monotonic time it is dispatched at
         self._next_poll = 0.0
         self._backoff = 1.0  # seconds before retrying after a failure; doubles, reset by success
+        self._failed_at: float | None = None  # time.monotonic() of the first failure of an outage
         self.ready = threading.Event()  # set once listening (tests wait for it)
 
     def run(self, stop: threading.Event) -> None:
@@ -140,6 +141,8 @@ class Listener:
                 return
             except Exception as exc:  # database gone, connection lost: retry, then catch up
                 log.warning("realtime.listener_failed", error=str(exc), retry_in_s=self._backoff)
+                if self._failed_at is None:
+                    self._failed_at = time.monotonic()
                 self._next_poll = 0.0
                 stop.wait(self._backoff)
                 self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
@@ -148,7 +151,14 @@ class Listener:
         self.ready.set()
         while not stop.is_set():
             self._step(time.monotonic())
+            self._recovered()
             stop.wait(self._wait_s(time.monotonic()))
+
+    def _recovered(self) -> None:
+        """Say so once the listener works again after a failure."""
+        if self._failed_at is not None:
+            log.info("realtime.reconnected", down_s=round(time.monotonic() - self._failed_at, 1))
+            self._failed_at = None
 
     def _listen(self, stop: threading.Event) -> None:
         import psycopg
@@ -160,6 +170,7 @@ class Listener:
             conn.execute(f'LISTEN "{realtime.CHANNEL}"')
             self._next_poll = 0.0  # anything logged while not listening
             self.ready.set()
+            self._recovered()
             while not stop.is_set():
                 self._step(time.monotonic())
                 wait = min(self._wait_s(time.monotonic()), 0.5)  # 0.5: notice `stop` soon
