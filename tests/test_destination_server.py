@@ -215,6 +215,7 @@ def test_a_malformed_answer_is_a_200_cut_short_that_applies_nothing(
     with pytest.raises(ValueError):
         response.json()
     assert destination.accepted_ids("products") == set()
+    assert destination.stats()["injected"] == {"malformed": 1}
 
 
 def test_a_slow_share_is_answered_too_late_yet_applied(
@@ -231,6 +232,7 @@ def test_a_slow_share_is_answered_too_late_yet_applied(
 
     assert in_flight == 1
     assert destination.accepted_ids("products") == {"late"}
+    assert destination.stats()["injected"] == {"slow": 1}
 
 
 def test_a_batch_over_the_limit_is_413(

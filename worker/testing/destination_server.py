@@ -206,6 +206,7 @@ class DestinationServer:
         self._versions: Counter[tuple[str, str, str]] = Counter()
         self._answers: dict[str, bytes] = {}  # Idempotency-Key → body of its 200 answer
         self._in_flight = 0  # feed requests arrived and not yet answered (slow ones included)
+        self._injected: Counter[str] = Counter()  # slow and malformed answers, rejected items
         self._faults = _Faults()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -297,6 +298,7 @@ class DestinationServer:
             self.errors.clear()
             self._deliveries.clear()
             self._versions.clear()
+            self._injected.clear()
             self._answers.clear()
 
     def stats(self) -> dict[str, Any]:
@@ -308,6 +310,7 @@ class DestinationServer:
                 "deliveries": dict(self._deliveries),
                 "accepted": {feed: len(items) for feed, items in self.accepted.items()},
                 "in_flight": self._in_flight,
+                "injected": dict(self._injected),
             }
 
     # -- faults ------------------------------------------------------------------------------
@@ -452,6 +455,8 @@ class DestinationServer:
         with self._lock:
             delay = self._faults.slow_delay()
             self._in_flight += 1
+            if delay:
+                self._injected["slow"] += 1
         try:
             if delay:
                 self._stopping.wait(delay)  # stop() cuts a slow answer short
@@ -485,6 +490,7 @@ class DestinationServer:
                 answer = _error(problem.status, str(problem))
             elif self._faults.malformed():
                 answer = _Answer(200, MALFORMED_BODY)
+                self._injected["malformed"] += 1
             elif key is not None and key in self._answers:
                 answer, replayed = _Answer(200, self._answers[key]), True
             elif self._faults.max_items is not None and len(items) > self._faults.max_items:
@@ -511,6 +517,7 @@ class DestinationServer:
             rejection = faults.rejection_for(item)
             if rejection is not None:
                 error = {"code": rejection.code, "message": rejection.message}
+                self._injected["rejected"] += 1
                 results.append({"id": item_id, "status": "rejected", "error": error})
                 continue
             if self.keep_items:
