@@ -298,6 +298,20 @@ def test_reject_ratio_is_deterministic_for_a_seed() -> None:
     assert 20 < len(first) < 80
 
 
+def test_reject_ratio_answers_a_resent_version_as_it_did_before(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.reject_ratio(0.5, seed=3)
+    ids = [f"i{n}" for n in range(40)]
+
+    answers = [statuses(client.post("/feeds/products", content=batch(*ids))) for _ in range(2)]
+    changed = orjson.dumps({"items": [{**envelope(i), "hash": f"new-{i}"} for i in ids]})
+    after_change = statuses(client.post("/feeds/products", content=changed))
+
+    assert answers[0] == answers[1]
+    assert after_change != answers[0]  # a new version is drawn anew
+
+
 def test_fail_ratio_is_deterministic_for_a_seed() -> None:
     def codes(seed: int) -> list[int]:
         with DestinationServer() as destination, httpx.Client(base_url=destination.url) as http:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import hashlib
 import math
 import random
 import signal
@@ -113,7 +114,7 @@ class _Faults:
     rejections: list[_Rejection] = field(default_factory=list)
     reject_ratio: float = 0.0
     reject_ratio_code: str = "VALIDATION_RULE"
-    reject_rng: random.Random = field(default_factory=random.Random)
+    reject_seed: int = 0
     omitted: set[str] = field(default_factory=set)
 
     def request_failure(self) -> tuple[int, str, dict[str, str]] | None:
@@ -151,7 +152,7 @@ class _Faults:
         for rejection in self.rejections:
             if rejection.matches(item):
                 return rejection
-        if self.reject_ratio > 0 and self.reject_rng.random() < self.reject_ratio:
+        if self.reject_ratio > 0 and _draw(self.reject_seed, item) < self.reject_ratio:
             code = self.reject_ratio_code
             return _Rejection(None, None, code, f"rejected by reject_ratio ({code})")
         return None
@@ -405,11 +406,13 @@ class DestinationServer:
             self._faults.rejections.append(rule)
 
     def reject_ratio(self, p: float, code: str = "VALIDATION_RULE", seed: int = 0) -> None:
-        """Reject each item with probability `p` (deterministic for a seed)."""
+        """Reject each item version with probability `p`, deterministic for a seed. The draw is
+        of the item's id and hash, as a validation rule reads the content: a version is rejected
+        every time it comes or never, and a resend is not another roll of the dice."""
         _check_probability(p)
         with self._lock:
             self._faults.reject_ratio, self._faults.reject_ratio_code = p, code
-            self._faults.reject_rng = random.Random(f"reject:{seed}")
+            self._faults.reject_seed = seed
 
     def omit(self, ids: Iterable[str]) -> None:
         """Leave these items out of `results` (and do not apply them)."""
@@ -621,6 +624,12 @@ def _retry_after(seconds: float, as_date: bool) -> str:
 def _seconds(value: float) -> str:
     # HTTP wants whole seconds; a fraction is kept so that tests can ask for short waits.
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _draw(seed: int, item: Mapping[str, Any]) -> float:
+    """A number in [0, 1) that depends only on the seed and the item version (id and hash)."""
+    text = f"reject:{seed}\0{item['id']}\0{item['hash']}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") / 2**64
 
 
 def _check_probability(p: float) -> None:
