@@ -400,11 +400,15 @@ def show_faults(f: Figures) -> None:
     row(
         "requests",
         f"{stats['requests']:,} ({statuses}); of the 200s {injected.get('malformed', 0):,} cut "
-        f"short; {injected.get('slow', 0):,} answered late; {injected.get('rejected', 0):,} items "
-        f"rejected",
+        f"short; {injected.get('slow', 0):,} answered late (carrying "
+        f"{injected.get('late_items', 0):,} items); {injected.get('rejected', 0):,} items rejected",
     )
     r = f["reconciliation"]
-    row("duplicates", f"{r['duplicates']:,} versions delivered more than once")
+    row(
+        "duplicates",
+        f"{r['duplicates']:,} versions delivered more than once (a late answer's items are "
+        f"applied, then resent: no answer reached Feedsync)",
+    )
     row("reconciliation", verdict_text(r))
 
 

@@ -232,7 +232,7 @@ def test_a_slow_share_is_answered_too_late_yet_applied(
 
     assert in_flight == 1
     assert destination.accepted_ids("products") == {"late"}
-    assert destination.stats()["injected"] == {"slow": 1}
+    assert destination.stats()["injected"] == {"slow": 1, "late_items": 1}
 
 
 def test_a_batch_over_the_limit_is_413(

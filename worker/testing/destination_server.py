@@ -207,7 +207,8 @@ class DestinationServer:
         self._versions: Counter[tuple[str, str, str]] = Counter()
         self._answers: dict[str, bytes] = {}  # Idempotency-Key → body of its 200 answer
         self._in_flight = 0  # feed requests arrived and not yet answered (slow ones included)
-        self._injected: Counter[str] = Counter()  # slow and malformed answers, rejected items
+        # Slow answers and the items they carried, malformed answers, rejected items.
+        self._injected: Counter[str] = Counter()
         self._faults = _Faults()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -463,13 +464,20 @@ class DestinationServer:
         try:
             if delay:
                 self._stopping.wait(delay)  # stop() cuts a slow answer short
-            return self._handle(path, feed, headers, raw, arrived)
+            return self._handle(path, feed, headers, raw, arrived, late=bool(delay))
         finally:
             with self._lock:
                 self._in_flight -= 1
 
     def _handle(
-        self, path: str, feed: str, headers: Mapping[str, str], raw: bytes, arrived: float
+        self,
+        path: str,
+        feed: str,
+        headers: Mapping[str, str],
+        raw: bytes,
+        arrived: float,
+        *,
+        late: bool,
     ) -> _Answer:
         items: list[dict[str, Any]] = []
         try:
@@ -482,6 +490,8 @@ class DestinationServer:
 
         replayed = False
         with self._lock:
+            if late:
+                self._injected["late_items"] += len(ids)
             failure = self._faults.request_failure()
             if failure is not None:
                 status, message, extra = failure
