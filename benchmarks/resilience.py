@@ -417,6 +417,7 @@ def show_faults(f: Figures) -> None:
 
 @dataclass
 class Sample:
+    seconds: float  # since the drain's command started
     done: float  # share of the backlog drained
     rss_mb: float
 
@@ -521,7 +522,8 @@ def drain(
             with ctx.db.connect() as conn:
                 version = store.get_state(conn, indexer).version_id
             if rss:
-                samples.append(Sample((version - start) / max(1, upto - start), rss))
+                done = (version - start) / max(1, upto - start)
+                samples.append(Sample(time.monotonic() - started, done, rss))
             time.sleep(0.25)
         child.returncode = os.waitstatus_to_exitcode(status)
         assert child.stdout is not None
@@ -543,11 +545,27 @@ def drain(
     }
 
 
-def rss_at(samples: list[Sample], share: float) -> float:
-    """RSS at the first sample at or past `share` of the backlog (the last one for 100%)."""
+def reached(samples: list[Sample], share: float) -> Sample | None:
+    """The first sample at or past `share` of the backlog (the last one for 100%)."""
     if share >= 1:
-        return samples[-1].rss_mb if samples else 0.0
-    return next((s.rss_mb for s in samples if s.done >= share), 0.0)
+        return samples[-1] if samples else None
+    return next((s for s in samples if s.done >= share), None)
+
+
+def rss_at(samples: list[Sample], share: float) -> float:
+    sample = reached(samples, share)
+    return sample.rss_mb if sample else 0.0
+
+
+def rates(samples: list[Sample], items: int) -> str:
+    """Items/s between 10%, 50% and 100% of the backlog: a drain that slows as it goes shows here."""
+    marks = [reached(samples, share) for share in (0.1, 0.5, 1.0)]
+    parts = []
+    for a, b in zip(marks, marks[1:], strict=False):
+        if a and b and b.seconds > a.seconds:
+            rate = (b.done - a.done) * items / (b.seconds - a.seconds)
+            parts.append(f"{a.done:.0%}-{b.done:.0%} {rate:,.0f} items/s")
+    return ", ".join(parts)
 
 
 def show_backlog(f: Figures) -> None:
@@ -558,6 +576,7 @@ def show_backlog(f: Figures) -> None:
         f"{f['job_s']:.1f} s ({f['seconds']:.1f} s with the command's start), {rate:,.0f} items/s; "
         f"{f['summary'].split(' in ')[0]}; {f['requests']:,} destination requests in all",
     )
+    row("drain rate", rates(samples, f["updated"]))
     points = ", ".join(f"{share:.0%} {rss_at(samples, share):,.0f} MB" for share in (0.1, 0.5, 1.0))
     row(
         "memory",
