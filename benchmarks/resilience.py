@@ -380,9 +380,10 @@ def show_faults(f: Figures) -> None:
     failed = sum(f["failed_jobs"].values())
     row(
         "under faults",
-        f"full sync (indexer_reindex_all_invalid) {f['full_s']:.1f} s; then {PARTIAL_ROUNDS} rounds "
-        f"of changes ({f['changed']:,} products updated, {f['deleted']:,} deleted in all) and the "
-        f"minute jobs, {f['faulted_s'] - f['full_s']:.1f} s; {failed} job runs with a feed "
+        f"full sync of ~{f['reconciliation']['live']:,} items (indexer_reindex_all_invalid) "
+        f"{f['full_s']:.1f} s; then {PARTIAL_ROUNDS} rounds of changes ({f['changed']:,} products "
+        f"updated, {f['deleted']:,} deleted in all) and the minute jobs, "
+        f"{f['faulted_s'] - f['full_s']:.1f} s; {plural(failed, 'job run')} where a feed's run "
         f"failed; left to do: {left}",
     )
     if f["settle_rounds"]:
@@ -406,8 +407,8 @@ def show_faults(f: Figures) -> None:
     r = f["reconciliation"]
     row(
         "duplicates",
-        f"{r['duplicates']:,} versions delivered more than once (a late answer's items are "
-        f"applied, then resent: no answer reached Feedsync)",
+        f"{r['duplicates']:,} versions delivered more than once (the items of late answers: "
+        "applied by the destination, then resent, as their answer never reached Feedsync)",
     )
     row("reconciliation", verdict_text(r))
 
@@ -485,7 +486,9 @@ def backlog(args: argparse.Namespace, workdir: Path) -> Figures:
             row(
                 "backlog",
                 f"{rows:,} changelog rows ({entities:,} products) logged by the triggers of plain "
-                f"SQL UPDATEs of every product ({TOUCH_CHUNK:,} per transaction), in {touch_s:.1f} s",
+                f"SQL UPDATEs of every product ({TOUCH_CHUNK:,} per transaction), in "
+                f"{touch_s:.1f} s: the rows production writes, and documents that really changed, "
+                "so every item is sent",
             )
             figures = drain(ctx, env, workdir, feed.indexer_id, start, upto)
         finally:
@@ -948,15 +951,30 @@ def idle(app: Any) -> bool:
     return not queued and not any(busy)
 
 
+def json_events(log: str) -> Iterator[dict[str, Any]]:
+    """The JSON events of a log whose pool processes share one file: two events may share a line."""
+    decoder = json.JSONDecoder()
+    for line in log.splitlines():
+        at = line.find("{")
+        while at != -1:
+            try:
+                event, end = decoder.raw_decode(line, at)
+            except ValueError:
+                break
+            if isinstance(event, dict):
+                yield event
+            at = line.find("{", end)
+
+
 def beat_figures(fleet: Fleet, runs: list[Any], first: datetime, last: datetime) -> Figures:
     from feeds.job_runs import JobStatus
 
     sent = sum(fleet.log(b).count("Sending due task") for b in ("beat1", "beat2"))
     reasons: Counter[str] = Counter()
     for name in ("worker1", "worker2"):
-        for line in fleet.log(name).splitlines():
-            if line.startswith("{") and '"job.skipped"' in line:
-                reasons[json.loads(line).get("reason", "")] += 1
+        for event in json_events(fleet.log(name)):
+            if event.get("event") == "job.skipped":
+                reasons[str(event.get("reason", ""))] += 1
     ran = [r for r in runs if r.status is not JobStatus.SKIPPED]
     per_tick = Counter((r.job, r.tick) for r in ran if r.tick is not None)
     overlaps = 0
