@@ -596,6 +596,7 @@ class Answer:
     kind: str
     status: int  # 0: no answer (timeout, connection error)
     seconds: float
+    error: str = ""  # why there was no answer
 
 
 @dataclass
@@ -730,36 +731,41 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def load(base: str, keys: list[list[str]], seconds: float) -> tuple[list[Answer], float]:
-    """Every client in a closed loop until `seconds` have passed; every answer timed."""
-    limits = httpx.Limits(max_connections=len(keys), max_keepalive_connections=len(keys))
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+    """Every client in a closed loop until `seconds` have passed; every answer timed.
+
+    Each client has its own connection, as separate API consumers do: a shared pool would leave
+    some connections idle past the server's keep-alive timeout (uvicorn: 5 s), and a request sent
+    on one just as the server closes it fails without an answer, a client-side race."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         first = await http.get(
             "/cdi/integrations", headers={"Authorization": f"Bearer {keys[0][0]}"}
         )
-        integrations = [i["integration_id"] for i in first.json()["results"]]
-        kinds = [kind for kind, _ in API_MIX]
-        weights = [weight for _, weight in API_MIX]
-        clients = [Client(k, random.Random(n)) for n, k in enumerate(keys)]
-        started = time.monotonic()
-        deadline = started + seconds
+    integrations = [i["integration_id"] for i in first.json()["results"]]
+    kinds = [kind for kind, _ in API_MIX]
+    weights = [weight for _, weight in API_MIX]
+    clients = [Client(k, random.Random(n)) for n, k in enumerate(keys)]
+    started = time.monotonic()
+    deadline = started + seconds
 
-        async def run(client: Client) -> None:
+    async def run(client: Client) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
             while time.monotonic() < deadline:
                 kind = client.rng.choices(kinds, weights)[0]
                 url = request_url(client, kind, integrations)
                 headers = {"Authorization": f"Bearer {client.key()}"}
-                sent = time.monotonic()
+                sent, error = time.monotonic(), ""
                 try:
                     response = await http.get(url, headers=headers)
                     status = response.status_code
-                except httpx.HTTPError:
-                    status = 0
-                client.answers.append(Answer(kind, status, time.monotonic() - sent))
+                except httpx.HTTPError as exc:
+                    status, error = 0, f"{type(exc).__name__}: {exc}"
+                client.answers.append(Answer(kind, status, time.monotonic() - sent, error))
                 if kind == "job_sync_status" and status == 200:
                     remember_next(client, url, response)
 
-        await asyncio.gather(*(run(client) for client in clients))
-        elapsed = time.monotonic() - started
+    await asyncio.gather(*(run(client) for client in clients))
+    elapsed = time.monotonic() - started
     return [answer for client in clients for answer in client.answers], elapsed
 
 
@@ -801,6 +807,9 @@ def show_api(f: Figures) -> None:
         f"{len(answers):,} in {f['seconds']:.1f} s, {len(answers) / f['seconds']:,.0f} requests/s "
         f"({text}); 5xx or no answer: {errors}",
     )
+    failures = Counter(f"{a.error} after {a.seconds:.1f} s" for a in answers if a.status == 0)
+    for failure, n in failures.most_common(5):
+        row("  no answer", f"{n} x {failure}")
     row(
         "latency 2xx",
         f"p50 {percentile(served, 50):.1f} ms, p99 {percentile(served, 99):.1f} ms, "
