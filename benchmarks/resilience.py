@@ -490,11 +490,20 @@ def backlog(args: argparse.Namespace, workdir: Path) -> Figures:
                 f"{touch_s:.1f} s: the rows production writes, and documents that really changed, "
                 "so every item is sent",
             )
+            before = server.stats()["deliveries"].get("products", 0)
             figures = drain(ctx, env, workdir, feed.indexer_id, start, upto)
         finally:
             ctx.close()
-        figures.update(rows=rows, entities=entities, requests=server.stats()["requests"])
-    figures["ok"] = figures["updated"] == entities
+        stats = server.stats()
+        figures.update(
+            rows=rows,
+            entities=entities,
+            requests=stats["requests"],
+            deliveries=stats["deliveries"].get("products", 0) - before,
+            held=stats["accepted"].get("products", 0),
+        )
+    # Without faults every changed product is sent once: as many deliveries as products synced.
+    figures["ok"] = figures["updated"] == entities == figures["deliveries"]
     show_backlog(figures)
     return figures
 
@@ -580,6 +589,12 @@ def show_backlog(f: Figures) -> None:
         f"{f['summary'].split(' in ')[0]}; {f['requests']:,} destination requests in all",
     )
     row("drain rate", rates(samples, f["updated"]))
+    row(
+        "delivered",
+        f"{f['deliveries']:,} item deliveries accepted during the drain for {f['updated']:,} "
+        f"products synced: {f['deliveries'] - f['updated']:,} duplicates, "
+        f"{f['entities'] - f['updated']:,} missing; the destination holds {f['held']:,} products",
+    )
     points = ", ".join(f"{share:.0%} {rss_at(samples, share):,.0f} MB" for share in (0.1, 0.5, 1.0))
     row(
         "memory",
