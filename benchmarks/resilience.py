@@ -1033,8 +1033,8 @@ def show_beats(f: Figures) -> None:
     skipped = ", ".join(f"{why!r} {n}" for why, n in sorted(f["skipped"].items())) or "none"
     row(
         "ticks",
-        f"{plural(f['ticks'], 'tick')} with a run recorded (of {f['expected_ticks']} minute "
-        f"boundaries); "
+        f"{plural(f['ticks'], 'tick')} with a run recorded, of {f['expected_ticks']} minute "
+        f"ticks in the run; "
         f"{f['sent']} tasks sent by the two beats",
     )
     row("job runs", f"{f['ran']} runs of {f['jobs']} jobs; job_runs rows by status: {statuses}")
