@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from worker.testing.destination_server import DestinationServer
+from worker.testing.destination_server import MALFORMED_BODY, DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,6 +189,52 @@ def test_rate_limit_window_answers_429_with_the_time_left_until_it_ends(
     assert 0 < float(second.headers["retry-after"]) < float(first.headers["retry-after"]) <= 0.5
 
 
+def test_rate_limit_ratio_gives_retry_after_in_each_form_in_turn(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.rate_limit_ratio(1.0, retry_after=30, forms=(False, True))
+
+    seconds, date = (client.post("/feeds/products", content=batch("a")) for _ in range(2))
+    destination.rate_limit_ratio(0.0)
+    after = client.post("/feeds/products", content=batch("a"))
+
+    assert (seconds.status_code, date.status_code, after.status_code) == (429, 429, 200)
+    assert seconds.headers["retry-after"] == "30"
+    until = parsedate_to_datetime(date.headers["retry-after"])
+    assert 29 <= (until - parsedate_to_datetime(date.headers["date"])).total_seconds() <= 32
+
+
+def test_a_malformed_answer_is_a_200_cut_short_that_applies_nothing(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.malformed_ratio(1.0)
+
+    response = client.post("/feeds/products", content=batch("a"))
+
+    assert (response.status_code, response.content) == (200, MALFORMED_BODY)
+    with pytest.raises(ValueError):
+        response.json()
+    assert destination.accepted_ids("products") == set()
+    assert destination.stats()["injected"] == {"malformed": 1}
+
+
+def test_a_slow_share_is_answered_too_late_yet_applied(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.slow_ratio(1.0, 0.6)
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/feeds/products", content=batch("late"), timeout=0.1)
+    in_flight = destination.stats()["in_flight"]
+    deadline = time.monotonic() + 3
+    while destination.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert in_flight == 1
+    assert destination.accepted_ids("products") == {"late"}
+    assert destination.stats()["injected"] == {"slow": 1, "late_items": 1}
+
+
 def test_a_batch_over_the_limit_is_413(
     destination: DestinationServer, client: httpx.Client
 ) -> None:
@@ -250,6 +296,20 @@ def test_reject_ratio_is_deterministic_for_a_seed() -> None:
     first, again, other = rejected(1), rejected(1), rejected(2)
     assert first == again != other
     assert 20 < len(first) < 80
+
+
+def test_reject_ratio_answers_a_resent_version_as_it_did_before(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.reject_ratio(0.5, seed=3)
+    ids = [f"i{n}" for n in range(40)]
+
+    answers = [statuses(client.post("/feeds/products", content=batch(*ids))) for _ in range(2)]
+    changed = orjson.dumps({"items": [{**envelope(i), "hash": f"new-{i}"} for i in ids]})
+    after_change = statuses(client.post("/feeds/products", content=changed))
+
+    assert answers[0] == answers[1]
+    assert after_change != answers[0]  # a new version is drawn anew
 
 
 def test_fail_ratio_is_deterministic_for_a_seed() -> None:
@@ -415,3 +475,25 @@ def test_process_mode_prints_its_port_serves_and_stops_on_sigterm() -> None:
         _, stderr = process.communicate(timeout=5)
     assert process.returncode == 0
     assert stderr == b""
+
+
+def test_process_mode_faults_from_the_command_line_until_healed() -> None:
+    command = [sys.executable, "-m", "worker.testing.destination_server", "--print-port"]
+    command += ["--quiet", "--rate-limit-ratio", "1", "--retry-after", "2"]
+    command += ["--retry-after-form", "both"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        url = f"http://127.0.0.1:{int(process.stdout.readline().split()[1])}"
+        with httpx.Client(base_url=url, timeout=5) as http:
+            limited = [http.post("/feeds/products", content=batch("a")) for _ in range(2)]
+            healed = http.post("/_heal")
+            after = http.post("/feeds/products", content=batch("a"))
+        assert [r.status_code for r in limited] == [429, 429]
+        assert limited[0].headers["retry-after"] == "2"
+        assert parsedate_to_datetime(limited[1].headers["retry-after"])
+        assert (healed.status_code, after.status_code) == (200, 200)
+    finally:
+        process.terminate()
+        process.communicate(timeout=5)
+    assert process.returncode == 0

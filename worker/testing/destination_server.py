@@ -2,7 +2,8 @@
 
 In-process: `with DestinationServer() as dest: httpx.post(f"{dest.url}/feeds/products", ...)`.
 As a process: `python -m worker.testing.destination_server --port 0 --print-port` prints `PORT <n>` once
-listening and serves until SIGTERM/SIGINT; `GET /_stats` then reports what it received.
+listening and serves until SIGTERM/SIGINT; `GET /_stats` then reports what it received, and
+`POST /_heal` clears the faults its command line set.
 Standard library and orjson only, so it is fast and has no moving parts.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import hashlib
 import math
 import random
 import signal
@@ -39,6 +41,10 @@ STATS_PATH = "/_stats"
 ACCEPTED_AT_PATH = "/_accepted_at"
 # ?feed=F: {"items": {item id: [hash, deleted]}, "duplicates": n} (envelopes kept: --keep-items)
 HOLDINGS_PATH = "/_holdings"
+# POST: every fault is cleared, as when a failing destination heals (a process has no other handle)
+HEAL_PATH = "/_heal"
+# A 200 answer cut short, as a proxy that drops the connection mid-body leaves it; items not applied.
+MALFORMED_BODY = b'{"results": [{"id": '
 PROTOCOL_HEADERS = ("Content-Encoding", "Authorization", "Idempotency-Key")
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "id": str,
@@ -92,13 +98,23 @@ class _Faults:
     retry_after: float = 1
     rate_limited_until: float = 0.0  # time.monotonic(): every request before it answers 429
     retry_after_as_date: bool = False
+    rate_limit_ratio: float = 0.0
+    rate_limit_rng: random.Random = field(default_factory=random.Random)
+    # Each ratio 429 gives its Retry-After in the next of these forms (True: an HTTP date).
+    rate_limit_forms: tuple[bool, ...] = (False,)
+    rate_limited: int = 0
     max_items: int | None = None
     slow_left: int = 0
     slow_seconds: float = 0.0
+    slow_ratio: float = 0.0
+    slow_ratio_seconds: float = 0.0
+    slow_rng: random.Random = field(default_factory=random.Random)
+    malformed_ratio: float = 0.0
+    malformed_rng: random.Random = field(default_factory=random.Random)
     rejections: list[_Rejection] = field(default_factory=list)
     reject_ratio: float = 0.0
     reject_ratio_code: str = "VALIDATION_RULE"
-    reject_rng: random.Random = field(default_factory=random.Random)
+    reject_seed: int = 0
     omitted: set[str] = field(default_factory=set)
 
     def request_failure(self) -> tuple[int, str, dict[str, str]] | None:
@@ -106,26 +122,37 @@ class _Faults:
         if self.fail_left > 0:
             self.fail_left -= 1
             return self.fail_status, "failure injected by fail_next", {}
+        as_date = self.retry_after_as_date
         if self.rate_limited_left > 0:
             self.rate_limited_left -= 1
-            return 429, "rate limited", {"Retry-After": self.retry_after_header(self.retry_after)}
+            return 429, "rate limited", {"Retry-After": _retry_after(self.retry_after, as_date)}
         if (left := self.rate_limited_until - time.monotonic()) > 0:
-            return 429, "rate limited", {"Retry-After": self.retry_after_header(left)}
+            return 429, "rate limited", {"Retry-After": _retry_after(left, as_date)}
         if self.fail_ratio > 0 and self.fail_rng.random() < self.fail_ratio:
             return self.fail_ratio_status, "failure injected by fail_ratio", {}
+        if self.rate_limit_ratio > 0 and self.rate_limit_rng.random() < self.rate_limit_ratio:
+            as_date = self.rate_limit_forms[self.rate_limited % len(self.rate_limit_forms)]
+            self.rate_limited += 1
+            return 429, "rate limited", {"Retry-After": _retry_after(self.retry_after, as_date)}
         return None
 
-    def retry_after_header(self, seconds: float) -> str:
-        """`seconds` as delay-seconds, or as the HTTP date that far ahead (whole seconds, rounded up)."""
-        if self.retry_after_as_date:
-            return formatdate(math.ceil(time.time() + seconds), usegmt=True)
-        return _seconds(seconds)
+    def slow_delay(self) -> float:
+        """Seconds the request waits before it is handled, consuming a slow_next; 0 if none."""
+        if self.slow_left > 0:
+            self.slow_left -= 1
+            return self.slow_seconds
+        if self.slow_ratio > 0 and self.slow_rng.random() < self.slow_ratio:
+            return self.slow_ratio_seconds
+        return 0.0
+
+    def malformed(self) -> bool:
+        return self.malformed_ratio > 0 and self.malformed_rng.random() < self.malformed_ratio
 
     def rejection_for(self, item: Mapping[str, Any]) -> _Rejection | None:
         for rejection in self.rejections:
             if rejection.matches(item):
                 return rejection
-        if self.reject_ratio > 0 and self.reject_rng.random() < self.reject_ratio:
+        if self.reject_ratio > 0 and _draw(self.reject_seed, item) < self.reject_ratio:
             code = self.reject_ratio_code
             return _Rejection(None, None, code, f"rejected by reject_ratio ({code})")
         return None
@@ -179,6 +206,9 @@ class DestinationServer:
         # (feed, item id, hash) → accepted deliveries of that version (envelopes kept only).
         self._versions: Counter[tuple[str, str, str]] = Counter()
         self._answers: dict[str, bytes] = {}  # Idempotency-Key → body of its 200 answer
+        self._in_flight = 0  # feed requests arrived and not yet answered (slow ones included)
+        # Slow answers and the items they carried, malformed answers, rejected items.
+        self._injected: Counter[str] = Counter()
         self._faults = _Faults()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -270,6 +300,7 @@ class DestinationServer:
             self.errors.clear()
             self._deliveries.clear()
             self._versions.clear()
+            self._injected.clear()
             self._answers.clear()
 
     def stats(self) -> dict[str, Any]:
@@ -280,6 +311,8 @@ class DestinationServer:
                 "statuses": dict(Counter(str(r.status) for r in self.requests)),
                 "deliveries": dict(self._deliveries),
                 "accepted": {feed: len(items) for feed, items in self.accepted.items()},
+                "in_flight": self._in_flight,
+                "injected": dict(self._injected),
             }
 
     # -- faults ------------------------------------------------------------------------------
@@ -310,6 +343,24 @@ class DestinationServer:
             self._faults.rate_limited_until = time.monotonic() + seconds
             self._faults.retry_after_as_date = http_date
 
+    def rate_limit_ratio(
+        self,
+        p: float,
+        retry_after: float = 1,
+        *,
+        forms: tuple[bool, ...] = (False,),
+        seed: int = 0,
+    ) -> None:
+        """Each feed request answers 429 with probability `p`, with `Retry-After: retry_after`
+        given in turn in each of `forms` (False: delay-seconds, True: the HTTP date that far ahead)."""
+        _check_probability(p)
+        if not forms:
+            raise ValueError("a 429 needs at least one form of Retry-After")
+        with self._lock:
+            self._faults.rate_limit_ratio, self._faults.retry_after = p, retry_after
+            self._faults.rate_limit_forms, self._faults.rate_limited = forms, 0
+            self._faults.rate_limit_rng = random.Random(f"rate-limit:{seed}")
+
     def too_large_over(self, max_items: int | None) -> None:
         """A request with more than `max_items` items answers 413; None lifts the limit."""
         with self._lock:
@@ -319,6 +370,22 @@ class DestinationServer:
         """The next `n` feed requests wait `seconds` before being handled; others are served meanwhile."""
         with self._lock:
             self._faults.slow_left, self._faults.slow_seconds = n, seconds
+
+    def slow_ratio(self, p: float, seconds: float, seed: int = 0) -> None:
+        """Each feed request waits `seconds` with probability `p` before being handled (and applied,
+        as a destination that did the work but answered too late)."""
+        _check_probability(p)
+        with self._lock:
+            self._faults.slow_ratio, self._faults.slow_ratio_seconds = p, seconds
+            self._faults.slow_rng = random.Random(f"slow:{seed}")
+
+    def malformed_ratio(self, p: float, seed: int = 0) -> None:
+        """Each feed request answers, with probability `p`, a 200 whose body is cut short
+        (MALFORMED_BODY), without applying its items."""
+        _check_probability(p)
+        with self._lock:
+            self._faults.malformed_ratio = p
+            self._faults.malformed_rng = random.Random(f"malformed:{seed}")
 
     def reject(
         self,
@@ -340,11 +407,13 @@ class DestinationServer:
             self._faults.rejections.append(rule)
 
     def reject_ratio(self, p: float, code: str = "VALIDATION_RULE", seed: int = 0) -> None:
-        """Reject each item with probability `p` (deterministic for a seed)."""
+        """Reject each item version with probability `p`, deterministic for a seed. The draw is
+        of the item's id and hash, as a validation rule reads the content: a version is rejected
+        every time it comes or never, and a resend is not another roll of the dice."""
         _check_probability(p)
         with self._lock:
             self._faults.reject_ratio, self._faults.reject_ratio_code = p, code
-            self._faults.reject_rng = random.Random(f"reject:{seed}")
+            self._faults.reject_seed = seed
 
     def omit(self, ids: Iterable[str]) -> None:
         """Leave these items out of `results` (and do not apply them)."""
@@ -369,6 +438,9 @@ class DestinationServer:
             held = {i: list(pair) for i, pair in self.holdings(feed).items()}
             payload = {"items": held, "duplicates": self.duplicates(feed)}
             return self._with_limit(_Answer(200, orjson.dumps(payload)))
+        if method == "POST" and path == HEAL_PATH:
+            self.clear_faults()
+            return self._with_limit(_Answer(200, orjson.dumps({"message": "faults cleared"})))
         if method == "GET" and path == ACCEPTED_AT_PATH:
             feed = query.removeprefix("feed=")
             with self._lock:
@@ -385,13 +457,28 @@ class DestinationServer:
             return self._finish(answer, path, feed, (), headers, arrived)
 
         with self._lock:
-            delay = 0.0
-            if self._faults.slow_left > 0:
-                self._faults.slow_left -= 1
-                delay = self._faults.slow_seconds
-        if delay:
-            self._stopping.wait(delay)  # stop() cuts a slow answer short
+            delay = self._faults.slow_delay()
+            self._in_flight += 1
+            if delay:
+                self._injected["slow"] += 1
+        try:
+            if delay:
+                self._stopping.wait(delay)  # stop() cuts a slow answer short
+            return self._handle(path, feed, headers, raw, arrived, late=bool(delay))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
+    def _handle(
+        self,
+        path: str,
+        feed: str,
+        headers: Mapping[str, str],
+        raw: bytes,
+        arrived: float,
+        *,
+        late: bool,
+    ) -> _Answer:
         items: list[dict[str, Any]] = []
         try:
             items = _parse(raw, headers.get("Content-Encoding"))
@@ -403,6 +490,8 @@ class DestinationServer:
 
         replayed = False
         with self._lock:
+            if late:
+                self._injected["late_items"] += len(ids)
             failure = self._faults.request_failure()
             if failure is not None:
                 status, message, extra = failure
@@ -412,6 +501,9 @@ class DestinationServer:
                 answer = _error(401, "missing or wrong bearer token")
             elif problem is not None:
                 answer = _error(problem.status, str(problem))
+            elif self._faults.malformed():
+                answer = _Answer(200, MALFORMED_BODY)
+                self._injected["malformed"] += 1
             elif key is not None and key in self._answers:
                 answer, replayed = _Answer(200, self._answers[key]), True
             elif self._faults.max_items is not None and len(items) > self._faults.max_items:
@@ -438,6 +530,7 @@ class DestinationServer:
             rejection = faults.rejection_for(item)
             if rejection is not None:
                 error = {"code": rejection.code, "message": rejection.message}
+                self._injected["rejected"] += 1
                 results.append({"id": item_id, "status": "rejected", "error": error})
                 continue
             if self.keep_items:
@@ -531,9 +624,22 @@ def _error(status: int, message: str) -> _Answer:
     return _Answer(status, orjson.dumps({"message": message}), {})
 
 
+def _retry_after(seconds: float, as_date: bool) -> str:
+    """`seconds` as delay-seconds, or as the HTTP date that far ahead (whole seconds, rounded up)."""
+    if as_date:
+        return formatdate(math.ceil(time.time() + seconds), usegmt=True)
+    return _seconds(seconds)
+
+
 def _seconds(value: float) -> str:
     # HTTP wants whole seconds; a fraction is kept so that tests can ask for short waits.
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _draw(seed: int, item: Mapping[str, Any]) -> float:
+    """A number in [0, 1) that depends only on the seed and the item version (id and hash)."""
+    text = f"reject:{seed}\0{item['id']}\0{item['hash']}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") / 2**64
 
 
 def _check_probability(p: float) -> None:
@@ -664,6 +770,15 @@ def main(argv: list[str] | None = None) -> int:
         destination.reject_ratio(args.reject_ratio, code=args.reject_code, seed=args.seed)
     if args.max_items is not None:
         destination.too_large_over(args.max_items)
+    if args.rate_limit_ratio:
+        forms = {"seconds": (False,), "date": (True,), "both": (False, True)}[args.retry_after_form]
+        destination.rate_limit_ratio(
+            args.rate_limit_ratio, args.retry_after, forms=forms, seed=args.seed
+        )
+    if args.slow_ratio:
+        destination.slow_ratio(args.slow_ratio, args.slow_seconds, seed=args.seed)
+    if args.malformed_ratio:
+        destination.malformed_ratio(args.malformed_ratio, seed=args.seed)
 
     stop = threading.Event()
 
@@ -706,6 +821,33 @@ def _arguments() -> argparse.ArgumentParser:
     )
     parser.add_argument("--reject-code", default="VALIDATION_RULE", help="code of --reject-ratio")
     parser.add_argument("--max-items", type=int, help="answer 413 to requests with more items")
+    parser.add_argument(
+        "--rate-limit-ratio", type=float, default=0.0, help="answer 429 to this share of requests"
+    )
+    parser.add_argument(
+        "--retry-after", type=float, default=1.0, help="seconds a --rate-limit-ratio 429 asks for"
+    )
+    parser.add_argument(
+        "--retry-after-form",
+        choices=["seconds", "date", "both"],
+        default="seconds",
+        help="Retry-After as delay-seconds, an HTTP date, or each in turn",
+    )
+    parser.add_argument(
+        "--slow-ratio", type=float, default=0.0, help="answer this share of requests late"
+    )
+    parser.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=31.0,
+        help="how late (the items are applied all the same)",
+    )
+    parser.add_argument(
+        "--malformed-ratio",
+        type=float,
+        default=0.0,
+        help="answer this share of requests 200 with a body cut short (items not applied)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the ratio faults")
     parser.add_argument("--keep-items", action="store_true", help="keep accepted envelopes")
     parser.add_argument("--quiet", action="store_true", help="no startup or summary lines")
