@@ -54,3 +54,14 @@ def test_settling_runs_the_jobs_until_nothing_is_pending_then_the_destination_re
     assert result.ok, result.problems()
     assert result.duplicates == 0
     ctx.close()
+
+
+def test_a_retry_after_longer_than_a_run_waits_is_over_when_time_passes(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(db_url, destination.url, tmp_path)
+    destination.rate_limit_next(1, retry_after=600)  # past the most a sender sleeps in a run
+    settled = settle(ctx)
+    assert settled.converged and settled.rounds == 2 and settled.seconds < 30
+    assert reconcile(ctx, destination.holdings).ok
+    ctx.close()
