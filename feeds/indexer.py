@@ -49,11 +49,15 @@ def lock_name(feed: Feed) -> str:
 def entity_batches(
     ctx: Context, feed: Feed, batch_size: int, start_after: int | None = None
 ) -> Iterator[Batch]:
-    """Key ranges covering the driving table (after `start_after`), then everything past its last key (deleted tail)."""
+    """Key ranges covering the driving table (after `start_after`), then everything past its last key (deleted tail).
+
+    A row whose key is NULL is no entity (as the changelog triggers ignore NULL ids): PostgreSQL
+    sorts NULL last, and a range ending at it would be open, then the paging would start over.
+    """
     key = table(feed.key_table, column(feed.key_column)).c[feed.key_column]
     last = start_after
     while True:
-        query = select(key).order_by(key).limit(batch_size)
+        query = select(key).where(key.is_not(None)).order_by(key).limit(batch_size)
         if last is not None:
             query = query.where(key > last)
         with ctx.source.connect() as conn:
