@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Float, Integer, MetaData, Table, Text, select
 from sqlalchemy.engine import Connection
 
 from feeds.definitions import Document, Feed, Keys, Watch
@@ -16,7 +16,7 @@ parts = Table(
     metadata,
     Column("row_no", Integer, primary_key=True),
     Column("part_no", Integer, nullable=True),  # the feed's key: nullable, no constraint
-    Column("code", String(50), nullable=True),  # the item id: nullable, not unique
+    Column("code", Text, nullable=True),  # the item id: nullable, not unique, any length
     Column("name", Text, nullable=False),
     Column("price", Float, nullable=True),
 )
