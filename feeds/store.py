@@ -270,12 +270,12 @@ def entity_keys(conn: Connection, feed: str, ids: Sequence[str]) -> dict[str, in
         # One array parameter: binding and planning thousands of IN parameters cost 4x as much.
         wanted = bindparam("ids", type_=postgresql.ARRAY(String))
         query = select(c.id, c.entity_key).where(c.feed == feed, c.id == any_(wanted))
-        return dict(conn.execute(query, {"ids": list(ids)}).tuples().all())
+        return {item_id: entity for item_id, entity in conn.execute(query, {"ids": list(ids)})}
     found: dict[str, int] = {}
     for start in range(0, len(ids), _IDS_PER_QUERY):
         part = list(ids[start : start + _IDS_PER_QUERY])
         query = select(c.id, c.entity_key).where(c.feed == feed, c.id.in_(part))
-        found.update(conn.execute(query).tuples().all())
+        found.update((item_id, entity) for item_id, entity in conn.execute(query))
     return found
 
 
