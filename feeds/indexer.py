@@ -227,9 +227,11 @@ def reindex(
     try:
         with ctx.db.begin() as conn:
             store.set_status(conn, feed.indexer_id, IndexerStatus.WORKING)
-        # Changes logged before the rebuild starts are covered by it.
+        # Changes logged before the rebuild starts are covered by it (those surely committed).
+        with ctx.db.connect() as conn:
+            after = store.get_state(conn, feed.indexer_id).version_id
         with ctx.source.connect() as src:
-            version = changelog.current_version(src, feed)
+            version = changelog.safe_version(src, feed, after)
         try:
             run_options = options or RunOptions(send=not collect_only(ctx, feed))
             with open_run(ctx, feed, operation, run_options, lock=lock) as run:
@@ -279,7 +281,7 @@ def update_view(ctx: Context, feed: Feed) -> Outcome | None:
     if state.status is not IndexerStatus.VALID:
         return None
     with ctx.source.connect() as src:
-        upto = changelog.current_version(src, feed)
+        upto = changelog.safe_version(src, feed, state.version_id)
     if upto <= state.version_id:
         return None  # no backlog: no run to record
     lock = Lock(ctx.db, lock_name(feed))
