@@ -357,9 +357,12 @@ def _usable_ids(
     claims: dict[str, list[int]] = {}
     for doc in documents:
         if not isinstance(doc.id, str) or not doc.id or len(doc.id) > MAX_ITEM_ID:
+            shown = repr(doc.id)
+            if isinstance(doc.id, str) and len(doc.id) > 40:
+                shown = f"{doc.id[:40]!r}… ({len(doc.id)} characters)"
             bad.setdefault(
                 doc.entity,
-                f"the builder gave the item id {doc.id!r:.80}: item ids are non-empty strings "
+                f"the builder gave the item id {shown}: item ids are non-empty strings "
                 f"of at most {MAX_ITEM_ID} characters",
             )
         elif doc.entity not in (claimants := claims.setdefault(doc.id, [])):
