@@ -9,21 +9,19 @@ answer after applying) may deliver a version twice: every other fault must deliv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from config.settings import load_settings
 from feeds.commerce import demo
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.export.protocol import category_of
 from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.runs import sync_errors
 from feeds.store import ItemStatus, items
-from tests.resilience import products_feed
+from tests.resilience.conftest import Deploy
 from tests.resilience.ending import Convergence, RecordProperty, end
 from worker.testing.converge import settle
 from worker.testing.destination_server import DestinationServer
@@ -134,36 +132,6 @@ PARTIAL_SYNC_FAULTS = [
 ]
 
 
-@pytest.fixture
-def open_catalog(
-    destination: DestinationServer, tmp_path: Path
-) -> Iterator[Callable[..., Context]]:
-    """Opens a deployment of the products feed alone on a database URL, with `products` sample
-    products in its source."""
-    config = tmp_path / "feedsync.toml"
-    config.write_text(f'feed_modules = ["{products_feed.__name__}"]\nbuiltin_feeds = false\n')
-    opened: list[Context] = []
-
-    def open_(url: str, products: int, env: dict[str, str]) -> Context:
-        settings = load_settings(
-            {
-                "DATABASE_URL": url,
-                "EXPORT_URL": destination.url,
-                "FEEDSYNC_CONFIG": str(config),
-                "LOG_FORMAT": "json",
-                **env,
-            }
-        )
-        ctx = open_context(settings)
-        opened.append(ctx)
-        demo.seed(ctx.source, products)
-        return ctx
-
-    yield open_
-    for ctx in opened:
-        ctx.close()
-
-
 def converge_as_it_heals(
     ctx: Context, destination: DestinationServer, convergence: Convergence
 ) -> None:
@@ -206,7 +174,7 @@ def resync_rejections(ctx: Context, fault: Fault) -> int:
 @pytest.mark.postgres
 @pytest.mark.parametrize("fault", FULL_SYNC_FAULTS, ids=str)
 def test_a_full_sync_of_50k_products_converges_through_destination_faults(
-    open_catalog: Callable[..., Context],
+    open_catalog: Deploy,
     postgres_url: str,
     destination: DestinationServer,
     record_property: RecordProperty,
@@ -234,7 +202,7 @@ def test_a_full_sync_of_50k_products_converges_through_destination_faults(
 
 @pytest.mark.parametrize("fault", PARTIAL_SYNC_FAULTS, ids=str)
 def test_partial_syncs_converge_through_destination_faults(
-    open_catalog: Callable[..., Context],
+    open_catalog: Deploy,
     db_url: str,
     destination: DestinationServer,
     record_property: RecordProperty,
