@@ -48,7 +48,8 @@ class IndexerMode(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf is no number of seconds: a retry delay or a timeout of inf breaks the workers later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FeedSettings(_Strict):
@@ -154,7 +155,9 @@ class FileConfig(_Strict):
 
 
 class _Env(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=True, allow_inf_nan=False
+    )
 
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     SOURCE_DATABASE_URL: str | None = None
@@ -224,7 +227,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         source_database_url=source_url,
         broker_url=_check_broker_url(raw.BROKER_URL),
         export_url=check_export_url(raw.EXPORT_URL, "EXPORT_URL"),
-        export_token=raw.EXPORT_TOKEN or None,
+        export_token=_check_token(raw.EXPORT_TOKEN),
         export_timeout_s=raw.EXPORT_TIMEOUT_S,
         export_batch_size=raw.EXPORT_BATCH_SIZE,
         export_daily_call_allocation=raw.EXPORT_DAILY_CALL_ALLOCATION,
@@ -241,7 +244,8 @@ def read_config_file(path: str) -> FileConfig:
     """Parse and validate the TOML configuration file."""
     accepted = "accepted: the path of a TOML file (UTF-8)"
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        # utf-8-sig: editors on Windows start UTF-8 files with a byte order mark.
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(
             f"FEEDSYNC_CONFIG names {path!r}, which does not exist; {accepted}."
@@ -280,6 +284,12 @@ def normalise_database_url(url: str, setting: str) -> str:
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         raise ConfigError(
             f"{setting} names port {parsed.port}; accepted: {accepted}, with a port from 1 to 65535."
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # Each connection (each thread, each worker process) would get a database of its own.
+        raise ConfigError(
+            f"{setting} {url!r} is an in-memory database, which every connection sees empty; "
+            f"accepted: {accepted}."
         )
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -367,6 +377,18 @@ def file_destination_path(url: str) -> Path:
     return Path(url[len("file://") :])
 
 
+def _check_token(token: str | None) -> str | None:
+    if not token:
+        return None
+    if any(char.isspace() or not char.isprintable() for char in token):
+        # A token pasted with its line end would fail every request, as a connection error.
+        raise ConfigError(
+            "EXPORT_TOKEN contains a space or a control character, which an HTTP header cannot "
+            "carry; accepted: the token as the destination issued it."
+        )
+    return token
+
+
 def _check_broker_url(url: str | None) -> str | None:
     if not url:
         return None
@@ -406,6 +428,8 @@ def _sentence(exc: ValidationError, prefix: str = "") -> str:
     message = error["msg"].removeprefix("Value error, ")
     if value is None and error["type"] == "value_error":
         return f"{prefix}{setting} is not set, but {message}."
+    if error["type"] == "missing":
+        return f"{prefix}{setting} is not set, and its table needs it."
     if error["type"] == "extra_forbidden":
         return f"{prefix}the setting {setting} is unknown; accepted keys: {_accepted_keys(error['loc'])}."
     if error["type"] == "enum" or error["type"] == "literal_error":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -194,6 +195,82 @@ def current_version(conn: Connection, feed: Feed) -> int:
     if not inspect(conn).has_table(changelog_name(feed)):
         return 0
     return _max_version(conn, feed)
+
+
+# How long a run waits for the application's transactions that are writing the changelog to end
+# (they usually take milliseconds) before it covers only the changes that surely are final.
+WRITERS_WAIT_S = 1.0
+_WRITERS_POLL_S = 0.02
+
+
+def safe_version(conn: Connection, feed: Feed, after: int) -> int:
+    """The newest version a run may cover, the pointer being at `after`: every change logged up
+    to it is committed (or rolled back for good).
+
+    PostgreSQL hands versions out when a trigger writes the row, not when its transaction
+    commits: an open transaction may hold a version below one already committed, and a pointer
+    moved past it would skip that change for good. So the versions handed out so far are read
+    first, then the transactions writing the changelog now (every one that holds such a version
+    is among them); once they have ended, all those versions are final. When one stays open
+    longer than WRITERS_WAIT_S, only the unbroken run of versions after `after` is covered.
+    (Versions come from a sequence with the default CACHE 1, so they are handed out in order.)
+    SQLite runs one writing transaction at a time: every version it shows is final.
+    """
+    newest = current_version(conn, feed)
+    if conn.dialect.name != "postgresql" or newest <= after:
+        return newest
+    table = f'"{changelog_name(feed)}"'
+    handed_out = conn.scalar(
+        text("SELECT pg_sequence_last_value(pg_get_serial_sequence(:t, 'version_id')::regclass)"),
+        {"t": table},
+    )
+    writers = list(
+        conn.scalars(
+            text(
+                "SELECT virtualtransaction FROM pg_locks WHERE relation = CAST(:t AS regclass) "
+                "AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()"
+            ),
+            {"t": table},
+        )
+    )
+    if handed_out is None or (writers and not _ended(conn, writers)):
+        return _unbroken_run_end(conn, feed, after)
+    cl = changelog_table(feed)
+    query = select(func.coalesce(func.max(cl.c.version_id), 0)).where(
+        cl.c.version_id <= int(handed_out)
+    )
+    return int(conn.scalar(query) or 0)
+
+
+def _ended(conn: Connection, transactions: list[str]) -> bool:
+    """Wait up to WRITERS_WAIT_S for these (virtual) transactions to end; whether they did."""
+    deadline = time.monotonic() + WRITERS_WAIT_S
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' "
+        "AND virtualxid = ANY(CAST(:ids AS text[]))"
+    )
+    while conn.scalar(query, {"ids": transactions}):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_WRITERS_POLL_S)
+    return True
+
+
+def _unbroken_run_end(conn: Connection, feed: Feed, after: int) -> int:
+    """The last version of the run `after + 1, after + 2, …` that the changelog shows without a gap
+    (`after` when `after + 1` is not there)."""
+    cl = changelog_table(feed)
+    following = cl.alias("following")
+    gap_before = (
+        ~select(following.c.version_id)
+        .where(following.c.version_id == cl.c.version_id + 1)
+        .exists()
+    )
+    first = conn.scalar(select(cl.c.version_id).where(cl.c.version_id == after + 1))
+    if first is None:
+        return after
+    end = conn.scalar(select(func.min(cl.c.version_id)).where(cl.c.version_id > after, gap_before))
+    return int(end or after)
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,16 @@ class Context:
                 self._destinations[url] = open_destination(url, self.settings, self.db)
             return self._destinations[url]
 
+    def close_destinations(self) -> None:
+        """Close the destinations opened so far; the next send opens them afresh, as a new process
+        would (reading the shared Retry-After pause from the database, for one)."""
+        with self._opening:
+            for destination in self._destinations.values():
+                destination.close()
+            self._destinations.clear()
+
     def close(self) -> None:
-        for destination in self._destinations.values():
-            destination.close()
-        self._destinations.clear()
+        self.close_destinations()
         self.db.dispose()
         if self.source is not self.db:
             self.source.dispose()

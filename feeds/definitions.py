@@ -52,6 +52,8 @@ class Keys:
             )
             if c is not None
         ]
+        if not bounds:
+            return column.is_not(None)  # every entity: a NULL id is none
         return and_(true(), *bounds)
 
 

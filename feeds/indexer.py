@@ -49,11 +49,15 @@ def lock_name(feed: Feed) -> str:
 def entity_batches(
     ctx: Context, feed: Feed, batch_size: int, start_after: int | None = None
 ) -> Iterator[Batch]:
-    """Key ranges covering the driving table (after `start_after`), then everything past its last key (deleted tail)."""
+    """Key ranges covering the driving table (after `start_after`), then everything past its last key (deleted tail).
+
+    A row whose key is NULL is no entity (as the changelog triggers ignore NULL ids): PostgreSQL
+    sorts NULL last, and a range ending at it would be open, then the paging would start over.
+    """
     key = table(feed.key_table, column(feed.key_column)).c[feed.key_column]
     last = start_after
     while True:
-        query = select(key).order_by(key).limit(batch_size)
+        query = select(key).where(key.is_not(None)).order_by(key).limit(batch_size)
         if last is not None:
             query = query.where(key > last)
         with ctx.source.connect() as conn:
@@ -223,9 +227,11 @@ def reindex(
     try:
         with ctx.db.begin() as conn:
             store.set_status(conn, feed.indexer_id, IndexerStatus.WORKING)
-        # Changes logged before the rebuild starts are covered by it.
+        # Changes logged before the rebuild starts are covered by it (those surely committed).
+        with ctx.db.connect() as conn:
+            after = store.get_state(conn, feed.indexer_id).version_id
         with ctx.source.connect() as src:
-            version = changelog.current_version(src, feed)
+            version = changelog.safe_version(src, feed, after)
         try:
             run_options = options or RunOptions(send=not collect_only(ctx, feed))
             with open_run(ctx, feed, operation, run_options, lock=lock) as run:
@@ -275,7 +281,7 @@ def update_view(ctx: Context, feed: Feed) -> Outcome | None:
     if state.status is not IndexerStatus.VALID:
         return None
     with ctx.source.connect() as src:
-        upto = changelog.current_version(src, feed)
+        upto = changelog.safe_version(src, feed, state.version_id)
     if upto <= state.version_id:
         return None  # no backlog: no run to record
     lock = Lock(ctx.db, lock_name(feed))

@@ -371,6 +371,28 @@ def test_resync_body_must_be_a_list_of_ids(lib_client: TestClient) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        ("POST", "/sync/errors/resync", "{", "The request body is not valid JSON: expecting "),
+        ("PUT", "/sync/notifications", "not json", "The request body is not valid JSON: "),
+        (
+            "POST",
+            "/sync/errors/resync",
+            "",
+            "The request body is missing; accepted: a JSON object.",
+        ),
+    ],
+)
+def test_a_body_that_is_not_json_or_is_missing_gets_one_sentence(
+    client: TestClient, method: str, path: str, body: str, message: str
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    response = client.request(method, path, content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(message)
+
+
 # --- API-call usage and notification settings (the domain of feeds.budget / notifications) ---
 
 

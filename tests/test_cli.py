@@ -542,3 +542,24 @@ def test_a_setting_the_workers_could_not_use_stops_the_command_before_any_work(
     monkeypatch.setenv(variable, str(value))
     assert refused_sentence(capsys, "indexer:reindex") == sentence.format(path=path)
     assert [p.name for p in bare_env.iterdir()] == (["config"] if value == path else [])
+
+
+@pytest.mark.parametrize(
+    ("option", "sentence"),
+    [
+        ("--limit=-1", "Argument --limit: expected a positive number, got -1."),
+        (
+            "--since=yesterday",
+            "Argument --since: 'yesterday' is not a date; accepted: YYYY-MM-DD or an ISO 8601 "
+            "time.",
+        ),
+    ],
+)
+def test_sync_status_refuses_a_bad_option_with_one_sentence_before_opening_the_database(
+    bare_env: Path, capsys: pytest.CaptureFixture[str], option: str, sentence: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse stops the command line
+        main(["sync:status", option])
+    out, err = capsys.readouterr()
+    assert (exited.value.code, out, err) == (1, "", sentence + "\n")
+    assert list(bare_env.iterdir()) == []

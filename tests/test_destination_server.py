@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from worker.testing.destination_server import MALFORMED_BODY, DestinationServer
+from worker.testing.destination_server import MALFORMED_BODY, RESET, DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -246,6 +246,53 @@ def test_a_batch_over_the_limit_is_413(
     assert too_large.status_code == 413
     assert half.status_code == 200
     assert destination.accepted_ids("products") == {"a", "b"}
+
+
+def test_a_body_over_the_byte_limit_is_413(
+    destination: DestinationServer, client: httpx.Client
+) -> None:
+    destination.too_large_over(None, max_bytes=len(batch("a", "b")))
+
+    too_large = client.post(
+        "/feeds/products",
+        content=gzip.compress(batch("a", "b", "c")),
+        headers={"Content-Encoding": "gzip"},
+    )
+    fits = client.post("/feeds/products", content=batch("a", "b"))
+
+    assert too_large.status_code == 413  # measured decompressed: what the destination would store
+    assert "bytes" in too_large.json()["message"]
+    assert fits.status_code == 200
+
+
+@pytest.mark.parametrize("apply", [False, True], ids=["not-applied", "applied"])
+def test_a_garbled_answer_is_a_200_with_the_given_body(
+    destination: DestinationServer, client: httpx.Client, apply: bool
+) -> None:
+    destination.garble_next(1, b"<html>oops</html>", headers={"X-Proxy": "1"}, apply=apply)
+
+    garbled = client.post("/feeds/products", content=batch("a"))
+    after = client.post("/feeds/products", content=batch("b"))
+
+    assert (garbled.status_code, garbled.content) == (200, b"<html>oops</html>")
+    assert garbled.headers["x-proxy"] == "1"
+    assert statuses(after) == {"b": "accepted"}
+    assert destination.accepted_ids("products") == ({"a", "b"} if apply else {"b"})
+
+
+@pytest.mark.parametrize("apply", [False, True], ids=["not-applied", "applied"])
+def test_a_reset_connection_answers_nothing_then_the_server_recovers(
+    destination: DestinationServer, client: httpx.Client, apply: bool
+) -> None:
+    destination.reset_next(1, apply=apply)
+
+    with pytest.raises(httpx.TransportError):
+        client.post("/feeds/products", content=batch("a"))
+    after = client.post("/feeds/products", content=batch("b"))
+
+    assert statuses(after) == {"b": "accepted"}
+    assert destination.accepted_ids("products") == ({"a", "b"} if apply else {"b"})
+    assert [r.status for r in destination.requests] == [RESET, 200]
 
 
 def test_a_slow_answer_times_the_client_out_and_others_are_served_meanwhile(

@@ -253,6 +253,19 @@ def test_too_large_batch_is_split_and_delivered(
     assert {r.status for r in destination.requests} == {200, 413}
 
 
+def test_an_answer_whose_body_cannot_be_decoded_is_retryable_and_the_run_goes_on(
+    lib: Context, destination: DestinationServer
+) -> None:
+    # A 200 claiming a gzip body that is not gzip: httpx cannot decode it (DecodingError).
+    destination.garble_next(1, b"not gzip", headers={"Content-Encoding": "gzip"})
+    outcome = indexer.reindex(lib, lib.registry.get("books"))
+    assert (outcome.status, outcome.counts.rows_synced, outcome.counts.failed) == ("partial", 9, 3)
+    failed = [r for r in rows(lib).values() if r["status"] == ItemStatus.RETRYABLE]
+    assert len(failed) == 3 and {r["error_code"] for r in failed} == {"BAD_RESPONSE"}
+    resend_until_quiet(lib)
+    assert destination.accepted_ids("books") == ALL
+
+
 def test_timeout_is_retryable(db_url: str, destination: DestinationServer, tmp_path: Path) -> None:
     ctx = library_context(db_url, destination.url, tmp_path, EXPORT_TIMEOUT_S="0.3")
     destination.slow_next(1, 1.0)

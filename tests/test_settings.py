@@ -332,3 +332,59 @@ def test_a_dotenv_file_that_is_not_utf8_is_refused(
         f"The .env file in {tmp_path} is not UTF-8 text (at byte 22); "
         "accepted: KEY=value lines in UTF-8."
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"EXPORT_TIMEOUT_S": "inf"},
+            "EXPORT_TIMEOUT_S = 'inf' is not accepted: Input should be a finite number.",
+        ),
+        (
+            {"EXPORT_TOKEN": "s3cret\n"},
+            "EXPORT_TOKEN contains a space or a control character, which an HTTP header cannot "
+            "carry; accepted: the token as the destination issued it.",
+        ),
+        (
+            {"DATABASE_URL": "sqlite://"},
+            "DATABASE_URL 'sqlite://' is an in-memory database, which every connection sees "
+            "empty; accepted: an SQLAlchemy URL such as sqlite:///./var/feedsync.db",
+        ),
+        (
+            {"SOURCE_DATABASE_URL": "sqlite:///:memory:"},
+            "SOURCE_DATABASE_URL 'sqlite:///:memory:' is an in-memory database",
+        ),
+    ],
+)
+def test_a_value_that_would_break_the_workers_later_is_refused_at_start(
+    env: dict[str, str], expected: str
+) -> None:
+    message = refused(env)
+    assert message.startswith(expected)
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            "[retry]\nbackoff_base_s = inf\nbackoff_max_s = inf\n",
+            "retry.backoff_base_s = inf is not accepted: Input should be a finite number.",
+        ),
+        (
+            "[jobs.indexer_update_all_views]\n",
+            "jobs.indexer_update_all_views.cron is not set, and its table needs it.",
+        ),
+    ],
+)
+def test_a_config_file_value_that_is_infinite_or_missing_is_refused(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    assert refused(toml(tmp_path, content)).endswith(expected)
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "feedsync.toml"
+    path.write_text("[feeds.products]\nbatch_size = 50\n", encoding="utf-8-sig")
+    assert load_settings({"FEEDSYNC_CONFIG": str(path)}).batch_size("products") == 50

@@ -126,14 +126,20 @@ class HttpDestination:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            response = self._client.post(f"/feeds/{feed}", content=body, headers=headers)
+            with self._client.stream(
+                "POST", f"/feeds/{feed}", content=body, headers=headers
+            ) as response:
+                try:
+                    content = response.read()
+                except httpx.DecodingError as exc:
+                    # A body its Content-Encoding does not describe: the status still counts, the
+                    # body cannot (a 200 without readable results is retryable).
+                    content = f"the answer's body could not be decoded: {exc}".encode()
         except httpx.TimeoutException:
             return transport_failure(ids, f"no answer within {self._timeout_s:g} s")
         except httpx.TransportError as exc:
             return transport_failure(ids, f"connection error: {type(exc).__name__}: {exc}")
-        return interpret(
-            response.status_code, response.headers, response.content, ids, now=utcnow()
-        )
+        return interpret(response.status_code, response.headers, content, ids, now=utcnow())
 
     def close(self) -> None:
         self._client.close()

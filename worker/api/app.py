@@ -106,6 +106,11 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 def validation_sentence(errors: object) -> str:
     """One sentence for the first invalid parameter: where it is, what was sent, what is accepted."""
     first: dict[str, Any] = next(iter(errors), {}) if isinstance(errors, list | tuple) else {}
+    if first.get("type") == "json_invalid":
+        reason = str(first.get("ctx", {}).get("error", "it does not parse"))
+        return f"The request body is not valid JSON: {reason[0].lower()}{reason[1:]}."
+    if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+        return "The request body is missing; accepted: a JSON object."
     loc = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
     where = {"query": "query parameter", "path": "path parameter", "body": "request body"}.get(
         str(first.get("loc", ("body",))[0]), "parameter"

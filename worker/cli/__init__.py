@@ -20,7 +20,7 @@ from worker.cli import commands
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse's default exit code 2 and usage dump; SPEC §4 wants one sentence and exit 1.
-        print(f"{message[0].upper()}{message[1:]}.", file=sys.stderr)
+        print(f"{message[0].upper()}{message[1:].rstrip('.')}.", file=sys.stderr)
         raise SystemExit(1)
 
 

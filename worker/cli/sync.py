@@ -15,6 +15,7 @@ from feeds.context import open_context
 from feeds.diff import iso
 from feeds.export.protocol import ErrorCategory
 from feeds.runs import Operation, RunStatus
+from worker.cli.demo import positive
 from worker.cli.table import render
 
 
@@ -24,7 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--operation", choices=[o.value for o in Operation])
     p.add_argument("--status", choices=[s.value for s in RunStatus])
     p.add_argument("--since", type=_date, help="YYYY-MM-DD or an ISO 8601 time (UTC)")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=positive, default=50, help="at most this many runs")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=status)
     p = sub.add_parser("sync:errors", help="current sync errors")

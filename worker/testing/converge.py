@@ -1,6 +1,7 @@
 """Letting the jobs converge after a fault, without waiting for wall-clock backoffs.
 
-`time_passes` makes every pending retry due at once, as an hour of minutes would; `settle` runs the
+`time_passes` makes every pending retry due at once, as an hour of minutes would (and ends the
+pause a destination asked for with a 429's Retry-After, as that hour would); `settle` runs the
 minute jobs, as beat would, until a round finds nothing to do. Both change only the schedule of
 what is already pending: they decide nothing a job would not decide by itself later.
 """
@@ -14,6 +15,7 @@ from sqlalchemy import func, select, update
 
 from feeds import changelog, store
 from feeds.context import Context
+from feeds.export.pause import pauses
 from feeds.store import IndexerStatus, ItemStatus, items, rebuilds, utcnow
 from worker.jobs import JobFailed, run_job
 
@@ -27,13 +29,17 @@ MINUTE_JOBS = (
 
 
 def time_passes(ctx: Context) -> None:
-    """Every retry and rebuild waiting for its backoff is due now."""
+    """Every retry and rebuild waiting for its backoff is due now, and every destination pause over."""
     now = utcnow()
     with ctx.db.begin() as conn:
         conn.execute(update(items).where(items.c.next_attempt_at > now).values(next_attempt_at=now))
         conn.execute(
             update(rebuilds).where(rebuilds.c.next_attempt_at > now).values(next_attempt_at=now)
         )
+        conn.execute(update(pauses).where(pauses.c.paused_until > now).values(paused_until=now))
+    # A sender's memory of a pause only ever grows: open destinations are dropped, and the next
+    # job's read the pause from the database, as a new worker process would.
+    ctx.close_destinations()
 
 
 @dataclass

@@ -18,6 +18,7 @@ import random
 import signal
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -61,7 +62,8 @@ _DELETED: Mapping[str, Any] = MappingProxyType({"deleted": True})
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request as the destination saw it; `time` is `time.monotonic()` on arrival."""
+    """One request as the destination saw it; `time` is `time.monotonic()` on arrival; `status` is
+    RESET (0) when the connection was reset instead of answered."""
 
     path: str
     feed: str  # "" when the path is not /feeds/{feed}
@@ -116,6 +118,9 @@ class _Faults:
     reject_ratio_code: str = "VALIDATION_RULE"
     reject_seed: int = 0
     omitted: set[str] = field(default_factory=set)
+    max_bytes: int | None = None
+    # Answers that break the protocol after the request was read: see `garble_next`, `reset_next`.
+    broken: list[_Broken] = field(default_factory=list)
 
     def request_failure(self) -> tuple[int, str, dict[str, str]] | None:
         """The status, message and headers a forced failure answers with, consuming it; None if none."""
@@ -159,11 +164,25 @@ class _Faults:
 
 
 @dataclass(frozen=True, slots=True)
+class _Broken:
+    """One broken answer to come: `answer` (None: reset the connection instead of answering);
+    `apply`: the items are applied first, so the destination holds what the client never heard of."""
+
+    answer: _Answer | None
+    apply: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     close: bool = False
+    reset: bool = False  # send nothing: abort the connection (TCP RST)
+
+
+# The status recorded for a request whose connection was reset instead of answered.
+RESET = 0
 
 
 class _BadRequest(Exception):
@@ -361,10 +380,31 @@ class DestinationServer:
             self._faults.rate_limit_forms, self._faults.rate_limited = forms, 0
             self._faults.rate_limit_rng = random.Random(f"rate-limit:{seed}")
 
-    def too_large_over(self, max_items: int | None) -> None:
-        """A request with more than `max_items` items answers 413; None lifts the limit."""
+    def too_large_over(self, max_items: int | None, *, max_bytes: int | None = None) -> None:
+        """A request with more than `max_items` items, or a body of more than `max_bytes` bytes
+        (decompressed), answers 413; None lifts a limit."""
         with self._lock:
-            self._faults.max_items = max_items
+            self._faults.max_items, self._faults.max_bytes = max_items, max_bytes
+
+    def garble_next(
+        self,
+        n: int,
+        body: bytes = b'{"results": [{"id": ',
+        *,
+        headers: Mapping[str, str] | None = None,
+        apply: bool = False,
+    ) -> None:
+        """The next `n` feed requests answer 200 with `body` (and `headers`) instead of the results,
+        after applying the items when `apply`."""
+        broken = _Broken(_Answer(200, body, dict(headers or {})), apply)
+        with self._lock:
+            self._faults.broken.extend([broken] * n)
+
+    def reset_next(self, n: int, *, apply: bool = False) -> None:
+        """The next `n` feed requests get no answer: the connection is reset once the request was
+        read (after applying the items when `apply`)."""
+        with self._lock:
+            self._faults.broken.extend([_Broken(None, apply)] * n)
 
     def slow_next(self, n: int, seconds: float) -> None:
         """The next `n` feed requests wait `seconds` before being handled; others are served meanwhile."""
@@ -480,8 +520,9 @@ class DestinationServer:
         late: bool,
     ) -> _Answer:
         items: list[dict[str, Any]] = []
+        size = 0
         try:
-            items = _parse(raw, headers.get("Content-Encoding"))
+            items, size = _parse(raw, headers.get("Content-Encoding"))
             problem = None
         except _BadRequest as exc:
             problem = exc
@@ -501,6 +542,11 @@ class DestinationServer:
                 answer = _error(401, "missing or wrong bearer token")
             elif problem is not None:
                 answer = _error(problem.status, str(problem))
+            elif self._faults.broken:
+                broken = self._faults.broken.pop(0)
+                if broken.apply:
+                    self._apply(feed, items)
+                answer = broken.answer or _Answer(RESET, b"", reset=True)
             elif self._faults.malformed():
                 answer = _Answer(200, MALFORMED_BODY)
                 self._injected["malformed"] += 1
@@ -510,6 +556,8 @@ class DestinationServer:
                 answer = _error(
                     413, f"{len(items)} items; at most {self._faults.max_items} per request"
                 )
+            elif self._faults.max_bytes is not None and size > self._faults.max_bytes:
+                answer = _error(413, f"{size} bytes; at most {self._faults.max_bytes} per request")
             else:
                 body = orjson.dumps({"results": self._apply(feed, items)})
                 if key is not None:
@@ -592,8 +640,9 @@ def _feed_of(path: str) -> str:
     return feed if feed and "/" not in feed else ""
 
 
-def _parse(raw: bytes, encoding: str | None) -> list[dict[str, Any]]:
-    """The items of a request body, checked enough to catch a client that breaks the protocol."""
+def _parse(raw: bytes, encoding: str | None) -> tuple[list[dict[str, Any]], int]:
+    """The items of a request body, checked enough to catch a client that breaks the protocol, and
+    the size of the body decompressed."""
     encoding = (encoding or "identity").lower()
     if encoding == "gzip":
         try:
@@ -617,7 +666,7 @@ def _parse(raw: bytes, encoding: str | None) -> list[dict[str, Any]]:
                 raise _BadRequest(400, f'items[{index}] lacks a valid "{name}"')
         if "data" not in item:
             raise _BadRequest(400, f'items[{index}] lacks "data"')
-    return items
+    return items, len(raw)
 
 
 def _error(status: int, message: str) -> _Answer:
@@ -680,6 +729,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in this server: answer 500 and keep the trace for the test
             destination._record_error(f"{type(exc).__name__}: {exc}")
             answer = _Answer(500, orjson.dumps({"message": f"test destination bug: {exc!r}"}))
+        if answer.reset:
+            self._reset()
+            return
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer.body)))
@@ -689,6 +741,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(answer.body)
+
+    def _reset(self) -> None:
+        """Abort the connection: linger 0 makes close() send a TCP RST instead of a clean FIN."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")

@@ -50,7 +50,7 @@ class FeedReconciliation:
             ("not at the destination (or an older version)", self.missing),
             ("deleted from the source but live at the destination", self.not_deleted),
             ("left in a failed state whose cause is gone", self.stuck),
-            ("failed without an open sync error", self.unrecorded),
+            ("failed without an open sync error of its category", self.unrecorded),
         ):
             if ids:
                 shown = ", ".join(sorted(ids)[:10]) + (" …" if len(ids) > 10 else "")
@@ -112,7 +112,7 @@ def _feed(
 ) -> FeedReconciliation:
     result = FeedReconciliation(feed.name, duplicates=duplicates(feed.name) if duplicates else 0)
     built, unbuildable = _fresh_build(ctx, feed)
-    rows, errors = _recorded(ctx, feed)
+    rows, errors, categories = _recorded(ctx, feed)
     result.live = len(built)
     for item_id, hashed in built.items():
         status = rows.get(item_id, (None, None))[0]
@@ -136,13 +136,15 @@ def _feed(
                 result.unrecorded.append(item_id)
         elif held.get(item_id, (DELETED_HASH, True))[1]:
             result.deleted += 1
+            if status != ItemStatus.SENT:
+                result.stuck.append(item_id)  # gone at the destination, yet recorded as not settled
         elif status == ItemStatus.REJECTED and item_id in errors:
             result.waiting[item_id] = f"deletion rejected: {errors[item_id]}"
         else:
             result.not_deleted.append(item_id)
     for item_id, (status, _) in rows.items():
-        if status == ItemStatus.REJECTED and item_id not in errors:
-            result.unrecorded.append(item_id)
+        if status == ItemStatus.REJECTED and errors.get(item_id) != categories.get(item_id):
+            result.unrecorded.append(item_id)  # no open error, or one of another category
     for key, reason in unbuildable.items():
         if key.startswith("entity:") and key not in errors:
             result.unrecorded.append(key)  # an entity that never built, with no error row
@@ -179,17 +181,22 @@ def _fresh_build(ctx: Context, feed: Feed) -> tuple[dict[str, str], dict[str, st
     return built, unbuildable
 
 
-def _recorded(ctx: Context, feed: Feed) -> tuple[dict[str, tuple[int | None, int]], dict[str, str]]:
-    """The feed table (item id → status, entity) and the open sync errors (item id → category)."""
+def _recorded(
+    ctx: Context, feed: Feed
+) -> tuple[dict[str, tuple[int | None, int]], dict[str, str], dict[str, str | None]]:
+    """The feed table (item id → status, entity), the open sync errors (item id → category), and
+    the category each rejected item was recorded with (item id → category)."""
+    rows: dict[str, tuple[int | None, int]] = {}
+    categories: dict[str, str | None] = {}
     with ctx.db.connect() as conn:
-        rows = {
-            item_id: (status, entity)
-            for item_id, status, entity in conn.execute(
-                select(items.c.id, items.c.status, items.c.entity_key).where(
-                    items.c.feed == feed.name
-                )
+        for item_id, status, entity, category in conn.execute(
+            select(items.c.id, items.c.status, items.c.entity_key, items.c.error_category).where(
+                items.c.feed == feed.name
             )
-        }
+        ):
+            rows[item_id] = (status, entity)
+            if status == ItemStatus.REJECTED:
+                categories[item_id] = category
         errors = {
             item_id: category
             for item_id, category in conn.execute(
@@ -200,4 +207,4 @@ def _recorded(ctx: Context, feed: Feed) -> tuple[dict[str, tuple[int | None, int
         }
     # An error of an entity that could not be built is recorded under its entity key.
     errors.update({f"entity:{key}": category for key, category in list(errors.items())})
-    return rows, errors
+    return rows, errors, categories
