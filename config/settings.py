@@ -20,9 +20,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -56,11 +60,11 @@ class FeedSettings(_Strict):
     export_mode: ExportMode = ExportMode.IMMEDIATE
     # Only the mode an indexer starts with; `indexer:set-mode` changes it afterwards.
     indexer_mode: IndexerMode = IndexerMode.SCHEDULE
-    batch_size: int | None = Field(default=None, ge=1, le=100_000)
+    batch_size: StrictInt | None = Field(default=None, ge=1, le=100_000)
     # Entities read from the source per round; changed items are then sent in `batch_size` batches.
-    collect_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    collect_batch_size: StrictInt = Field(default=2000, ge=1, le=100_000)
     # Processes sharing a full reindex; None = one per core (max 4) for feeds of 5+ chunks.
-    reindex_processes: int | None = Field(default=None, ge=1, le=64)
+    reindex_processes: StrictInt | None = Field(default=None, ge=1, le=64)
     destination: str | None = None
 
     @field_validator("destination")
@@ -99,22 +103,31 @@ class FleetSettings(_Strict):
     """Celery fleet: job locks and the broker's redelivery of unacknowledged tasks."""
 
     # A job's Redis lock expires this long after its worker died (renewed every third of it).
-    lock_ttl_s: float = Field(default=60, ge=1, le=3600)
+    lock_ttl_s: StrictFloat = Field(default=60, ge=1, le=3600)
     # Redis redelivers a task not acknowledged after this long: keep it above the longest job.
-    visibility_timeout_s: int = Field(default=21600, ge=10)
+    visibility_timeout_s: StrictInt = Field(default=21600, ge=10)
     # A feed's database lock (reindex, partial sync, resync) expires this long after its holder
     # died; it is renewed after every batch, so keep it above the slowest batch.
-    feed_lock_ttl_s: float = Field(default=120, ge=1, le=3600)
+    feed_lock_ttl_s: StrictFloat = Field(default=120, ge=1, le=3600)
 
 
 class RetrySettings(_Strict):
-    backoff_base_s: float = Field(default=60, gt=0)
-    backoff_max_s: float = Field(default=3600, gt=0)
-    max_attempts: int = Field(default=10, ge=1)
+    backoff_base_s: StrictFloat = Field(default=60, gt=0)
+    backoff_max_s: StrictFloat = Field(default=3600, gt=0)
+    max_attempts: StrictInt = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetrySettings:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s:g}) is below backoff_base_s "
+                f"({self.backoff_base_s:g}); accepted: a maximum at least the base delay"
+            )
+        return self
 
 
 class RetentionSettings(_Strict):
-    days: int = Field(default=5, ge=1)
+    days: StrictInt = Field(default=5, ge=1)
 
 
 class NotificationSettings(_Strict):
@@ -145,7 +158,7 @@ class FileConfig(_Strict):
     """The TOML file named by FEEDSYNC_CONFIG; every key is optional."""
 
     feed_modules: list[str] = []
-    builtin_feeds: bool = True
+    builtin_feeds: StrictBool = True
     feeds: dict[str, FeedSettings] = {}
     jobs: dict[str, JobSettings] = {}
     retry: RetrySettings = RetrySettings()

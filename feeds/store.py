@@ -170,7 +170,9 @@ def ensure_states(conn: Connection, initial_modes: dict[str, IndexerMode]) -> No
         if indexer_id not in known
     ]
     if rows:
-        conn.execute(states.insert(), rows)
+        # Two processes starting on a new database at once both find the state missing.
+        insert = insert_for(conn.dialect.name, states)
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["indexer_id"]), rows)
 
 
 def get_state(conn: Connection, indexer_id: str) -> State:

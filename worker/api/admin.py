@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from feeds import budget, notifications, runs
 from feeds.apikeys import ApiKey, Permission
@@ -97,7 +97,7 @@ class ErrorList(BaseModel):
 
 
 class ResyncIn(BaseModel):
-    error_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+    error_ids: list[Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]] = Field(
         description=f"ids of sync errors (from GET /sync/errors), at most {MAX_RESYNC_ERRORS}"
     )
 

@@ -41,7 +41,13 @@ def notify(args: argparse.Namespace, settings: Settings) -> int:
     ctx = open_context(settings)
     try:
         feed = ctx.registry.get(args.feed)
-        count = realtime.notify(ctx, feed, [i for i in args.ids.split(",") if i.strip()])
+        ids = [i for i in args.ids.split(",") if i.strip()]
+        if not ids:
+            raise realtime.NotifyError(
+                "--ids needs at least one entity id; accepted: entity ids separated by commas, "
+                "such as --ids 12,13."
+            )
+        count = realtime.notify(ctx, feed, ids)
         with ctx.db.connect() as conn:
             mode = store.get_state(conn, feed.indexer_id).mode
     finally:
