@@ -6,7 +6,6 @@ the setting and what is accepted.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
 from croniter import CroniterError, croniter
 from pydantic import (
     BaseModel,
@@ -33,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from feeds.errors import ConfigError
+from feeds.urls import hide_password, http_url_problem, url_parse_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/feedsync.db"
 DEFAULT_EXPORT_URL = "file://./var/export"
@@ -342,54 +341,6 @@ def _without_trailing_slash(url: str) -> str:
     return url.rstrip("/") if url.startswith(("http://", "https://")) else url
 
 
-def is_http_url(url: str) -> bool:
-    """An absolute http(s) URL with a host (webhooks)."""
-    return http_url_problem(url) is None
-
-
-def http_url_problem(url: str) -> str | None:
-    """Why `url` is not an absolute http(s) URL with a host and a port from 1 to 65535; None if it is."""
-    if any(char.isspace() or not char.isprintable() for char in url):
-        return "it contains a space or a control character"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return _url_parse_problem(exc)
-    if parts.scheme not in ("http", "https"):
-        return "it does not start with http:// or https://"
-    if not parts.hostname:
-        return "it has no host"
-    if port == 0:
-        return "its port is not a number from 1 to 65535"
-    try:
-        httpx.URL(url)  # what the exporter and the webhook client will parse
-    except httpx.InvalidURL as exc:
-        return f"it does not parse ({exc})"
-    return None
-
-
-def _url_parse_problem(exc: ValueError) -> str:
-    if "Port" in str(exc):  # "Port out of range 0-65535", "Port could not be cast to integer…"
-        return "its port is not a number from 1 to 65535"
-    if "IPv6" in str(exc):
-        return "its host is not a complete [IPv6] address"
-    return f"it does not parse ({exc})"
-
-
-def hide_password(url: str) -> str:
-    """`scheme://user:secret@host…` → `scheme://user:***@host…`: URLs as shown in messages and logs."""
-    return _PASSWORD.sub(r"\1***@", url, count=1)
-
-
-_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)[^/?#]*@", re.IGNORECASE)
-
-
-def file_destination_path(url: str) -> Path:
-    """`file:///abs/dir` → /abs/dir, `file://./rel/dir` → ./rel/dir."""
-    return Path(url[len("file://") :])
-
-
 def _check_token(token: str | None) -> str | None:
     if not token:
         return None
@@ -423,7 +374,7 @@ def _broker_url_problem(url: str) -> str | None:
     try:
         port = urlsplit(url).port
     except ValueError as exc:
-        return _url_parse_problem(exc)
+        return url_parse_problem(exc)
     if port == 0:
         return "its port is not a number from 1 to 65535"
     return None
