@@ -37,7 +37,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from config.settings import is_http_url
 from feeds.context import Context
 from feeds.database import insert_for
 from feeds.error_categories import help_for
@@ -45,6 +44,7 @@ from feeds.errors import ConfigError
 from feeds.export.protocol import ErrorCategory
 from feeds.runs import RunStatus, sync_errors, sync_runs
 from feeds.store import Base, utcnow
+from feeds.urls import is_http_url
 
 log = structlog.get_logger("feeds.notifications")
 

@@ -13,12 +13,12 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from config.settings import hide_password
 from feeds.errors import FeedsyncError
 from feeds.indexer import Batch, BatchMapper
 from feeds.resync_ranges import counts_from, options_dict
 from feeds.runs import Counts
 from feeds.sync import Run
+from feeds.urls import hide_password
 
 RANGE_TASK = "feedsync.resync_range"
 _POLL_S = 0.05

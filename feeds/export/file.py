@@ -6,12 +6,12 @@ import fcntl
 from collections.abc import Sequence
 from pathlib import Path
 
-from config.settings import file_destination_path
 from feeds.diff import FeedItem
 from feeds.errors import DestinationError
 from feeds.export.destination import CallGate
 from feeds.export.protocol import BatchOutcome, ItemResult
 from feeds.store import ItemStatus
+from feeds.urls import file_destination_path
 
 
 class FileDestination:

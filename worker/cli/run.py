@@ -13,12 +13,13 @@ from typing import Any
 
 import structlog
 
-from config.settings import IndexerMode, Settings, file_destination_path
+from config.settings import IndexerMode, Settings
 from feeds import indexer
 from feeds.commerce import demo
 from feeds.context import Context, open_context
 from feeds.errors import ConfigError
 from feeds.integrations import public_destination
+from feeds.urls import file_destination_path
 from worker import metrics
 from worker.api.listen import listen
 from worker.cli.api import port
