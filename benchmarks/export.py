@@ -73,8 +73,8 @@ def phase(name: str, products: int, threads: int) -> Figures:
 
 
 def _seed(ctx: Any, products: int, threads: int) -> Figures:
-    from feeds import indexer
     from feeds.commerce import demo
+    from feeds.pipeline import indexer
 
     started = time.perf_counter()
     demo.seed(ctx.source, products, 1)
@@ -83,8 +83,8 @@ def _seed(ctx: Any, products: int, threads: int) -> Figures:
 
 
 def _full(ctx: Any, products: int, threads: int) -> Figures:
-    from feeds import indexer
-    from feeds.sync import RunOptions
+    from feeds.pipeline import indexer
+    from feeds.pipeline.run import RunOptions
 
     feed = ctx.registry.get(FEED)
     started = time.perf_counter()
@@ -99,7 +99,7 @@ def _full(ctx: Any, products: int, threads: int) -> Figures:
 
 
 def _resync(ctx: Any, products: int, threads: int) -> Figures:
-    from feeds.resync import ResyncRequest, resync
+    from feeds.pipeline.resync import ResyncRequest, resync
 
     feed = ctx.registry.get(FEED)
     started = time.perf_counter()
@@ -112,8 +112,8 @@ def _resync(ctx: Any, products: int, threads: int) -> Figures:
 
 
 def _legacy(ctx: Any, products: int, threads: int) -> Figures:
-    from feeds import indexer
-    from feeds.sync import collect_only
+    from feeds.pipeline import indexer
+    from feeds.pipeline.run import collect_only
 
     feed = ctx.registry.get(FEED)
     assert collect_only(ctx, feed), "the legacy phase needs export_mode = legacy"
@@ -132,11 +132,11 @@ def _ceiling(ctx: Any, products: int, threads: int) -> Figures:
     import httpx
     from sqlalchemy import select
 
-    from feeds.diff import Change, FeedItem
     from feeds.export.http import GZIP_MIN_BYTES
     from feeds.export.protocol import encode_batch, idempotency_key
-    from feeds.indexer import reindex_processes
-    from feeds.store import items
+    from feeds.pipeline.diff import Change, FeedItem
+    from feeds.pipeline.indexer import reindex_processes
+    from feeds.state.tables import items
 
     feed = ctx.registry.get(FEED)
     batch_size = ctx.settings.batch_size(FEED)
@@ -244,9 +244,10 @@ def _fault(ctx: Any, products: int, threads: int) -> Figures:
     import httpx
     from sqlalchemy import func, select
 
-    from feeds import exporter, indexer
-    from feeds.store import ItemStatus, items
-    from feeds.sync import RunOptions
+    from feeds.definitions import ItemStatus
+    from feeds.pipeline import exporter, indexer
+    from feeds.pipeline.run import RunOptions
+    from feeds.state.tables import items
 
     feed = ctx.registry.get(FEED)
     _empty_feed_table(ctx)
@@ -314,7 +315,7 @@ def _counts(counts: Any) -> Figures:
 
 
 def _setup(ctx: Any, feed: Any, threads: int) -> Figures:
-    from feeds.indexer import reindex_processes
+    from feeds.pipeline.indexer import reindex_processes
 
     return {
         "processes": reindex_processes(ctx, feed),
@@ -326,7 +327,7 @@ def _setup(ctx: Any, feed: Any, threads: int) -> Figures:
 def _statuses(ctx: Any) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from feeds.store import items
+    from feeds.state.tables import items
 
     with ctx.db.connect() as conn:
         rows = conn.execute(

@@ -108,10 +108,12 @@ def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def measure(path: str, changes: int, products: int, interval_s: float, workdir: Path) -> Result:
-    from config.settings import IndexerMode, load_settings
-    from feeds import indexer, realtime
+    from config.settings import load_settings
     from feeds.commerce import demo
     from feeds.context import open_context
+    from feeds.definitions import IndexerMode
+    from feeds.pipeline import indexer
+    from feeds.tracking import realtime
 
     kind, mode, via_notify, fleet = PATHS[path]
     realtime_mode = mode == "realtime"
@@ -203,7 +205,7 @@ def silence_product_triggers(ctx: Context) -> None:
     Their functions become no-ops under the same names, so the worker (which reinstalls missing
     triggers) leaves them be; the changelog's NOTIFY trigger stays.
     """
-    from feeds import changelog
+    from feeds.tracking import changelog
 
     feed = ctx.registry.get("products")
     with ctx.source.begin() as conn:

@@ -59,6 +59,8 @@ from typing import Any
 
 import httpx
 
+from feeds.state import indexer_state
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -449,7 +451,7 @@ def tree_rss_mb(pid: int) -> float:
 def backlog(args: argparse.Namespace, workdir: Path) -> Figures:
     from sqlalchemy import text
 
-    from feeds import changelog, store
+    from feeds.tracking import changelog
 
     products = sizes(args, "backlog")
     with database(args.db, "backlog", workdir) as url, destination() as server:
@@ -478,7 +480,7 @@ def backlog(args: argparse.Namespace, workdir: Path) -> Figures:
                     )
             touch_s = time.monotonic() - started
             with ctx.db.connect() as conn:
-                start = store.get_state(conn, feed.indexer_id).version_id
+                start = indexer_state.get_state(conn, feed.indexer_id).version_id
             with ctx.source.connect() as src:
                 upto = changelog.current_version(src, feed)
                 rows = upto - start
@@ -512,7 +514,6 @@ def drain(
     ctx: Any, env: dict[str, str], workdir: Path, indexer: str, start: int, upto: int
 ) -> Figures:
     """`cron:run indexer_update_all_views` in a child process, its RSS sampled as it drains."""
-    from feeds import store
 
     samples: list[Sample] = []
     started = time.monotonic()
@@ -532,7 +533,7 @@ def drain(
                 break
             rss = tree_rss_mb(child.pid)
             with ctx.db.connect() as conn:
-                version = store.get_state(conn, indexer).version_id
+                version = indexer_state.get_state(conn, indexer).version_id
             if rss:
                 done = (version - start) / max(1, upto - start)
                 samples.append(Sample(time.monotonic() - started, done, rss))
@@ -628,8 +629,8 @@ class Client:
 
 
 def api(args: argparse.Namespace, workdir: Path) -> Figures:
-    from feeds.apikeys import Permission, create_key
     from feeds.commerce import demo
+    from worker.api.apikeys import Permission, create_key
 
     seconds = sizes(args, "seconds")
     clients = args.clients
@@ -691,7 +692,7 @@ def api(args: argparse.Namespace, workdir: Path) -> Figures:
 def history_counts(ctx: Any) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from feeds.runs import sync_errors, sync_runs
+    from feeds.state.tables import sync_errors, sync_runs
 
     with ctx.db.connect() as conn:
         return {
@@ -890,8 +891,8 @@ def beats(args: argparse.Namespace, workdir: Path) -> Figures:
     from redis import Redis
 
     from config.settings import load_settings
-    from feeds import job_runs
     from feeds.commerce import demo
+    from feeds.history import job_runs
     from worker.app import create_app
     from worker.testing.converge import pending, settle
 
@@ -991,7 +992,7 @@ def json_events(log: str) -> Iterator[dict[str, Any]]:
 
 
 def beat_figures(fleet: Fleet, runs: list[Any], first: datetime, last: datetime) -> Figures:
-    from feeds.job_runs import JobStatus
+    from feeds.history.job_runs import JobStatus
 
     sent = sum(fleet.log(b).count("Sending due task") for b in ("beat1", "beat2"))
     reasons: Counter[str] = Counter()

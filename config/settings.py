@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from feeds.definitions import ExportMode, IndexerMode
 from feeds.errors import ConfigError
 from feeds.urls import hide_password, http_url_problem, url_parse_problem
 
@@ -38,16 +38,6 @@ DEFAULT_EXPORT_URL = "file://./var/export"
 DESTINATION_FORMS = "file:///path/to/dir, file://./relative/dir or http(s)://host[:port][/path]"
 WEBHOOK_FORM = "an http(s):// URL with a host, such as https://hooks.example.com/feedsync"
 CRON_FORMS = "five fields such as '* * * * *' or '*/5 * * * *' (a sixth, seconds, may follow)"
-
-
-class ExportMode(StrEnum):
-    IMMEDIATE = "immediate"
-    LEGACY = "legacy"
-
-
-class IndexerMode(StrEnum):
-    REALTIME = "realtime"
-    SCHEDULE = "schedule"
 
 
 class _Strict(BaseModel):

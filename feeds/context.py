@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from feeds import database, locks, store
 from feeds.definitions import Feed, FeedRegistry, load_registry
 from feeds.errors import ConfigError
 from feeds.export import Destination, open_destination
 from feeds.schedule import job_names
+from feeds.state import database, indexer_state, locks
 
 
 @dataclass
@@ -63,7 +63,7 @@ def open_context(
     if migrate:
         database.upgrade(db)
     with db.begin() as conn:
-        store.ensure_states(
+        indexer_state.ensure_states(
             conn, {feed.indexer_id: settings.feed(feed.name).indexer_mode for feed in registry}
         )
     return Context(settings, registry, db, source or db)

@@ -22,9 +22,14 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import IntEnum, StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    true,
+)
 from sqlalchemy.engine import Connection
 
 from feeds.errors import ConfigError, FeedDefinitionError, UnknownIndexerError
@@ -198,3 +203,48 @@ def load_registry(modules: Sequence[str] = (), builtin: bool = True) -> FeedRegi
             )
         feeds.extend(declared)
     return FeedRegistry(feeds)
+
+
+class IndexerStatus(StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    WORKING = "working"
+    SUSPENDED = "suspended"
+
+
+class ItemStatus(IntEnum):
+    """Export status of a feed item, with the codes Adobe's data exporter stores (SPEC §5); NULL = never sent."""
+
+    SENT = 200
+    REJECTED = 400
+    RETRYABLE = 2
+    APP_ERROR = 0
+    SKIPPED = -1
+
+
+class ExportMode(StrEnum):
+    IMMEDIATE = "immediate"
+    LEGACY = "legacy"
+
+
+class IndexerMode(StrEnum):
+    REALTIME = "realtime"
+    SCHEDULE = "schedule"
+
+
+class Operation(StrEnum):
+    FULL_SYNC = "full_sync"
+    PARTIAL_SYNC = "partial_sync"
+    REINDEX_INVALID = "reindex_invalid"
+    LEGACY_EXPORT = "legacy_export"
+    RESEND_FAILED = "resend_failed"
+    RESYNC_ERRORS = "resync_errors"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    ERROR = "error"
+    CONFIG_ERROR = "config_error"
+    ROLLED_BACK = "rolled_back"

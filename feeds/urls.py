@@ -55,3 +55,8 @@ _PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)[^/?#]*@", re.IGNORECASE
 def file_destination_path(url: str) -> Path:
     """`file:///abs/dir` → /abs/dir, `file://./rel/dir` → ./rel/dir."""
     return Path(url[len("file://") :])
+
+
+def host_of(url: str) -> str:
+    """The host only: a webhook's path often holds a secret token."""
+    return urlsplit(url).netloc

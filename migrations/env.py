@@ -2,10 +2,10 @@
 
 from alembic import context
 
-# Every module that declares tables on Base, so autogenerate compares against all of them.
-from feeds import apikeys, budget, job_runs, notifications, resync_ranges, runs  # noqa: F401
-from feeds.export import pause  # noqa: F401
-from feeds.store import Base
+# Every module that declares tables on Base, so autogenerate compares against all of them: the
+# worker's tables in one module, the API's own (keys, rate counters) with the API.
+from feeds.state.tables import Base
+from worker.api import apikeys  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,7 +15,7 @@ def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
         from config.settings import load_settings
-        from feeds.database import create_db_engine
+        from feeds.state.database import create_db_engine
 
         engine = create_db_engine(load_settings().database_url)
     with engine.begin() as connection:

@@ -220,7 +220,7 @@ def library_context(
         conn.execute(authors.insert(), [{"id": 1, "name": "Le Guin"}])
         rows = [{"book_no": n, "title": f"Book {n}", "author_id": 1} for n in range(1, books + 1)]
         conn.execute(books_table.insert(), rows)
-    from feeds import indexer
+    from feeds.pipeline import indexer
 
     indexer.ensure_subscriptions(ctx)
     return ctx
@@ -231,7 +231,7 @@ def library_context(
 
 def make_api_key(ctx: Context, *permissions: str, name: str = "test") -> str:
     """A new API key with these permissions (all four when none are given); the raw key."""
-    from feeds import apikeys
+    from worker.api import apikeys
 
     chosen = permissions or tuple(p.value for p in apikeys.Permission)
     return apikeys.create_key(ctx.db, name, chosen)[1]

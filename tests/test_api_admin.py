@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from config.settings import Settings
-from feeds import indexer
 from feeds.context import Context
-from feeds.error_categories import HELP
-from feeds.runs import sync_runs
+from feeds.history.categories import HELP
+from feeds.pipeline import indexer
+from feeds.state.tables import sync_runs
 from tests.conftest import bearer, library_context, make_api_key
 from worker.api.app import create_app
 from worker.testing.destination_server import DestinationServer
@@ -299,7 +299,7 @@ def test_errors_csv_has_a_header_and_one_row_per_error(
 def test_error_csv_cells_a_spreadsheet_would_run_as_a_formula_start_with_a_quote(
     cell: str, written: str
 ) -> None:
-    from feeds.runs import errors_csv
+    from feeds.history.csv_export import errors_csv
 
     text = "".join(errors_csv([{"item_id": cell, "message": cell, "attempts": -3}]))
     [row] = list(csv.DictReader(io.StringIO(text, newline="")))

@@ -15,14 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from config.settings import Settings, load_settings
-from feeds import apikeys, indexer
 from feeds.context import Context
 from feeds.definitions import Feed, Watch
-from feeds.integrations import integration_id
-from feeds.locks import Lock
-from feeds.runs import sync_runs
+from feeds.history.integrations import integration_id
+from feeds.pipeline import indexer
+from feeds.state.locks import Lock
+from feeds.state.tables import sync_runs
 from tests.conftest import bearer, library_context, make_api_key
 from tests.library_feeds import build_books
+from worker.api import apikeys
 from worker.api.app import create_app
 from worker.testing.destination_server import DestinationServer
 

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from feeds import apikeys
 from feeds.context import Context
-from feeds.database import create_db_engine
 from feeds.errors import FeedsyncError
-from worker.api.ratelimit import Limit, RateLimiter, rate_counters
+from feeds.state.database import create_db_engine
+from worker.api import apikeys
+from worker.api.apikeys import rate_counters
+from worker.api.ratelimit import Limit, RateLimiter
 from worker.cli import main
 
 

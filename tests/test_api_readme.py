@@ -21,9 +21,10 @@ import orjson
 import pytest
 
 from config.settings import load_settings
-from feeds import indexer, runs
 from feeds.commerce import demo
 from feeds.context import open_context
+from feeds.history import read_model
+from feeds.pipeline import indexer
 from worker.testing.destination_server import DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def worker_env(tmp_path: Path, destination: DestinationServer) -> Iterator[dict[
     indexer.reindex(ctx, ctx.registry.get("products"))
     destination.clear_faults()
     with ctx.db.connect() as conn:
-        assert sorted(e["id"] for e in runs.list_errors(conn, feed="products")) == [1, 2]
+        assert sorted(e["id"] for e in read_model.list_errors(conn, feed="products")) == [1, 2]
     ctx.close()
     yield env
 

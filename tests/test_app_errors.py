@@ -13,11 +13,15 @@ import orjson
 import pytest
 from sqlalchemy import select, text
 
-from feeds import exporter, indexer, runs, store
+from feeds import definitions
 from feeds.commerce import demo
 from feeds.context import Context
-from feeds.runs import RunStatus
-from feeds.store import ItemStatus, items, rebuilds
+from feeds.definitions import ItemStatus, RunStatus
+from feeds.history import read_model
+from feeds.pipeline import exporter, indexer
+from feeds.state import feed_items as store
+from feeds.state import indexer_state
+from feeds.state.tables import items, rebuilds
 from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
@@ -50,7 +54,7 @@ def queued(ctx: Context) -> dict[int, int]:
 
 def open_errors(ctx: Context, feed: str = "books") -> list[dict]:
     with ctx.db.connect() as conn:
-        return runs.list_errors(conn, feed=feed)
+        return read_model.list_errors(conn, feed=feed)
 
 
 def resend(ctx: Context) -> indexer.Outcome | None:
@@ -103,7 +107,10 @@ def test_a_failed_build_then_a_good_rebuild_leaves_accepted_items_sent_without_r
     assert failed.status is RunStatus.ERROR and failed.counts.failed == BOOKS
     assert set(statuses(lib).values()) == {ItemStatus.APP_ERROR}
     with lib.db.connect() as conn:
-        assert store.get_state(conn, feed.indexer_id).status is store.IndexerStatus.INVALID
+        assert (
+            indexer_state.get_state(conn, feed.indexer_id).status
+            is definitions.IndexerStatus.INVALID
+        )
 
     sql(lib, "ALTER TABLE authors_moved RENAME TO authors")
     [rebuilt] = indexer.reindex_all_invalid(lib)

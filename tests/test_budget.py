@@ -14,11 +14,15 @@ import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from feeds import budget, exporter, indexer, runs
-from feeds.budget import CallBudget, call_cap, resume_time, usage, window_start
+from feeds.clock import utcnow
 from feeds.context import Context, open_context
-from feeds.resync import ResyncRequest, resync
-from feeds.store import ItemStatus, items, utcnow
+from feeds.definitions import ItemStatus
+from feeds.export import budget
+from feeds.export.budget import CallBudget, call_cap, resume_time, usage, window_start
+from feeds.history import read_model
+from feeds.pipeline import exporter, indexer
+from feeds.pipeline.resync import ResyncRequest, resync
+from feeds.state.tables import items
 from tests.conftest import library_context, make_settings
 from worker.testing.destination_server import DestinationServer
 
@@ -35,7 +39,7 @@ def statuses(ctx: Context) -> dict[str, dict]:
 
 def all_runs(ctx: Context) -> list[dict]:
     with ctx.db.connect() as conn:
-        return runs.list_runs(conn, feed="books")
+        return read_model.list_runs(conn, feed="books")
 
 
 def book_ids(*numbers: int) -> set[str]:
@@ -202,7 +206,7 @@ def test_sending_pauses_when_the_allocation_is_used_up(
         for i in waiting
     )
     with limited.db.connect() as conn:
-        assert runs.list_errors(conn, feed="books") == []  # held back, not failed
+        assert read_model.list_errors(conn, feed="books") == []  # held back, not failed
     seen = usage(limited)
     assert (seen.calls_24h, seen.cap, seen.remaining, seen.paused) == (3, 3, 0, True)
     events = [e["event"] for e in logs]

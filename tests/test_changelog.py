@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from config.settings import IndexerMode
-from feeds import changelog, indexer, runs, store
+from feeds import definitions
 from feeds.context import Context, open_context
-from feeds.diff import FeedItem
+from feeds.definitions import IndexerMode, RunStatus
 from feeds.errors import DestinationError, SourceSchemaError
 from feeds.export.file import FileDestination
-from feeds.runs import RunStatus
+from feeds.history import read_model
+from feeds.pipeline import indexer
+from feeds.pipeline.diff import FeedItem
+from feeds.state import feed_items as store
+from feeds.state import indexer_state
+from feeds.tracking import changelog
 from tests.conftest import library_context, make_settings
 from tests.test_custom_feed import exported
 
@@ -41,9 +45,9 @@ def sql(ctx: Context, statement: str) -> None:
         conn.execute(text(statement))
 
 
-def state(ctx: Context) -> store.State:
+def state(ctx: Context) -> indexer_state.State:
     with ctx.db.connect() as conn:
-        return store.get_state(conn, "library_books")
+        return indexer_state.get_state(conn, "library_books")
 
 
 def test_insert_update_delete_write_the_entity_ids(library: Context) -> None:
@@ -194,7 +198,7 @@ def test_full_reindex_failure_leaves_indexer_invalid(library: Context, export_di
     )
     with pytest.raises(DestinationError):
         indexer.reindex(library, library.registry.get("books"))
-    assert state(library).status is store.IndexerStatus.INVALID
+    assert state(library).status is definitions.IndexerStatus.INVALID
 
 
 def test_cleaning_removes_processed_rows_but_keeps_the_newest_processed(library: Context) -> None:
@@ -240,7 +244,7 @@ def test_a_row_that_cannot_be_built_fails_only_its_entity_and_is_reported(
         row = conn.execute(
             text("SELECT status, error_code, error_message FROM feed_items WHERE id = 'book-3'")
         ).one()
-        [error] = runs.list_errors(conn, feed="books")
+        [error] = read_model.list_errors(conn, feed="books")
     assert row == (0, "BUILD_FAILED", "ValueError: book 3 has an undecodable title")
     assert (error["item_id"], error["category"], error["code"]) == ("3", "other", "BUILD_FAILED")
     assert not [i for i in exported(export_dir, "books") if i["id"] == "book-3" and i["deleted"]]
@@ -251,7 +255,7 @@ def test_a_row_that_cannot_be_built_fails_only_its_entity_and_is_reported(
         assert (
             conn.execute(text("SELECT status FROM feed_items WHERE id = 'book-3'")).scalar() == 200
         )
-        assert runs.list_errors(conn, feed="books") == []  # built now: its error is resolved
+        assert read_model.list_errors(conn, feed="books") == []  # built now: its error is resolved
 
 
 @pytest.mark.postgres

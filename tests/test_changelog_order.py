@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from feeds import changelog, indexer, store
 from feeds.context import Context
+from feeds.pipeline import indexer
+from feeds.state import indexer_state
+from feeds.tracking import changelog
 from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
@@ -54,7 +56,7 @@ def open_transaction(lib: Context) -> Iterator[Callable[[str], Connection]]:
 
 def pointer(ctx: Context) -> int:
     with ctx.db.connect() as conn:
-        return store.get_state(conn, "library_books").version_id
+        return indexer_state.get_state(conn, "library_books").version_id
 
 
 def title(destination: DestinationServer, book: int) -> object:

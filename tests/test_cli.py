@@ -13,7 +13,7 @@ import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
-from feeds.locks import Lock
+from feeds.state.locks import Lock
 from tests.conftest import POSTGRES_URL, require_postgres
 from worker.cli import main
 from worker.testing.destination_server import DestinationServer
@@ -167,7 +167,7 @@ def test_reindex_prints_rebuilt_line_and_exports(
 def test_reindex_of_a_locked_indexer_is_skipped(
     seeded: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from feeds.database import create_db_engine
+    from feeds.state.database import create_db_engine
 
     engine = create_db_engine(os.environ["DATABASE_URL"])
     other = Lock(engine, "indexer:catalog_data_exporter_products")
@@ -220,7 +220,7 @@ def test_reindex_with_an_unreadable_source_table_is_an_error_not_a_success(
 ) -> None:
     from sqlalchemy import text
 
-    from feeds.database import create_db_engine
+    from feeds.state.database import create_db_engine
 
     engine = create_db_engine(os.environ["DATABASE_URL"])
     with engine.begin() as conn:
@@ -411,7 +411,7 @@ def test_a_database_failing_after_the_start_is_one_sentence(
     def server_gone(*_: object) -> None:
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr("feeds.store.ensure_states", server_gone)
+    monkeypatch.setattr("feeds.state.indexer_state.ensure_states", server_gone)
     assert refused_sentence(capsys, "indexer:status") == (
         "A database operation failed (server closed the connection); check the databases of "
         "DATABASE_URL and SOURCE_DATABASE_URL, or run again with -v for the traceback."

@@ -19,13 +19,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from feeds import apikeys, indexer, runs
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.resync import resync_errors
-from feeds.runs import Operation, sync_runs
-from feeds.store import utcnow
+from feeds.definitions import Operation
+from feeds.history import read_model
+from feeds.pipeline import indexer
+from feeds.pipeline.resync import resync_errors
+from feeds.state.tables import sync_runs
 from tests.conftest import library_context
-from worker.api import session
+from worker.api import apikeys, session
 from worker.api.app import create_app
 from worker.api.dashboard import RUNS_PER_PAGE, RunFilters, parse_filters
 from worker.testing.destination_server import DestinationServer
@@ -382,7 +384,7 @@ def lib_client(lib: Context) -> Iterator[TestClient]:
 
 def current(lib: Context) -> dict[str, str]:
     with lib.db.connect() as conn:
-        return {e["item_id"]: e["category"] for e in runs.list_errors(conn, feed="books")}
+        return {e["item_id"]: e["category"] for e in read_model.list_errors(conn, feed="books")}
 
 
 def test_error_cards_count_errors_and_affected_records_per_category(
@@ -395,7 +397,7 @@ def test_error_cards_count_errors_and_affected_records_per_category(
     destination.reject(["book-2"], code="MISSING_ASSOCIATION", message="still no author")
     # book-2 fails again: a new error row of the same record, which supersedes the first.
     with lib.db.connect() as conn:
-        first = {e["item_id"]: e["id"] for e in runs.list_errors(conn, feed="books")}
+        first = {e["item_id"]: e["id"] for e in read_model.list_errors(conn, feed="books")}
     resync_errors(lib, [first["book-2"]])
 
     page = lib_client.get("/dashboard")

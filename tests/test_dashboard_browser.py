@@ -27,11 +27,12 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from feeds import apikeys, indexer
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.runs import sync_runs
-from feeds.store import utcnow
+from feeds.pipeline import indexer
+from feeds.state.tables import sync_runs
 from tests.conftest import IN_CI, library_context
+from worker.api import apikeys
 from worker.api.app import create_app
 from worker.testing.destination_server import DestinationServer
 

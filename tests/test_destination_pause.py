@@ -10,12 +10,12 @@ from datetime import datetime
 import pytest
 from sqlalchemy import Engine
 
-from feeds import database
-from feeds.diff import Change, FeedItem
+from feeds.definitions import ItemStatus
 from feeds.export import http
 from feeds.export.http import HttpDestination
 from feeds.export.pause import DestinationPause
-from feeds.store import ItemStatus
+from feeds.pipeline.diff import Change, FeedItem
+from feeds.state import database
 from worker.testing.destination_server import DestinationServer
 
 

@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from feeds import exporter, indexer, runs
+from feeds.clock import utcnow
 from feeds.context import Context
+from feeds.definitions import ItemStatus
 from feeds.errors import FeedsyncError
 from feeds.export import http
-from feeds.locks import Lock, LockedError
-from feeds.resync import ResyncRequest, resync, resync_errors
-from feeds.store import ItemStatus, items, utcnow
+from feeds.history import read_model, runs
+from feeds.pipeline import exporter, indexer
+from feeds.pipeline.resync import ResyncRequest, resync, resync_errors
+from feeds.state.locks import Lock, LockedError
+from feeds.state.tables import items
 from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
@@ -42,12 +45,12 @@ def rows(ctx: Context) -> dict[str, dict]:
 
 def last_run(ctx: Context) -> dict:
     with ctx.db.connect() as conn:
-        return runs.list_runs(conn, feed="books", limit=1)[0]
+        return read_model.list_runs(conn, feed="books", limit=1)[0]
 
 
 def errors(ctx: Context) -> list[dict]:
     with ctx.db.connect() as conn:
-        return runs.list_errors(conn, feed="books")
+        return read_model.list_errors(conn, feed="books")
 
 
 def make_due(ctx: Context) -> None:
@@ -390,7 +393,7 @@ def test_dry_run_changes_nothing_anywhere(lib: Context, destination: Destination
 
 def runs_all(ctx: Context) -> list[dict]:
     with ctx.db.connect() as conn:
-        return runs.list_runs(conn, limit=1000)
+        return read_model.list_runs(conn, limit=1000)
 
 
 def test_resync_resends_unchanged_items(lib: Context, destination: DestinationServer) -> None:
@@ -410,7 +413,7 @@ def test_resync_by_ids_sends_only_those(lib: Context, destination: DestinationSe
 def test_interrupted_resync_continues_without_resending_accepted_items(
     lib: Context, destination: DestinationServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from feeds import resync as resync_module
+    from feeds.pipeline import resync as resync_module
 
     def crash_after_first_batch(ctx, feed, batch):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt  # Ctrl-C once the 1st batch was committed, before its checkpoint

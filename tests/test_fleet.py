@@ -31,12 +31,11 @@ import pytest
 from sqlalchemy import func, select, text
 
 from config.settings import load_settings
-from feeds import job_runs
-from feeds.database import create_db_engine
-from feeds.job_runs import JobStatus
-from feeds.resync_ranges import ranges
+from feeds.history import job_runs
+from feeds.history.job_runs import JobStatus
 from feeds.schedule import latest_fire
-from feeds.store import items
+from feeds.state.database import create_db_engine
+from feeds.state.tables import items, ranges
 from worker.testing.destination_server import DestinationServer
 
 pytestmark = [pytest.mark.fleet, pytest.mark.postgres]
@@ -498,8 +497,8 @@ def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from feeds.apikeys import create_key
-    from feeds.integrations import integration_id
+    from feeds.history.integrations import integration_id
+    from worker.api.apikeys import create_key
     from worker.api.app import create_app
 
     fleet = make_fleet()
@@ -534,8 +533,8 @@ def test_a_sync_requested_through_the_api_that_fails_is_a_failed_celery_task(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from feeds.apikeys import create_key
-    from feeds.integrations import integration_id
+    from feeds.history.integrations import integration_id
+    from worker.api.apikeys import create_key
     from worker.api.app import create_app
     from worker.api.triggers import FleetSync
 

@@ -20,17 +20,20 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from config.settings import load_settings
-from feeds import indexer, job_runs, resync_ranges, stopping
 from feeds.context import Context, open_context
-from feeds.indexer import Batch
-from feeds.job_runs import JobStatus
-from feeds.locks import MACHINE
-from feeds.resync import ResyncRequest, checkpoint, resync
-from feeds.runs import Counts
+from feeds.history import job_runs
+from feeds.history.job_runs import JobStatus
+from feeds.history.runs import Counts
+from feeds.pipeline import indexer, stopping
+from feeds.pipeline import ranges as resync_ranges
+from feeds.pipeline.indexer import Batch
+from feeds.pipeline.resync import ResyncRequest, checkpoint, resync
+from feeds.pipeline.run import Run
+from feeds.pipeline.stopping import StopRequested
 from feeds.schedule import latest_fire
-from feeds.stopping import StopRequested
-from feeds.store import items
-from feeds.sync import Run
+from feeds.state import tables
+from feeds.state.locks import MACHINE
+from feeds.state.tables import items
 from tests.conftest import library_context, make_settings
 from worker import logs as worker_logs
 from worker.cli import main
@@ -224,8 +227,8 @@ def test_a_second_delivery_of_a_task_killed_on_this_machine_runs_at_once(
     job_runs.start(ctx.db, JOB, tick=tick, task_id="task-x")
     with ctx.db.begin() as conn:
         conn.execute(
-            job_runs.job_runs.update()
-            .where(job_runs.job_runs.c.status == JobStatus.RUNNING)
+            tables.job_runs.update()
+            .where(tables.job_runs.c.status == JobStatus.RUNNING)
             .values(worker=killed)
         )
     assert FleetLock(redis, JOB, f"{killed}:task-x", ttl_s=60).acquire()
@@ -251,7 +254,7 @@ def test_a_task_holding_the_job_lock_marks_a_dead_hosts_running_job_lost(
     """A host lost mid-job leaves its row `running`; the next task that holds the lock closes it."""
     job_runs.start(ctx.db, JOB, tick=_tick(datetime.now(UTC)), task_id="on-a-lost-host")
     with ctx.db.begin() as conn:
-        conn.execute(job_runs.job_runs.update().values(worker="lost-host@1:4242"))
+        conn.execute(tables.job_runs.update().values(worker="lost-host@1:4242"))
     later = _tick(datetime.now(UTC)) + timedelta(minutes=1)
     assert run_scheduled(ctx, redis, JOB, task_id="next", tick=later).verdict is Verdict.RAN
     assert [(r.task_id, r.status) for r in job_runs.all_runs(ctx.db, JOB)] == [
@@ -266,12 +269,12 @@ def test_cron_list_shows_a_job_of_a_killed_process_as_lost_not_running(
     killed = subprocess.Popen([sys.executable, "-c", "pass"])
     killed.wait()
     assert main(["cron:list"]) == 0  # creates the database
-    from feeds.database import create_db_engine
+    from feeds.state.database import create_db_engine
 
     engine = create_db_engine(cli_env["DATABASE_URL"])
     job_runs.start(engine, JOB)
     with engine.begin() as conn:
-        conn.execute(job_runs.job_runs.update().values(worker=f"{MACHINE}:{killed.pid}"))
+        conn.execute(tables.job_runs.update().values(worker=f"{MACHINE}:{killed.pid}"))
     engine.dispose()
     capsys.readouterr()
     assert main(["cron:list"]) == 0
@@ -509,8 +512,8 @@ def test_sync_history_cleanup_drops_job_runs_past_the_retention(ctx: Context) ->
     job_runs.finish(ctx.db, old, JobStatus.SUCCESS, "done")
     with ctx.db.begin() as conn:
         conn.execute(
-            job_runs.job_runs.update()
-            .where(job_runs.job_runs.c.id == old)
+            tables.job_runs.update()
+            .where(tables.job_runs.c.id == old)
             .values(started_at=datetime(2020, 1, 1))
         )
     lines = run_job(ctx, JOB)

@@ -14,11 +14,14 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from feeds import indexer, runs, store
+from feeds import definitions
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.locks import MACHINE, Lock, LockedError, LockLostError, hold, is_locked
-from feeds.runs import sync_runs
-from feeds.store import locks, utcnow
+from feeds.history import runs
+from feeds.pipeline import indexer
+from feeds.state import feed_items as store
+from feeds.state.locks import MACHINE, Lock, LockedError, LockLostError, hold, is_locked
+from feeds.state.tables import locks, sync_runs
 from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
@@ -134,8 +137,8 @@ def test_a_run_whose_process_is_gone_is_closed_as_error_by_the_next_look(ctx: Co
     elsewhere = Lock(ctx.db, "indexer:c", owner="other-host@1:4242:deadbeef")
     for lock, run_id in ((alive, "alive"), (killed, "killed"), (elsewhere, "elsewhere")):
         assert lock.acquire()
-        runs.start_run(ctx.db, run_id, run_id, runs.Operation.PARTIAL_SYNC, lock.owner)
-    runs.start_run(ctx.db, "released", "d", runs.Operation.PARTIAL_SYNC, "gone:1:deadbeef")
+        runs.start_run(ctx.db, run_id, run_id, definitions.Operation.PARTIAL_SYNC, lock.owner)
+    runs.start_run(ctx.db, "released", "d", definitions.Operation.PARTIAL_SYNC, "gone:1:deadbeef")
 
     assert runs.close_abandoned(ctx.db) == 2
     found = running_runs(ctx)
@@ -153,10 +156,12 @@ def test_a_run_whose_process_is_gone_is_closed_as_error_by_the_next_look(ctx: Co
 def test_a_new_run_under_the_feed_lock_closes_the_run_left_by_a_dead_process(
     ctx: Context,
 ) -> None:
-    runs.start_run(ctx.db, "old", "products", runs.Operation.FULL_SYNC, "other-host@1:1:dead")
+    runs.start_run(
+        ctx.db, "old", "products", definitions.Operation.FULL_SYNC, "other-host@1:1:dead"
+    )
     lock = Lock(ctx.db, "indexer:catalog_data_exporter_products")
     assert lock.acquire()
-    runs.start_run(ctx.db, "new", "products", runs.Operation.PARTIAL_SYNC, lock.owner)
+    runs.start_run(ctx.db, "new", "products", definitions.Operation.PARTIAL_SYNC, lock.owner)
     found = running_runs(ctx)
     assert found["old"] == ("error", runs.ABANDONED) and found["new"] == ("running", None)
 

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from feeds import realtime
 from feeds.context import Context
+from feeds.tracking import realtime
 from tests.conftest import library_context
 from worker import metrics
 from worker.jobs import run_job
@@ -107,8 +107,8 @@ CHILDREN_SCRIPT = textwrap.dedent(
     import multiprocessing, sys
     from config.settings import load_settings
     from feeds.context import open_context
-    from feeds.indexer import Outcome
-    from feeds.runs import Counts
+    from feeds.pipeline.indexer import Outcome
+    from feeds.history.runs import Counts
     from worker import logs, metrics
 
     logs.configure("json")  # logs on stderr: stdout carries the port

@@ -19,25 +19,25 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import load_settings
-from feeds import indexer, notifications, runs
+from feeds import definitions
+from feeds.clock import utcnow
 from feeds.context import Context, open_context
+from feeds.definitions import ItemStatus
 from feeds.errors import ConfigError
 from feeds.export.protocol import ItemResult
-from feeds.notifications import (
+from feeds.history import runs
+from feeds.notify.messages import Period, category_changes, digest_body, digest_period, notice_body
+from feeds.notify.settings import (
     Frequency,
     NotificationConfig,
-    Period,
-    category_changes,
     check_settings,
     current_settings,
-    digest_body,
-    digest_period,
-    notice_body,
-    send_due,
     update_settings,
 )
-from feeds.resync import ResyncRequest, resync
-from feeds.store import ItemStatus, utcnow
+from feeds.notify.webhook import send_due
+from feeds.pipeline import indexer
+from feeds.pipeline.resync import ResyncRequest, resync
+from feeds.state import tables
 from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
@@ -246,7 +246,7 @@ def test_a_failing_webhook_keeps_the_notice_and_gets_it_at_the_next_run(
         ["HTTP 500 from the webhook"],
     )
     with lib.db.connect() as conn:
-        [row] = conn.execute(select(notifications.notices)).mappings().all()
+        [row] = conn.execute(select(tables.notices)).mappings().all()
     assert (row["sent_at"], row["attempts"], row["last_error"]) == (
         None,
         1,
@@ -485,7 +485,7 @@ def test_cron_run_sync_error_notifications_posts_to_the_webhook(
     )
     env = {**os.environ, **cli_env, "FEEDSYNC_CONFIG": str(config)}
     ctx = open_context(load_settings(env))
-    runs.start_run(ctx.db, "r1", "products", runs.Operation.PARTIAL_SYNC, "test-owner")
+    runs.start_run(ctx.db, "r1", "products", definitions.Operation.PARTIAL_SYNC, "test-owner")
     with ctx.db.begin() as conn:
         runs.record_errors(
             conn, "r1", "products", [ItemResult("p-1", ItemStatus.REJECTED, "VALIDATION_RULE", "x")]

@@ -123,7 +123,7 @@ def test_the_reindex_processes_end_when_their_parent_is_killed(
 
 def _outlive_the_parent(parent: int) -> None:
     """A reindex process where the kernel's parent-death signal is not available (not Linux)."""
-    from feeds import parallel
+    from feeds.pipeline import parallel
 
     sys.platform = "darwin"
     parallel._end_with(parent)

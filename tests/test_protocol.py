@@ -7,7 +7,7 @@ from datetime import datetime
 import orjson
 import pytest
 
-from feeds.diff import Change, FeedItem
+from feeds.definitions import ItemStatus
 from feeds.export.protocol import (
     DEFAULT_RETRY_AFTER_S,
     MAX_RETRY_AFTER_S,
@@ -19,7 +19,7 @@ from feeds.export.protocol import (
     retry_after_s,
     transport_failure,
 )
-from feeds.store import ItemStatus
+from feeds.pipeline.diff import Change, FeedItem
 
 IDS = ["a", "b", "c"]
 

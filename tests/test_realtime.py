@@ -12,12 +12,13 @@ import pytest
 import structlog
 from sqlalchemy import select, text
 
-from config.settings import IndexerMode
-from feeds import changelog, indexer, realtime, runs
 from feeds.context import Context
-from feeds.locks import Lock
-from feeds.runs import Operation
-from feeds.store import get_state
+from feeds.definitions import IndexerMode, Operation
+from feeds.history import read_model
+from feeds.pipeline import indexer
+from feeds.state.indexer_state import get_state
+from feeds.state.locks import Lock
+from feeds.tracking import changelog, realtime
 from tests.conftest import library_context
 from tests.test_custom_feed import exported
 from worker import logs as worker_logs
@@ -73,7 +74,7 @@ def wait_for(check: Callable[[], bool], timeout: float) -> float:
 
 def partial_runs(ctx: Context) -> list[dict[str, object]]:
     with ctx.db.connect() as conn:
-        return runs.list_runs(conn, feed="books", operation=Operation.PARTIAL_SYNC.value)
+        return read_model.list_runs(conn, feed="books", operation=Operation.PARTIAL_SYNC.value)
 
 
 def test_a_realtime_change_reaches_the_destination_within_seconds(

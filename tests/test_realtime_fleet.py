@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import IndexerMode
-from feeds import indexer
 from feeds.context import Context
+from feeds.definitions import IndexerMode
+from feeds.pipeline import indexer
 from tests.conftest import library_context
 from tests.test_metrics import scrape, value
 from tests.test_realtime import FAST, sql, title_of, wait_for

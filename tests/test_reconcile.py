@@ -6,9 +6,9 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from feeds import indexer
-from feeds.runs import sync_errors
-from feeds.store import ItemStatus, items
+from feeds.definitions import ItemStatus
+from feeds.pipeline import indexer
+from feeds.state.tables import items, sync_errors
 from tests.conftest import library_context
 from worker.testing.converge import pending, settle
 from worker.testing.destination_server import DestinationServer

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from feeds.database import create_db_engine
+from feeds.state.database import create_db_engine
 from worker.cli import main
 from worker.testing.destination_server import DestinationServer
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import ExportMode, IndexerMode, load_settings
+from config.settings import load_settings
 from feeds.context import check_against_feeds
-from feeds.definitions import load_registry
+from feeds.definitions import ExportMode, IndexerMode, load_registry
 from feeds.errors import ConfigError
 
 

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import select, update
 
 from config.settings import load_settings
-from feeds import indexer, runs
 from feeds.context import Context, open_context
-from feeds.store import ItemStatus, items
+from feeds.definitions import ItemStatus
+from feeds.history import read_model
+from feeds.pipeline import indexer
+from feeds.state.tables import items
 from tests.parts_feeds import metadata, parts
 from worker.testing.destination_server import DestinationServer
 
@@ -59,7 +61,7 @@ def open_errors(ctx: Context) -> dict[str, tuple[str, str]]:
     with ctx.db.connect() as conn:
         return {
             str(e["item_id"]): (str(e["code"]), str(e["message"]))
-            for e in runs.list_errors(conn, feed="parts")
+            for e in read_model.list_errors(conn, feed="parts")
         }
 
 

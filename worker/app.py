@@ -19,7 +19,7 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 
 from config.settings import Settings, load_settings
 from feeds.errors import ConfigError, FeedsyncError
-from feeds.stopping import StopRequested
+from feeds.pipeline.stopping import StopRequested
 from worker.beat import beat_schedule
 
 log = structlog.get_logger("worker.app")

@@ -14,10 +14,10 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from feeds.errors import FeedsyncError
-from feeds.indexer import Batch, BatchMapper
-from feeds.resync_ranges import counts_from, options_dict
-from feeds.runs import Counts
-from feeds.sync import Run
+from feeds.history.runs import Counts
+from feeds.pipeline.indexer import Batch, BatchMapper
+from feeds.pipeline.ranges import counts_from, options_dict
+from feeds.pipeline.run import Run
 from feeds.urls import hide_password
 
 RANGE_TASK = "feedsync.resync_range"

@@ -26,9 +26,10 @@ from enum import StrEnum
 import structlog
 from redis import Redis
 
-from feeds import job_runs, stopping
 from feeds.context import Context
-from feeds.locks import is_dead
+from feeds.history import job_runs
+from feeds.pipeline import stopping
+from feeds.state.locks import is_dead
 from worker.fleet_lock import PREFIX, FleetLock, held, task_of, token_for
 from worker.jobs import run_job
 

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 import structlog
 from redis import Redis, WatchError
 
-from feeds.job_runs import this_worker
-from feeds.locks import is_dead
+from feeds.history.job_runs import this_worker
+from feeds.state.locks import is_dead
 
 log = structlog.get_logger("worker.fleet_lock")
 

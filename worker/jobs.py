@@ -9,10 +9,12 @@ from datetime import datetime
 
 import structlog
 
-from feeds import exporter, indexer, job_runs, notifications, runs
 from feeds.context import Context
 from feeds.definitions import FeedRegistry
 from feeds.errors import FeedsyncError
+from feeds.history import job_runs, runs
+from feeds.notify import webhook as notifications
+from feeds.pipeline import exporter, indexer
 from feeds.schedule import resend_job
 from worker import metrics
 

@@ -26,9 +26,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from config.settings import Settings
-from feeds import changelog, store
 from feeds.context import Context, open_context
-from feeds.indexer import Outcome
+from feeds.pipeline.indexer import Outcome
+from feeds.state import feed_items as store
+from feeds.state import indexer_state
+from feeds.tracking import changelog
 
 log = structlog.get_logger("worker.metrics")
 
@@ -113,7 +115,7 @@ class DatabaseCollector(Collector):
         )
         try:
             with self.ctx.db.connect() as conn:
-                states = store.all_states(conn)
+                states = indexer_state.all_states(conn)
                 unbuilt = store.pending_rebuilds(conn)
             with self.ctx.source.connect() as src:
                 for feed in self.ctx.registry:

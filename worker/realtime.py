@@ -19,9 +19,9 @@ import structlog
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from feeds import realtime
 from feeds.context import Context
 from feeds.definitions import Feed
+from feeds.tracking import realtime
 from worker import metrics
 
 log = structlog.get_logger("worker.realtime")

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from celery import Task
 
-from feeds import realtime
+from feeds.tracking import realtime
 from worker import logs, metrics
 from worker.app import app
 from worker.realtime import LOCKED_RETRY_S, QUEUED_KEEP_S, REALTIME_TASK, queued_key

@@ -19,13 +19,13 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from config.settings import Settings
-from feeds import stopping
 from feeds.context import Context, open_context
 from feeds.definitions import Keys
 from feeds.errors import FeedsyncError
-from feeds.indexer import Batch
-from feeds.locks import Lock
-from feeds.resync_ranges import counts_dict, process_range, range_run
+from feeds.pipeline import stopping
+from feeds.pipeline.indexer import Batch
+from feeds.pipeline.ranges import counts_dict, process_range, range_run
+from feeds.state.locks import Lock
 from worker import logs
 from worker.api.triggers import INTEGRATION_SYNC_TASK, run_requested_sync
 from worker.app import app

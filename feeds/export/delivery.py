@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from config.settings import RetrySettings
-from feeds.diff import FeedItem
+from feeds.clock import utcnow
+from feeds.definitions import ItemStatus
 from feeds.export.destination import CallGate, Destination
 from feeds.export.protocol import BatchOutcome, ItemResult, budget_exhausted
 from feeds.export.retry import next_attempt
-from feeds.store import ItemRecord, ItemStatus, utcnow
+from feeds.pipeline.diff import FeedItem
+from feeds.state.feed_items import ItemRecord
 
 
 @dataclass

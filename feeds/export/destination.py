@@ -9,8 +9,8 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from feeds.diff import FeedItem
 from feeds.export.protocol import BatchOutcome
+from feeds.pipeline.diff import FeedItem
 
 
 class CallGate(Protocol):

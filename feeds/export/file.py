@@ -6,11 +6,11 @@ import fcntl
 from collections.abc import Sequence
 from pathlib import Path
 
-from feeds.diff import FeedItem
+from feeds.definitions import ItemStatus
 from feeds.errors import DestinationError
 from feeds.export.destination import CallGate
 from feeds.export.protocol import BatchOutcome, ItemResult
-from feeds.store import ItemStatus
+from feeds.pipeline.diff import FeedItem
 from feeds.urls import file_destination_path
 
 

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import httpx
 
-from feeds.diff import FeedItem
+from feeds.clock import utcnow
+from feeds.definitions import ItemStatus
 from feeds.export.destination import CallGate
 from feeds.export.pause import DestinationPause
 from feeds.export.protocol import (
@@ -21,7 +22,7 @@ from feeds.export.protocol import (
     interpret,
     transport_failure,
 )
-from feeds.store import ItemStatus, utcnow
+from feeds.pipeline.diff import FeedItem
 
 GZIP_MIN_BYTES = 1024
 # Longest a sender waits for a 429's Retry-After inside one run; past it the batch stays retryable.

@@ -10,27 +10,16 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import DateTime, Engine, String, Table, case, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Engine, case, select
 
-from feeds.database import insert_for
-from feeds.store import Base, utcnow
+from feeds.clock import utcnow
+from feeds.state.database import insert_for
+from feeds.state.tables import pauses
 
 # How stale a sender's view of the pause may be: a request at most this long after another
 # process's 429, against one database read per REFRESH_S per process.
 REFRESH_S = 0.5
-
-
-class DestinationPauseRow(Base):
-    __tablename__ = "destination_pauses"
-
-    destination: Mapped[str] = mapped_column(String(500), primary_key=True)
-    paused_until: Mapped[datetime] = mapped_column(DateTime)
-
-
-pauses = cast(Table, DestinationPauseRow.__table__)
 
 
 def remaining_s(paused_until: datetime | None, now: datetime) -> float:

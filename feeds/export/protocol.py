@@ -15,8 +15,8 @@ from hashlib import blake2b
 
 import orjson
 
-from feeds.diff import FeedItem
-from feeds.store import ItemStatus
+from feeds.definitions import ItemStatus
+from feeds.pipeline.diff import FeedItem
 
 
 class ErrorCategory(StrEnum):

@@ -25,10 +25,11 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import load_settings
-from feeds import job_runs
 from feeds.context import Context, open_context
-from feeds.job_runs import JobStatus
-from feeds.runs import RunStatus, sync_runs
+from feeds.definitions import RunStatus
+from feeds.history import job_runs
+from feeds.history.job_runs import JobStatus
+from feeds.state.tables import sync_runs
 from tests.resilience.servers import alive
 from tests.test_fleet import Fleet
 from tests.test_parallel import children

@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from feeds.context import Context
-from feeds.runs import RunStatus, sync_runs
+from feeds.definitions import RunStatus
+from feeds.state.tables import sync_runs
 from worker.testing.converge import Settled, settle
 from worker.testing.destination_server import DestinationServer
 from worker.testing.reconcile import Reconciliation, reconcile

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from config.settings import load_settings
 from feeds.context import Context
 from feeds.definitions import Feed
-from feeds.integrations import integration_id
+from feeds.history.integrations import integration_id
 from tests.conftest import POSTGRES_URL, bearer, make_api_key, require_postgres
 from worker.api.app import create_app
 from worker.cli import main

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.engine import Connection
 
-from feeds import runs
 from feeds.context import Context
+from feeds.history import read_model
 from tests import parts_feeds
 from tests.parts_feeds import parts
 from tests.resilience import products_feed
@@ -39,7 +39,8 @@ def open_errors(ctx: Context) -> dict[str, tuple[str, str]]:
     """Open sync errors: item id (or entity key) → (category, code)."""
     with ctx.db.connect() as conn:
         return {
-            str(e["item_id"]): (str(e["category"]), str(e["code"])) for e in runs.list_errors(conn)
+            str(e["item_id"]): (str(e["category"]), str(e["code"]))
+            for e in read_model.list_errors(conn)
         }
 
 

@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy import func, select
 
 from feeds.commerce import demo
-from feeds.runs import ABANDONED, Operation, RunStatus, sync_runs
-from feeds.store import ItemStatus, items
+from feeds.definitions import ItemStatus, Operation, RunStatus
+from feeds.history.runs import ABANDONED
+from feeds.state.tables import items, sync_runs
 from tests.resilience.deployments import (
     Celery,
     Deployment,

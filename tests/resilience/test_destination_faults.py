@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from feeds.commerce import demo
 from feeds.context import Context
+from feeds.definitions import ItemStatus
 from feeds.export.protocol import category_of
-from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
-from feeds.runs import sync_errors
-from feeds.store import ItemStatus, items
+from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.state.tables import items, sync_errors
 from tests.resilience.conftest import Deploy
 from tests.resilience.ending import Convergence, RecordProperty, end
 from worker.testing.converge import settle

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from feeds import job_runs
+from feeds.clock import utcnow
 from feeds.commerce import demo
-from feeds.job_runs import JobStatus
-from feeds.store import utcnow
+from feeds.history import job_runs
+from feeds.history.job_runs import JobStatus
 from tests.resilience.deployments import (
     Celery,
     Deployment,

@@ -11,17 +11,20 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StrictInt
 
-from feeds import budget, notifications, runs
-from feeds.apikeys import ApiKey, Permission
 from feeds.context import Context
-from feeds.diff import iso
-from feeds.error_categories import help_for
+from feeds.definitions import Operation, RunStatus
 from feeds.errors import FeedsyncError
+from feeds.export import budget
 from feeds.export.protocol import ErrorCategory
-from feeds.integrations import public_destination
-from feeds.locks import LockedError
-from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
-from feeds.runs import Operation, RunFilter, RunSort, RunStatus
+from feeds.history import csv_export, read_model, runs
+from feeds.history.categories import help_for
+from feeds.history.integrations import public_destination
+from feeds.history.read_model import RunFilter, RunSort
+from feeds.notify import settings
+from feeds.pipeline.diff import iso
+from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.state.locks import LockedError
+from worker.api.apikeys import ApiKey, Permission
 from worker.api.auth import ApiError, get_context, known_query_only, require
 from worker.api.cdi import Message
 
@@ -140,7 +143,7 @@ def list_runs(
     )
     runs.close_abandoned(ctx.db)  # never report a run of a dead process as running
     with ctx.db.connect() as conn:
-        rows, total = runs.find_runs(conn, where, sort=sort, limit=limit, offset=offset)
+        rows, total = read_model.find_runs(conn, where, sort=sort, limit=limit, offset=offset)
     _offset_links(request, response, limit, offset, total)
     return RunList(
         results=[_run(r) for r in rows], total=total, limit=limit, offset=offset, message="success"
@@ -167,8 +170,8 @@ def list_errors(
     ctx = get_context(request)
     name = _feed_name(ctx, feed)
     with ctx.db.connect() as conn:
-        summary = runs.error_summary(conn, feed=name, run_id=run_id)
-        rows, total = runs.errors_page(
+        summary = read_model.error_summary(conn, feed=name, run_id=run_id)
+        rows, total = read_model.errors_page(
             conn,
             feed=name,
             category=category.value if category else None,
@@ -226,7 +229,7 @@ def csv_download(
 ) -> StreamingResponse:
     """The sync errors as a CSV attachment (also the dashboard's Export CSV)."""
     with ctx.db.connect() as conn:
-        rows = runs.list_errors(
+        rows = read_model.list_errors(
             conn,
             feed=feed,
             category=category.value if category else None,
@@ -235,7 +238,7 @@ def csv_download(
         )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return StreamingResponse(
-        runs.errors_csv(rows),
+        csv_export.errors_csv(rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="sync-errors-{stamp}.csv"'},
     )
@@ -335,7 +338,7 @@ def api_usage(request: Request, key: Admin) -> UsageList:
     summary="Notification settings in force, and where they come from",
 )
 def get_notifications(request: Request, key: Admin) -> NotificationsOut:
-    return _notifications(notifications.current_settings(get_context(request)))
+    return _notifications(settings.current_settings(get_context(request)))
 
 
 @router.put(
@@ -346,7 +349,7 @@ def get_notifications(request: Request, key: Admin) -> NotificationsOut:
 )
 def put_notifications(request: Request, body: NotificationsIn, key: Admin) -> NotificationsOut:
     try:
-        changed = notifications.update_settings(
+        changed = settings.update_settings(
             get_context(request), frequency=body.frequency, webhook_url=body.webhook_url
         )
     except FeedsyncError as exc:
@@ -354,7 +357,7 @@ def put_notifications(request: Request, body: NotificationsIn, key: Admin) -> No
     return _notifications(changed)
 
 
-def _notifications(config: notifications.NotificationConfig) -> NotificationsOut:
+def _notifications(config: settings.NotificationConfig) -> NotificationsOut:
     return NotificationsOut(
         frequency=config.frequency.value,
         webhook_url=config.webhook_url,
@@ -382,7 +385,7 @@ def _moment(name: str, text: str | None, *, end_of_day: bool) -> datetime | None
     if text is None:
         return None
     try:
-        return runs.parse_moment(text, end_of_day=end_of_day)
+        return read_model.parse_moment(text, end_of_day=end_of_day)
     except ValueError as exc:
         raise ApiError(400, f"{name} {exc}") from None
 

@@ -19,9 +19,8 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.settings import Settings, load_settings
-from feeds import apikeys
 from feeds.context import Context, open_context
-from worker.api import admin, cdi
+from worker.api import admin, apikeys, cdi
 from worker.api.auth import ApiError
 from worker.api.ratelimit import RateLimiter
 from worker.api.triggers import BackgroundSync, FleetSync, SyncTrigger

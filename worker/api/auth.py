@@ -12,9 +12,9 @@ import structlog
 from fastapi import Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from feeds import apikeys
-from feeds.apikeys import ApiKey, Permission
 from feeds.context import Context
+from worker.api import apikeys
+from worker.api.apikeys import ApiKey, Permission
 from worker.api.ratelimit import Limit, RateLimiter
 
 log = structlog.get_logger("worker.api.auth")

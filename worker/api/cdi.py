@@ -14,14 +14,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection
 
-from feeds import integrations, runs
-from feeds.apikeys import ApiKey, Permission
 from feeds.context import Context
 from feeds.definitions import Feed
-from feeds.diff import iso
-from feeds.integrations import Integration
-from feeds.locks import LockedError
+from feeds.history import integrations, read_model, runs
+from feeds.history.integrations import Integration
+from feeds.pipeline.diff import iso
+from feeds.state.locks import LockedError
 from worker.api import cursors, ratelimit
+from worker.api.apikeys import ApiKey, Permission
 from worker.api.auth import ApiError, get_context, known_query_only, require
 from worker.api.cursors import Cursor, CursorError, Direction
 from worker.api.pagination import PAGE_SIZE, Page, link_header
@@ -209,15 +209,17 @@ def jobs_page(
 ) -> Page[dict[str, object]]:
     """Up to 10 runs of `feed` from the cursor's position, with the keys of the neighbour pages."""
     if direction is Direction.PREV and start is not None:
-        rows = runs.runs_page(conn, feed, start=start, older=False, limit=PAGE_SIZE + 1)
+        rows = read_model.runs_page(conn, feed, start=start, older=False, limit=PAGE_SIZE + 1)
         has_prev = len(rows) > PAGE_SIZE
         rows = rows[-PAGE_SIZE:]
-        has_next = runs.has_runs_beyond(conn, feed, _run_key(rows[-1]) if rows else start, True)
+        has_next = read_model.has_runs_beyond(
+            conn, feed, _run_key(rows[-1]) if rows else start, True
+        )
     else:
-        rows = runs.runs_page(conn, feed, start=start, older=True, limit=PAGE_SIZE + 1)
+        rows = read_model.runs_page(conn, feed, start=start, older=True, limit=PAGE_SIZE + 1)
         has_next = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
-        has_prev = start is not None and runs.has_runs_beyond(
+        has_prev = start is not None and read_model.has_runs_beyond(
             conn, feed, _run_key(rows[0]) if rows else start, False
         )
     if not rows:

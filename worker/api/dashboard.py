@@ -21,19 +21,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Connection
 
-from feeds import budget, runs
-from feeds.apikeys import Permission
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.error_categories import help_for
+from feeds.definitions import Operation, RunStatus
 from feeds.errors import FeedsyncError
+from feeds.export import budget
 from feeds.export.protocol import ErrorCategory
-from feeds.integrations import public_destination
-from feeds.locks import LockedError
-from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
-from feeds.runs import Operation, RunFilter, RunSort, RunStatus
-from feeds.store import utcnow
+from feeds.history import read_model, runs
+from feeds.history.categories import help_for
+from feeds.history.integrations import public_destination
+from feeds.history.read_model import RunFilter, RunSort
+from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.state.locks import LockedError
 from worker.api import session as sessions
 from worker.api.admin import csv_download
+from worker.api.apikeys import Permission
 from worker.api.auth import authenticate, get_context
 from worker.api.session import Session, current_session
 
@@ -164,12 +166,12 @@ def run_page(conn: Connection, f: RunFilters, per_page: int = RUNS_PER_PAGE) -> 
         status=f.status,
     )
     sort = RunSort(f.sort)
-    rows, total = runs.find_runs(
+    rows, total = read_model.find_runs(
         conn, where, sort=sort, limit=per_page, offset=(f.page - 1) * per_page
     )
     pages = max(1, -(-total // per_page))
     if f.page > pages:  # a page past the end (the runs changed since): show the last one
-        rows, total = runs.find_runs(
+        rows, total = read_model.find_runs(
             conn, where, sort=sort, limit=per_page, offset=(pages - 1) * per_page
         )
     return RunPage(rows, total, min(f.page, pages), pages)
@@ -189,8 +191,8 @@ def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
     """The current errors per category: counts of errors and affected records, what to do, and the
     most recent records (the CSV export has them all)."""
     cards = []
-    for summary in runs.error_summary(conn, feed=feed):
-        items, _ = runs.errors_page(
+    for summary in read_model.error_summary(conn, feed=feed):
+        items, _ = read_model.errors_page(
             conn, feed=feed, category=summary.category, limit=RECORDS_PER_CARD
         )
         guide = help_for(summary.category)

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from feeds.apikeys import rate_counters
-from feeds.database import insert_for
-from feeds.store import utcnow
+from feeds.clock import utcnow
+from feeds.state.database import insert_for
+from worker.api.apikeys import rate_counters
 
 WINDOW = timedelta(minutes=1)
 

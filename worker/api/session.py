@@ -17,9 +17,9 @@ from typing import cast
 from fastapi import Request, Response
 from sqlalchemy import Engine, select
 
-from feeds import apikeys
-from feeds.apikeys import ApiKey, ApiKeyRow, Permission, api_keys
 from feeds.context import Context
+from worker.api import apikeys
+from worker.api.apikeys import ApiKey, ApiKeyRow, Permission, api_keys
 
 SESSION_COOKIE = "feedsync_session"
 SESSION_TTL_S = 12 * 3600

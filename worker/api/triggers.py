@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 import structlog
 
-from feeds import indexer, runs
 from feeds.context import Context
-from feeds.definitions import Feed
+from feeds.definitions import Feed, RunStatus
 from feeds.errors import FeedsyncError
-from feeds.locks import Lock, LockedError, is_locked
-from feeds.runs import RunStatus
+from feeds.history import read_model
+from feeds.pipeline import indexer
+from feeds.state.locks import Lock, LockedError, is_locked
 
 log = structlog.get_logger("worker.api.triggers")
 
@@ -64,7 +64,7 @@ def run_requested_sync(ctx: Context, feed: Feed, request: Lock) -> indexer.Outco
     finally:
         request.release()
     with ctx.db.connect() as conn:
-        run = runs.get_run(conn, outcome.run_id or "")
+        run = read_model.get_run(conn, outcome.run_id or "")
     if run is not None and run["status"] in (RunStatus.ERROR, RunStatus.CONFIG_ERROR):
         raise RequestedSyncFailed(
             f"The requested sync of {feed.name} ended {run['status']}: "

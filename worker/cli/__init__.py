@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from sqlalchemy.exc import OperationalError
 
 from config.settings import load_settings
-from feeds.database import failure_reason
 from feeds.errors import FeedsyncError
+from feeds.state.database import failure_reason
 from worker import logs
 from worker.cli import commands
 

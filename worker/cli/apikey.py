@@ -6,8 +6,9 @@ import argparse
 from typing import Any
 
 from config.settings import Settings
-from feeds import apikeys, database
-from feeds.apikeys import Permission
+from feeds.state import database
+from worker.api import apikeys
+from worker.api.apikeys import Permission
 from worker.cli.table import render
 
 

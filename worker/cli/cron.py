@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config.settings import Settings
-from feeds import job_runs
 from feeds.context import open_context
+from feeds.history import job_runs
 from feeds.schedule import cron_of, job_names, next_fire
 from worker.cli.output import say
 from worker.cli.table import render

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from config.settings import Settings
-from feeds import database
+from feeds.state import database
 
 
 def register(sub: Any) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 
 from config.settings import Settings
-from feeds import indexer
 from feeds.commerce import demo
 from feeds.context import open_context
+from feeds.pipeline import indexer
 
 
 def register(sub: Any) -> None:

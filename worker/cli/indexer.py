@@ -6,14 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from config.settings import IndexerMode, Settings
-from feeds import changelog, indexer, store
+from config.settings import Settings
 from feeds.context import Context, open_context
-from feeds.definitions import Feed
+from feeds.definitions import Feed, IndexerMode, IndexerStatus
 from feeds.errors import FeedsyncError, one_line
-from feeds.locks import LockedError, is_locked
-from feeds.runs import Counts
-from feeds.store import IndexerStatus
+from feeds.history.runs import Counts
+from feeds.pipeline import indexer
+from feeds.state import feed_items as store
+from feeds.state import indexer_state
+from feeds.state.locks import LockedError, is_locked
+from feeds.tracking import changelog
 from worker.cli.output import say
 from worker.cli.table import render
 
@@ -68,7 +70,7 @@ def show_mode(args: argparse.Namespace, settings: Settings) -> int:
     ctx = _open(settings)
     feeds = ctx.registry.select(args.ids)
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
     for feed in feeds:
         print("%-50s " % (feed.title + ":") + MODE_LABEL[states[feed.indexer_id].mode])
     return 0
@@ -96,7 +98,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
     ctx = _open(settings)
     feeds = sorted(ctx.registry.select(args.ids), key=lambda f: f.title)
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
         rebuilds = store.pending_rebuilds(conn)
     rows = []
     for feed in feeds:
@@ -180,7 +182,7 @@ def reset(args: argparse.Namespace, settings: Settings) -> int:
     ctx = _open(settings)
     for feed in ctx.registry.select(args.ids):
         with ctx.db.begin() as conn:
-            store.set_status(conn, feed.indexer_id, IndexerStatus.INVALID)
+            indexer_state.set_status(conn, feed.indexer_id, IndexerStatus.INVALID)
         print(f"{feed.title} indexer has been invalidated.")
     return 0
 
@@ -200,8 +202,8 @@ def set_status(args: argparse.Namespace, settings: Settings) -> int:
     ctx = _open(settings)
     for feed in ctx.registry.select(args.ids):
         with ctx.db.begin() as conn:
-            old = store.get_state(conn, feed.indexer_id).status
-            store.set_status(conn, feed.indexer_id, new)
+            old = indexer_state.get_state(conn, feed.indexer_id).status
+            indexer_state.set_status(conn, feed.indexer_id, new)
         print(
             f"Index status for Indexer '{feed.title}' was changed from '{old.value}' to '{new.value}'."
         )
@@ -210,7 +212,7 @@ def set_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _status_of(ctx: Context, feed: Feed) -> IndexerStatus:
     with ctx.db.connect() as conn:
-        return store.get_state(conn, feed.indexer_id).status
+        return indexer_state.get_state(conn, feed.indexer_id).status
 
 
 def _hms(seconds: float) -> str:

@@ -7,9 +7,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from config.settings import IndexerMode, Settings
-from feeds import indexer, realtime, store
+from config.settings import Settings
 from feeds.context import open_context
+from feeds.definitions import IndexerMode
+from feeds.pipeline import indexer
+from feeds.state import indexer_state
+from feeds.tracking import realtime
 from worker.embedded import stop_on_signals
 from worker.realtime import Listener, enqueue_task, sync_in_process
 
@@ -49,7 +52,7 @@ def notify(args: argparse.Namespace, settings: Settings) -> int:
             )
         count = realtime.notify(ctx, feed, ids)
         with ctx.db.connect() as conn:
-            mode = store.get_state(conn, feed.indexer_id).mode
+            mode = indexer_state.get_state(conn, feed.indexer_id).mode
     finally:
         ctx.close()
     when = (

@@ -13,12 +13,13 @@ from typing import Any
 
 import structlog
 
-from config.settings import IndexerMode, Settings
-from feeds import indexer
+from config.settings import Settings
 from feeds.commerce import demo
 from feeds.context import Context, open_context
+from feeds.definitions import IndexerMode
 from feeds.errors import ConfigError
-from feeds.integrations import public_destination
+from feeds.history.integrations import public_destination
+from feeds.pipeline import indexer
 from feeds.urls import file_destination_path
 from worker import metrics
 from worker.api.listen import listen

@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from config.settings import Settings
-from feeds import changelog
 from feeds.context import open_context
 from feeds.errors import FeedsyncError
-from feeds.indexer import BatchMapper
-from feeds.locks import LockedError
-from feeds.resync import ResyncRequest, parse_ids, resync, total_entities
-from feeds.runs import Counts
+from feeds.history.runs import Counts
+from feeds.pipeline.indexer import BatchMapper
+from feeds.pipeline.resync import ResyncRequest, parse_ids, resync, total_entities
+from feeds.state.locks import LockedError
+from feeds.tracking import changelog
 from worker.cli.demo import positive
 from worker.cli.output import say
 

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 
 from config.settings import Settings
-from feeds import runs
 from feeds.context import open_context
-from feeds.diff import iso
+from feeds.definitions import Operation, RunStatus
 from feeds.export.protocol import ErrorCategory
-from feeds.runs import Operation, RunStatus
+from feeds.history import csv_export, read_model, runs
+from feeds.pipeline.diff import iso
 from worker.cli.demo import positive
 from worker.cli.table import render
 
@@ -50,7 +50,7 @@ RUN_COLUMNS = [
     "skipped",
     "rows_synced",
 ]
-ERROR_COLUMNS = runs.ERROR_CSV_COLUMNS
+ERROR_COLUMNS = csv_export.ERROR_CSV_COLUMNS
 
 
 def status(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,7 +59,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         ctx.registry.get(args.feed)
     runs.close_abandoned(ctx.db)  # never show a run of a dead process as running
     with ctx.db.connect() as conn:
-        rows = runs.list_runs(
+        rows = read_model.list_runs(
             conn,
             feed=args.feed,
             operation=args.operation,
@@ -93,7 +93,7 @@ def errors(args: argparse.Namespace, settings: Settings) -> int:
     if args.feed:
         ctx.registry.get(args.feed)
     with ctx.db.connect() as conn:
-        rows = runs.list_errors(
+        rows = read_model.list_errors(
             conn,
             feed=args.feed,
             category=args.category,
@@ -101,7 +101,7 @@ def errors(args: argparse.Namespace, settings: Settings) -> int:
             run_id=args.run,
         )
     if args.csv:
-        for chunk in runs.errors_csv(rows):
+        for chunk in csv_export.errors_csv(rows):
             sys.stdout.write(chunk)
         return 0
     headers = ["Feed", "Item", "Category", "Code", "Message", "First seen", "Last seen", "Attempts"]
@@ -123,6 +123,6 @@ def _cell(value: object) -> object:
 
 def _date(text: str) -> datetime:
     try:
-        return runs.parse_moment(text)
+        return read_model.parse_moment(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 
-from feeds import changelog, store
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.export.pause import pauses
-from feeds.store import IndexerStatus, ItemStatus, items, rebuilds, utcnow
+from feeds.definitions import IndexerStatus, ItemStatus
+from feeds.state import indexer_state
+from feeds.state.tables import items, pauses, rebuilds
+from feeds.tracking import changelog
 from worker.jobs import JobFailed, run_job
 
 # The minute jobs, in the order an embedded runner or a fleet would start them within a minute.
@@ -79,7 +81,7 @@ def pending(ctx: Context) -> dict[str, int]:
     to resend, entities to rebuild, legacy payloads to send. Empty once everything settled."""
     found: dict[str, int] = {}
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
         due: dict[str, int] = dict(
             conn.execute(
                 select(items.c.feed, func.count())

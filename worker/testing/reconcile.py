@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from feeds.context import Context
-from feeds.definitions import Feed
-from feeds.diff import NULL, UnexportableValue, canonical, digest
-from feeds.indexer import entity_batches
-from feeds.runs import RunStatus, sync_errors, sync_runs
-from feeds.store import ItemStatus, items
-from feeds.sync import build_documents
+from feeds.definitions import Feed, ItemStatus, RunStatus
+from feeds.pipeline.batch import build_documents
+from feeds.pipeline.diff import NULL, UnexportableValue, canonical, digest
+from feeds.pipeline.indexer import entity_batches
+from feeds.state.tables import items, sync_errors, sync_runs
 
 # What the destination holds of a feed: item id → (hash, deleted) of the last version it accepted.
 Holdings = Callable[[str], Mapping[str, tuple[str, bool]]]

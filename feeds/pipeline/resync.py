@@ -14,13 +14,14 @@ from datetime import datetime
 
 from sqlalchemy import column, select, table, update
 
-from feeds import resync_ranges, store
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.database import insert_for
-from feeds.definitions import Feed, Keys
+from feeds.definitions import Feed, Keys, Operation
 from feeds.errors import FeedsyncError
-from feeds.exporter import send_stored
-from feeds.indexer import (
+from feeds.pipeline import ranges as resync_ranges
+from feeds.pipeline.batch import process_batch
+from feeds.pipeline.exporter import send_stored
+from feeds.pipeline.indexer import (
     Batch,
     BatchMapper,
     Outcome,
@@ -30,10 +31,11 @@ from feeds.indexer import (
     outcome_of,
     reindex,
 )
-from feeds.locks import Lock, LockedError
-from feeds.runs import Operation, sync_errors
-from feeds.store import checkpoints, utcnow
-from feeds.sync import Run, RunOptions, collect_only, open_run, process_batch
+from feeds.pipeline.run import Run, RunOptions, collect_only, open_run
+from feeds.state import feed_items as store
+from feeds.state.database import insert_for
+from feeds.state.locks import Lock, LockedError
+from feeds.state.tables import checkpoints, sync_errors
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,8 @@ def _dry_run(
     ctx: Context, feed: Feed, options: RunOptions, request: ResyncRequest, progress: Progress | None
 ) -> Outcome:
     """Classify and count only: no lock, no run row, no feed-table write, nothing sent."""
-    from feeds.indexer import full_reindex
-    from feeds.sync import new_run
+    from feeds.pipeline.indexer import full_reindex
+    from feeds.pipeline.run import new_run
 
     started = time.monotonic()
     run = new_run(ctx, feed, Operation.FULL_SYNC, RunOptions(dry_run=True, send=False))

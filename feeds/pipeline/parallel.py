@@ -23,13 +23,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 from config.settings import Settings
-from feeds.definitions import Keys
-from feeds.runs import Counts, Operation
+from feeds.definitions import Keys, Operation
+from feeds.history.runs import Counts
 
 if TYPE_CHECKING:
     from feeds.context import Context
-    from feeds.indexer import Batch
-    from feeds.sync import Run, RunOptions
+    from feeds.pipeline.indexer import Batch
+    from feeds.pipeline.run import Run, RunOptions
 
 _context: Context | None = None
 _runs: dict[str, Run] = {}
@@ -71,7 +71,8 @@ def _watch_parent(parent: int) -> None:
 def _batch(
     feed_name: str, run_id: str, operation: Operation, options: RunOptions, keys: Keys
 ) -> tuple[Counts, str | None]:
-    from feeds.sync import new_run, process_batch
+    from feeds.pipeline.batch import process_batch
+    from feeds.pipeline.run import new_run
 
     assert _context is not None, "worker process not started"
     run = _runs.get(run_id)

@@ -18,9 +18,10 @@ from typing import cast
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, String, Table, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from feeds.database import insert_for
+from feeds.clock import utcnow
 from feeds.errors import FeedsyncError
-from feeds.store import Base, utcnow
+from feeds.state.database import insert_for
+from feeds.state.tables import Base
 
 KEY_PREFIX = "fsk_"
 # last_used_at is a hint for people, not an audit log: write it at most once a minute per key.

@@ -14,15 +14,19 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select
 
-from feeds import budget, stopping, store
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.definitions import Feed, Keys
-from feeds.diff import Change, FeedItem
-from feeds.indexer import Outcome, lock_name, outcome_of
-from feeds.locks import Lock
-from feeds.runs import Counts, Operation
-from feeds.store import ItemStatus, items, utcnow
-from feeds.sync import Run, collect_only, deliver_stored, open_run, process_batch
+from feeds.definitions import Feed, ItemStatus, Keys, Operation
+from feeds.export import budget
+from feeds.history.runs import Counts
+from feeds.pipeline import stopping
+from feeds.pipeline.batch import deliver_stored, process_batch
+from feeds.pipeline.diff import Change, FeedItem
+from feeds.pipeline.indexer import Outcome, lock_name, outcome_of
+from feeds.pipeline.run import Run, collect_only, open_run
+from feeds.state import feed_items as store
+from feeds.state.locks import Lock
+from feeds.state.tables import items
 
 log = structlog.get_logger("feeds.exporter")
 

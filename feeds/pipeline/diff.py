@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from feeds.definitions import Document
-from feeds.store import ItemStatus, StoredItem
+from feeds.definitions import Document, ItemStatus
+from feeds.state.feed_items import StoredItem
 
 NULL = b"null"
 

@@ -17,9 +17,10 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
 
-from feeds.database import insert_for, while_unreachable
+from feeds.clock import utcnow
 from feeds.errors import FeedsyncError
-from feeds.store import locks, utcnow
+from feeds.state.database import insert_for, while_unreachable
+from feeds.state.tables import locks
 
 DEFAULT_TTL_S = 120.0
 _ttl_s = DEFAULT_TTL_S

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from config.settings import IndexerMode
-from feeds import changelog, indexer, store
 from feeds.context import Context
-from feeds.definitions import Feed
+from feeds.definitions import Feed, IndexerMode, IndexerStatus
 from feeds.errors import FeedsyncError
-from feeds.store import IndexerStatus
+from feeds.pipeline import indexer
+from feeds.state import indexer_state
+from feeds.tracking import changelog
 
 CHANNEL = changelog.CHANNEL
 
@@ -74,7 +74,7 @@ def notify(
 def pending(ctx: Context) -> list[Feed]:
     """Realtime feeds (ready ones) with changelog rows after their pointer: what a sync would take."""
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
     feeds = [
         feed
         for feed in ctx.registry

@@ -11,13 +11,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select
 
-from config.settings import ExportMode, IndexerMode, Settings
-from feeds import runs, store
+from config.settings import Settings
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.definitions import Feed
-from feeds.runs import RunStatus, sync_runs
+from feeds.definitions import ExportMode, Feed, IndexerMode, IndexerStatus, RunStatus
+from feeds.history import runs
 from feeds.schedule import cron_of, next_fire
-from feeds.store import IndexerStatus, utcnow
+from feeds.state import indexer_state
+from feeds.state.tables import sync_runs
 
 # Fixed forever: integration ids derive from it, and clients keep them.
 NAMESPACE = uuid.UUID("5d0c3f36-8a7e-4f0b-9d8e-4f6565647379")
@@ -56,7 +57,7 @@ def list_integrations(ctx: Context, now: datetime | None = None) -> list[Integra
     now = now or utcnow()
     runs.close_abandoned(ctx.db)  # never report a run of a dead process as running
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
         last = {
             feed.name: conn.execute(
                 select(sync_runs.c.started_at, sync_runs.c.status)

@@ -4,225 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
-from typing import cast
+from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
-    Index,
-    Integer,
-    LargeBinary,
     String,
-    Table,
-    Text,
     any_,
     bindparam,
     func,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from config.settings import IndexerMode
-from feeds.database import insert_for
-from feeds.definitions import Keys
-
-
-def utcnow() -> datetime:
-    """Naive UTC now: what every timestamp column of the worker database holds."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class ResyncCheckpoint(Base):
-    """Where an interrupted `saas:resync` stands, for `--continue-resync`."""
-
-    __tablename__ = "resync_checkpoints"
-
-    feed: Mapped[str] = mapped_column(String(100), primary_key=True)
-    run_id: Mapped[str] = mapped_column(String(32))
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    last_key: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class IndexerStatus(StrEnum):
-    VALID = "valid"
-    INVALID = "invalid"
-    WORKING = "working"
-    SUSPENDED = "suspended"
-
-
-class ItemStatus(IntEnum):
-    """Export status of a feed item, with the codes Adobe's data exporter stores (SPEC §5); NULL = never sent."""
-
-    SENT = 200
-    REJECTED = 400
-    RETRYABLE = 2
-    APP_ERROR = 0
-    SKIPPED = -1
-
-
-class IndexerState(Base):
-    __tablename__ = "indexer_state"
-
-    indexer_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    status: Mapped[str] = mapped_column(String(20))
-    mode: Mapped[str] = mapped_column(String(20))
-    # Changelog version processed up to (Magento's mview_state.version_id).
-    version_id: Mapped[int] = mapped_column(BigInteger, default=0)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
-    mode_updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-
-
-class FeedItemRow(Base):
-    """The feed table: one row per feed item id, with its last hash and export status."""
-
-    __tablename__ = "feed_items"
-    __table_args__ = (
-        Index("ix_feed_items_entity", "feed", "entity_key"),
-        Index("ix_feed_items_status", "feed", "status"),
-    )
-
-    feed: Mapped[str] = mapped_column(String(100), primary_key=True)
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    entity_key: Mapped[int] = mapped_column(BigInteger)
-    hash: Mapped[str] = mapped_column(String(32))
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
-    modified_at: Mapped[datetime] = mapped_column(DateTime)
-    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    sent_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    error_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    error_category: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # Legacy export mode only: the canonical JSON of `data`, kept until sent.
-    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class FeedRebuild(Base):
-    """An entity whose document could not be built: rebuilt with backoff until it builds."""
-
-    __tablename__ = "feed_rebuilds"
-    __table_args__ = (Index("ix_feed_rebuilds_due", "feed", "next_attempt_at"),)
-
-    feed: Mapped[str] = mapped_column(String(100), primary_key=True)
-    entity_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    attempts: Mapped[int] = mapped_column(Integer)
-    # None once `max_attempts` is reached: it waits for a change of the entity or a resync.
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    first_failed_at: Mapped[datetime] = mapped_column(DateTime)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class LockRow(Base):
-    __tablename__ = "locks"
-
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(200))
-    acquired_at: Mapped[datetime] = mapped_column(DateTime)
-    expires_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-states = cast(Table, IndexerState.__table__)
-items = cast(Table, FeedItemRow.__table__)
-locks = cast(Table, LockRow.__table__)
-checkpoints = cast(Table, ResyncCheckpoint.__table__)
-rebuilds = cast(Table, FeedRebuild.__table__)
-
+from feeds.clock import utcnow
+from feeds.definitions import ItemStatus, Keys
+from feeds.state.database import insert_for
+from feeds.state.tables import items, rebuilds
 
 # --- indexer state -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class State:
-    indexer_id: str
-    status: IndexerStatus
-    mode: IndexerMode
-    version_id: int
-    updated_at: datetime
-
-
-def ensure_states(conn: Connection, initial_modes: dict[str, IndexerMode]) -> None:
-    """Create the state of every indexer not seen before: `invalid` (a first full reindex is due)."""
-    known = set(conn.scalars(select(states.c.indexer_id)))
-    now = utcnow()
-    rows = [
-        {
-            "indexer_id": indexer_id,
-            "status": IndexerStatus.INVALID.value,
-            "mode": mode.value,
-            "version_id": 0,
-            "updated_at": now,
-        }
-        for indexer_id, mode in initial_modes.items()
-        if indexer_id not in known
-    ]
-    if rows:
-        # Two processes starting on a new database at once both find the state missing.
-        insert = insert_for(conn.dialect.name, states)
-        conn.execute(insert.on_conflict_do_nothing(index_elements=["indexer_id"]), rows)
-
-
-def get_state(conn: Connection, indexer_id: str) -> State:
-    row = conn.execute(select(states).where(states.c.indexer_id == indexer_id)).one()
-    return State(
-        row.indexer_id,
-        IndexerStatus(row.status),
-        IndexerMode(row.mode),
-        row.version_id,
-        row.updated_at,
-    )
-
-
-def all_states(conn: Connection) -> dict[str, State]:
-    return {
-        row.indexer_id: State(
-            row.indexer_id,
-            IndexerStatus(row.status),
-            IndexerMode(row.mode),
-            row.version_id,
-            row.updated_at,
-        )
-        for row in conn.execute(select(states))
-    }
-
-
-def set_status(conn: Connection, indexer_id: str, status: IndexerStatus) -> None:
-    conn.execute(
-        update(states)
-        .where(states.c.indexer_id == indexer_id)
-        .values(status=status.value, updated_at=utcnow())
-    )
-
-
-def set_mode(
-    conn: Connection, indexer_id: str, mode: IndexerMode, version_id: int | None = None
-) -> None:
-    values: dict[str, object] = {"mode": mode.value, "mode_updated_at": utcnow()}
-    if version_id is not None:
-        values["version_id"] = version_id
-    conn.execute(update(states).where(states.c.indexer_id == indexer_id).values(**values))
-
-
-def set_version(conn: Connection, indexer_id: str, version_id: int) -> None:
-    """Advance the changelog pointer; `updated_at` is what `indexer:status` shows as Schedule Updated."""
-    conn.execute(
-        update(states)
-        .where(states.c.indexer_id == indexer_id)
-        .values(version_id=version_id, updated_at=utcnow())
-    )
 
 
 # --- feed table ----------------------------------------------------------------------------

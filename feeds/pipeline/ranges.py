@@ -9,34 +9,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Table, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapped, mapped_column
 
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.definitions import Feed, Keys
-from feeds.indexer import Batch, entity_batches
-from feeds.runs import Counts, Operation
-from feeds.store import Base, utcnow
-from feeds.sync import Run, RunOptions, new_run, process_batch
+from feeds.definitions import Feed, Keys, Operation
+from feeds.history.runs import Counts
+from feeds.pipeline.batch import process_batch
+from feeds.pipeline.indexer import Batch, entity_batches
+from feeds.pipeline.run import Run, RunOptions, new_run
+from feeds.state.tables import ranges
 
 _INSERT_ROWS = 1000
-
-
-class ResyncRangeRow(Base):
-    __tablename__ = "resync_ranges"
-
-    feed: Mapped[str] = mapped_column(String(100), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    lo: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    hi: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    entities: Mapped[int] = mapped_column(Integer)
-    done_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-
-
-ranges = cast(Table, ResyncRangeRow.__table__)
 
 
 def plan(ctx: Context, feed: Feed, start_after: int | None = None) -> int:

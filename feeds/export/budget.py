@@ -15,18 +15,18 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from sqlalchemy import DateTime, Engine, Integer, String, Table, bindparam, func, literal, select
+from sqlalchemy import DateTime, Engine, Integer, String, bindparam, func, literal, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapped, mapped_column
 
 from config.settings import Settings
+from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.database import insert_for
 from feeds.definitions import Feed
-from feeds.store import Base, utcnow
+from feeds.state.database import insert_for
+from feeds.state.tables import buckets, limits
 
 log = structlog.get_logger("feeds.budget")
 
@@ -36,26 +36,6 @@ ALLOCATION_SETTING = "EXPORT_DAILY_CALL_ALLOCATION"
 
 # The time the budget reads. Tests replace it to move through the window without sleeping.
 clock: Callable[[], datetime] = utcnow
-
-
-class CallBucket(Base):
-    __tablename__ = "api_call_buckets"
-
-    destination: Mapped[str] = mapped_column(String(500), primary_key=True)
-    minute: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
-    calls: Mapped[int] = mapped_column(Integer)
-
-
-class DestinationLimit(Base):
-    __tablename__ = "destination_limits"
-
-    destination: Mapped[str] = mapped_column(String(500), primary_key=True)
-    daily_limit: Mapped[int] = mapped_column(Integer)
-    seen_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-buckets = cast(Table, CallBucket.__table__)
-limits = cast(Table, DestinationLimit.__table__)
 
 
 # --- pure rules --------------------------------------------------------------------------------

@@ -12,15 +12,16 @@ import structlog
 from sqlalchemy import column, func, select, table
 from sqlalchemy.engine import Connection
 
-from config.settings import IndexerMode
-from feeds import changelog, parallel, stopping, store
 from feeds.context import Context
-from feeds.definitions import Feed, Keys
+from feeds.definitions import Feed, IndexerMode, IndexerStatus, Keys, Operation, RunStatus
 from feeds.errors import one_line
-from feeds.locks import Lock, LockedError, LockLostError, is_locked
-from feeds.runs import Counts, Operation, RunStatus
-from feeds.store import IndexerStatus
-from feeds.sync import Run, RunOptions, collect_only, open_run, process_batch
+from feeds.history.runs import Counts
+from feeds.pipeline import parallel, stopping
+from feeds.pipeline.batch import process_batch
+from feeds.pipeline.run import Run, RunOptions, collect_only, open_run
+from feeds.state import indexer_state
+from feeds.state.locks import Lock, LockedError, LockLostError, is_locked
+from feeds.tracking import changelog
 
 log = structlog.get_logger("feeds.indexer")
 
@@ -157,7 +158,7 @@ def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = No
     """Rebuild the entities recorded in the changelog after the saved version, chunk by chunk."""
     feed = run.feed
     with ctx.db.connect() as conn:
-        after = store.get_state(conn, feed.indexer_id).version_id
+        after = indexer_state.get_state(conn, feed.indexer_id).version_id
     chunk_size = ctx.settings.feed(feed.name).collect_batch_size
     while after < upto:
         with ctx.source.connect() as src:
@@ -175,7 +176,7 @@ def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = No
 
 
 def _advance(conn: Connection, *, indexer_id: str, version: int) -> None:
-    store.set_version(conn, indexer_id, version)
+    indexer_state.set_version(conn, indexer_id, version)
 
 
 @dataclass(frozen=True)
@@ -226,10 +227,10 @@ def reindex(
         raise LockedError(f"{feed.title} index is locked by another reindex process.")
     try:
         with ctx.db.begin() as conn:
-            store.set_status(conn, feed.indexer_id, IndexerStatus.WORKING)
+            indexer_state.set_status(conn, feed.indexer_id, IndexerStatus.WORKING)
         # Changes logged before the rebuild starts are covered by it (those surely committed).
         with ctx.db.connect() as conn:
-            after = store.get_state(conn, feed.indexer_id).version_id
+            after = indexer_state.get_state(conn, feed.indexer_id).version_id
         with ctx.source.connect() as src:
             version = changelog.safe_version(src, feed, after)
         try:
@@ -260,14 +261,14 @@ def _end_rebuild(ctx: Context, feed: Feed, *, rebuilt: bool, version: int = 0) -
     """Valid after a rebuild that succeeded, with the changelog pointer moved to where it started;
     `Reindex required` after one that failed, as Magento leaves it. Suspended stays suspended."""
     with ctx.db.begin() as conn:
-        current = store.get_state(conn, feed.indexer_id)
+        current = indexer_state.get_state(conn, feed.indexer_id)
         if current.status is IndexerStatus.SUSPENDED:
             status = IndexerStatus.SUSPENDED
         else:
             status = IndexerStatus.VALID if rebuilt else IndexerStatus.INVALID
-        store.set_status(conn, feed.indexer_id, status)
+        indexer_state.set_status(conn, feed.indexer_id, status)
         if rebuilt and version > current.version_id:
-            store.set_version(conn, feed.indexer_id, version)
+            indexer_state.set_version(conn, feed.indexer_id, version)
 
 
 def update_view(ctx: Context, feed: Feed) -> Outcome | None:
@@ -277,7 +278,7 @@ def update_view(ctx: Context, feed: Feed) -> Outcome | None:
     and by the minute job too for whatever the listener missed (it was down, say).
     """
     with ctx.db.connect() as conn:
-        state = store.get_state(conn, feed.indexer_id)
+        state = indexer_state.get_state(conn, feed.indexer_id)
     if state.status is not IndexerStatus.VALID:
         return None
     with ctx.source.connect() as src:
@@ -331,7 +332,7 @@ def reindex_all_invalid(ctx: Context) -> list[Outcome]:
     ensure_subscriptions(ctx)
     outcomes = []
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
     for feed in ctx.registry:
         status = states[feed.indexer_id].status
         stale = status is IndexerStatus.WORKING and not is_locked(ctx.db, lock_name(feed))
@@ -354,7 +355,7 @@ def _reindex_invalid(ctx: Context, feed: Feed) -> Outcome:
 def clean_all_changelogs(ctx: Context) -> dict[str, int]:
     """`indexer_clean_all_changelogs`: delete processed changelog rows (the newest processed one stays)."""
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
     removed = {
         feed.name: changelog.clean(ctx.source, feed, states[feed.indexer_id].version_id)
         for feed in ctx.registry
@@ -366,7 +367,7 @@ def clean_all_changelogs(ctx: Context) -> dict[str, int]:
 def ensure_subscriptions(ctx: Context) -> None:
     """Install the triggers each indexer's mode needs where they lack (e.g. source tables created since)."""
     with ctx.db.connect() as conn:
-        states = store.all_states(conn)
+        states = indexer_state.all_states(conn)
     for feed in ctx.registry:
         notify = states[feed.indexer_id].mode is IndexerMode.REALTIME
         with ctx.source.connect() as src:
@@ -380,7 +381,7 @@ def ensure_subscriptions(ctx: Context) -> None:
                 states[feed.indexer_id].version_id < version
                 and states[feed.indexer_id].status is not IndexerStatus.VALID
             ):
-                store.set_version(conn, feed.indexer_id, version)
+                indexer_state.set_version(conn, feed.indexer_id, version)
         log.info("changelog.subscribed", feed=feed.name)
 
 
@@ -392,10 +393,10 @@ def set_mode(ctx: Context, feed: Feed, mode: IndexerMode) -> IndexerMode:
     removes it. The backlog carries over; only an indexer that had no triggers starts from now.
     """
     with ctx.db.connect() as conn:
-        old = store.get_state(conn, feed.indexer_id).mode
+        old = indexer_state.get_state(conn, feed.indexer_id).mode
     with ctx.source.connect() as src:
         tracked = changelog.is_subscribed(src, feed)
     version = changelog.subscribe(ctx.source, feed, notify=mode is IndexerMode.REALTIME)
     with ctx.db.begin() as conn:
-        store.set_mode(conn, feed.indexer_id, mode, None if tracked else version)
+        indexer_state.set_mode(conn, feed.indexer_id, mode, None if tracked else version)
     return old

@@ -13,31 +13,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import cast
 
 from sqlalchemy import (
-    BigInteger,
-    DateTime,
     Engine,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
     func,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import Update
 
-from feeds import locks
-from feeds.database import while_unreachable
+from feeds.clock import utcnow
 from feeds.errors import one_line
-from feeds.locks import MACHINE, is_dead
-from feeds.stopping import StopRequested
-from feeds.store import Base, utcnow
+from feeds.pipeline.stopping import StopRequested
+from feeds.state import locks
+from feeds.state.database import while_unreachable
+from feeds.state.locks import MACHINE, is_dead
+from feeds.state.tables import job_runs
 
 
 class JobStatus(StrEnum):
@@ -47,29 +39,6 @@ class JobStatus(StrEnum):
     SKIPPED = "skipped"  # another run of the job held the fleet lock
     STOPPED = "stopped"  # warm shutdown: stopped between batches, requeued
     LOST = "lost"  # its worker died; the message was delivered again
-
-
-class JobRunRow(Base):
-    __tablename__ = "job_runs"
-    __table_args__ = (
-        Index("ix_job_runs_job", "job", "started_at"),
-        Index("ix_job_runs_task", "task_id"),
-    )
-
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    job: Mapped[str] = mapped_column(String(200))
-    tick: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    worker: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-job_runs = cast(Table, JobRunRow.__table__)
 
 
 @dataclass(frozen=True)

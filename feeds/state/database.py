@@ -18,7 +18,7 @@ from feeds.errors import DatabaseUnavailableError, one_line
 log = structlog.get_logger("feeds.database")
 T = TypeVar("T")
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def insert_for(dialect: str, table: Table) -> Any:

@@ -1,0 +1,228 @@
+"""Reading runs and errors: the one read model behind the CLI, the API and the dashboard."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import (
+    and_,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from feeds.state.tables import sync_errors, sync_runs
+
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
+    """Naive UTC from `YYYY-MM-DD` or an ISO 8601 time; with `end_of_day` a bare date means the
+    midnight after it, so that "until 2026-11-23" includes that day. ValueError in one sentence."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        if end_of_day and _BARE_DATE.fullmatch(text):
+            parsed += timedelta(days=1)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"{text!r} is not a date; accepted: YYYY-MM-DD or an ISO 8601 time."
+        ) from None
+    return parsed
+
+
+def get_run(conn: Connection, run_id: str) -> dict[str, object] | None:
+    row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def list_runs(
+    conn: Connection,
+    *,
+    feed: str | None = None,
+    operation: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, object]]:
+    """Runs, newest first, filtered."""
+    c = sync_runs.c
+    query = select(sync_runs).order_by(c.started_at.desc(), c.id.desc()).limit(limit)
+    for column, value in ((c.feed, feed), (c.operation, operation), (c.status, status)):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(c.started_at >= since)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def list_errors(
+    conn: Connection,
+    *,
+    feed: str | None = None,
+    category: str | None = None,
+    include_resolved: bool = False,
+    run_id: str | None = None,
+) -> list[dict[str, object]]:
+    """Sync errors, newest first: the current (unresolved) ones unless asked otherwise."""
+    c = sync_errors.c
+    conditions = _error_conditions(feed, category, include_resolved, run_id)
+    query = select(sync_errors).where(*conditions).order_by(c.last_seen.desc(), c.id.desc())
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def _error_conditions(
+    feed: str | None, category: str | None, include_resolved: bool, run_id: str | None
+) -> list[ColumnElement[bool]]:
+    """The filters of the error lists: current ones only unless asked, by feed, category, run."""
+    c = sync_errors.c
+    conditions: list[ColumnElement[bool]] = [] if include_resolved else [c.resolved.is_(False)]
+    for column, value in ((c.feed, feed), (c.category, category), (c.run_id, run_id)):
+        if value is not None:
+            conditions.append(column == value)
+    return conditions
+
+
+def runs_page(
+    conn: Connection,
+    feed: str,
+    *,
+    start: tuple[datetime, str] | None = None,
+    older: bool = True,
+    limit: int = 10,
+) -> list[dict[str, object]]:
+    """Up to `limit` runs of a feed, newest first, strictly older (or newer) than the run `start`
+    (its started_at and id); from the newest when `start` is None."""
+    c = sync_runs.c
+    query = select(sync_runs).where(c.feed == feed)
+    if start is not None:
+        query = query.where(_beyond(start, older))
+    if older:
+        query = query.order_by(c.started_at.desc(), c.id.desc()).limit(limit)
+        return [dict(row) for row in conn.execute(query).mappings()]
+    query = query.order_by(c.started_at.asc(), c.id.asc()).limit(limit)
+    return [dict(row) for row in reversed(conn.execute(query).mappings().all())]
+
+
+def has_runs_beyond(conn: Connection, feed: str, start: tuple[datetime, str], older: bool) -> bool:
+    """Whether the feed has runs older (or newer) than the run `start`."""
+    query = select(sync_runs.c.id).where(sync_runs.c.feed == feed, _beyond(start, older)).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _beyond(start: tuple[datetime, str], older: bool) -> ColumnElement[bool]:
+    c = sync_runs.c
+    moment, run_id = start
+    if older:
+        return or_(c.started_at < moment, and_(c.started_at == moment, c.id < run_id))
+    return or_(c.started_at > moment, and_(c.started_at == moment, c.id > run_id))
+
+
+class RunSort(StrEnum):
+    START = "start"
+    END = "end"
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """The filters of the run history: a date range on the start time, feed, operation, status."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    feed: str | None = None
+    operation: str | None = None
+    status: str | None = None
+
+
+def find_runs(
+    conn: Connection,
+    where: RunFilter,
+    *,
+    sort: RunSort = RunSort.START,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, object]], int]:
+    """A page of runs matching `where`, newest first by start or end time (running runs first when
+    sorting by end), and how many match in all."""
+    c = sync_runs.c
+    conditions: list[ColumnElement[bool]] = []
+    for column, value in (
+        (c.feed, where.feed),
+        (c.operation, where.operation),
+        (c.status, where.status),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if where.since is not None:
+        conditions.append(c.started_at >= where.since)
+    if where.until is not None:
+        conditions.append(c.started_at < where.until)
+    total = int(conn.scalar(select(func.count()).select_from(sync_runs).where(*conditions)) or 0)
+    if sort is RunSort.END:
+        order = [
+            c.finished_at.is_(None).desc(),
+            c.finished_at.desc(),
+            c.started_at.desc(),
+            c.id.desc(),
+        ]
+    else:
+        order = [c.started_at.desc(), c.id.desc()]
+    query = select(sync_runs).where(*conditions).order_by(*order).limit(limit).offset(offset)
+    return [dict(row) for row in conn.execute(query).mappings()], total
+
+
+def errors_page(
+    conn: Connection,
+    *,
+    feed: str | None = None,
+    category: str | None = None,
+    include_resolved: bool = False,
+    run_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, object]], int]:
+    """A page of sync errors, newest first (current ones unless asked otherwise), and how many match."""
+    c = sync_errors.c
+    conditions = _error_conditions(feed, category, include_resolved, run_id)
+    total = int(conn.scalar(select(func.count()).select_from(sync_errors).where(*conditions)) or 0)
+    query = (
+        select(sync_errors)
+        .where(*conditions)
+        .order_by(c.last_seen.desc(), c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()], total
+
+
+@dataclass(frozen=True)
+class CategorySummary:
+    category: str
+    errors: int
+    records: int  # distinct affected items (feed and item id)
+
+
+def error_summary(
+    conn: Connection, *, feed: str | None = None, run_id: str | None = None
+) -> list[CategorySummary]:
+    """Current (unresolved) errors per category: how many, and how many distinct records they affect;
+    the largest category first."""
+    c = sync_errors.c
+    current = _error_conditions(feed, None, False, run_id)
+    errors: dict[str, int] = dict(
+        conn.execute(select(c.category, func.count()).where(*current).group_by(c.category)).all()
+    )
+    affected = select(c.category, c.feed, c.item_id).where(*current).distinct().subquery()
+    records: dict[str, int] = dict(
+        conn.execute(select(affected.c.category, func.count()).group_by(affected.c.category)).all()
+    )
+    rows = [
+        CategorySummary(str(cat), int(n), int(records.get(cat, 0))) for cat, n in errors.items()
+    ]
+    return sorted(rows, key=lambda s: (-s.errors, s.category))

@@ -1,0 +1,1 @@
+"""Error notifications (SPEC §6): settings, tracking, the webhook, the messages."""

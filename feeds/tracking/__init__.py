@@ -1,0 +1,1 @@
+"""Change tracking: the changelog triggers per dialect and the realtime change signals."""
