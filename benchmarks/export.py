@@ -62,8 +62,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def phase(name: str, products: int, threads: int) -> Figures:
     """Run one phase in this process and return its figures."""
+    from config.context import open_context
     from config.settings import load_settings
-    from feeds.context import open_context
 
     ctx = open_context(load_settings())
     try:

@@ -26,9 +26,9 @@ SCHEMA = "feedsync_bench"
 
 def phase(name: str, products: int) -> dict[str, object]:
     """Run one phase in this process and return its figures."""
+    from config.context import open_context
     from config.settings import load_settings
     from feeds.commerce import demo
-    from feeds.context import open_context
     from feeds.pipeline import indexer
 
     ctx = open_context(load_settings())

@@ -108,9 +108,9 @@ def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def measure(path: str, changes: int, products: int, interval_s: float, workdir: Path) -> Result:
+    from config.context import open_context
     from config.settings import load_settings
     from feeds.commerce import demo
-    from feeds.context import open_context
     from feeds.definitions import IndexerMode
     from feeds.pipeline import indexer
     from feeds.tracking import realtime

@@ -170,8 +170,8 @@ def environment(database_url: str, export_url: str, **extra: str) -> dict[str, s
 
 
 def open_ctx(env: dict[str, str]) -> Any:
+    from config.context import open_context
     from config.settings import load_settings
-    from feeds.context import open_context
 
     return open_context(load_settings({k: v for k, v in env.items() if k in SETTINGS_VARIABLES}))
 

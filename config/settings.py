@@ -208,6 +208,10 @@ class Settings(BaseModel):
     def destination(self, feed: str) -> str:
         return self.feed(feed).destination or self.export_url
 
+    def crons(self) -> dict[str, str]:
+        """The jobs whose cron the TOML file sets (`[jobs.<name>] cron`)."""
+        return {job: entry.cron for job, entry in self.file.jobs.items()}
+
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read and validate the settings from `env` (default: the process environment and `.env`)."""

@@ -1,35 +1,69 @@
-"""Everything an operation needs, opened once: settings, feeds, both databases, destinations."""
+"""Everything an operation needs, opened once: the feeds, both databases, the plan, destinations.
+
+The context is built by the composition root (`config.context.open_context`); the domain reads its
+parameters from `plan`, never from the settings.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from config.settings import Settings
-from feeds.definitions import Feed, FeedRegistry, load_registry
-from feeds.errors import ConfigError
-from feeds.export import Destination, open_destination
-from feeds.schedule import job_names
-from feeds.state import database, indexer_state, locks
+from feeds.definitions import Feed, FeedPlan, FeedRegistry, RetryPolicy
+from feeds.export import Destination
+from feeds.schedule import cron_of
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The deployment's settings as the domain needs them, resolved once (immutable)."""
+
+    feeds: Mapping[str, FeedPlan]
+    # The plan of a feed not in `feeds` (the EXPORT_URL and EXPORT_BATCH_SIZE defaults).
+    default_feed: FeedPlan
+    export_url: str
+    retry: RetryPolicy = RetryPolicy()
+    call_allocation: int | None = None
+    # The destination's daily call limit when it sends no X-RateLimit-Limit-Day header.
+    call_limit: int | None = None
+    retention_days: int = 5
+    # `[jobs.<name>] cron` of the TOML file: the jobs whose default cron is replaced.
+    crons: Mapping[str, str] = field(default_factory=dict)
+    notify_frequency: str = "off"
+    notify_webhook: str | None = None
+
+    def feed(self, name: str) -> FeedPlan:
+        return self.feeds.get(name, self.default_feed)
+
+    def cron(self, job: str) -> str:
+        return cron_of(job, self.crons)
+
+    def destinations(self) -> list[str]:
+        return sorted({plan.destination for plan in self.feeds.values()})
 
 
 @dataclass
 class Context:
-    settings: Settings
     registry: FeedRegistry
     db: Engine
     source: Engine
+    plan: Plan
+    # Opens the destination of a URL (with the token, timeout and shared pause of this deployment).
+    connect: Callable[[str], Destination]
+    # Opens a context like this one in another process (picklable: a parallel reindex's workers).
+    reopen: Callable[[], Context]
     _destinations: dict[str, Destination] = field(default_factory=dict)
     # The embedded run shares one context between the job loop, the listener and the API threads.
     _opening: threading.Lock = field(default_factory=threading.Lock)
 
     def destination(self, feed: Feed) -> Destination:
-        url = self.settings.destination(feed.name)
+        url = self.plan.feed(feed.name).destination
         with self._opening:
             if url not in self._destinations:
-                self._destinations[url] = open_destination(url, self.settings, self.db)
+                self._destinations[url] = self.connect(url)
             return self._destinations[url]
 
     def close_destinations(self) -> None:
@@ -45,40 +79,3 @@ class Context:
         self.db.dispose()
         if self.source is not self.db:
             self.source.dispose()
-
-
-def open_context(
-    settings: Settings, *, registry: FeedRegistry | None = None, migrate: bool = True
-) -> Context:
-    """Open both databases, migrate the worker database when behind, and create missing indexer states."""
-    registry = registry or load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
-    check_against_feeds(settings, registry)
-    locks.configure(settings.file.fleet.feed_lock_ttl_s)
-    # The source first: when it cannot be reached, no worker database file has been created yet.
-    separate = settings.source_database_url != settings.database_url
-    source = (
-        database.connect(settings.source_database_url, "SOURCE_DATABASE_URL") if separate else None
-    )
-    db = database.connect(settings.database_url, "DATABASE_URL")
-    if migrate:
-        database.upgrade(db)
-    with db.begin() as conn:
-        indexer_state.ensure_states(
-            conn, {feed.indexer_id: settings.feed(feed.name).indexer_mode for feed in registry}
-        )
-    return Context(settings, registry, db, source or db)
-
-
-def check_against_feeds(settings: Settings, registry: FeedRegistry) -> None:
-    """Refuse feed and job tables in the TOML file that name nothing this deployment has."""
-    for name in settings.file.feeds:
-        if name not in registry.names():
-            raise ConfigError(
-                f"[feeds.{name}] names an unknown feed; accepted feeds: {', '.join(registry.names())}."
-            )
-    jobs = job_names(registry.names())
-    for name in settings.file.jobs:
-        if name not in jobs:
-            raise ConfigError(
-                f"[jobs.{name}] names an unknown job; accepted jobs: {', '.join(jobs)}."
-            )

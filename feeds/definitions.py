@@ -232,6 +232,33 @@ class IndexerMode(StrEnum):
     SCHEDULE = "schedule"
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a retryable item is sent again: `backoff_base_s * 2**(attempts-1)`, capped and jittered."""
+
+    backoff_base_s: float = 60
+    backoff_max_s: float = 3600
+    max_attempts: int = 10
+
+
+@dataclass(frozen=True)
+class FeedPlan:
+    """One feed's settings, resolved once by the composition root (config/): what the pipeline reads."""
+
+    destination: str
+    batch_size: int = 500
+    export_mode: ExportMode = ExportMode.IMMEDIATE
+    # Entities read from the source per round; changed items are then sent in `batch_size` batches.
+    collect_batch_size: int = 2000
+    # Processes sharing a full reindex; None = one per core (max 4) for feeds of 5+ chunks.
+    reindex_processes: int | None = None
+
+    @property
+    def collect_only(self) -> bool:
+        """Legacy mode: a sync only collects into the feed table; the export job sends it."""
+        return self.export_mode is ExportMode.LEGACY
+
+
 class Operation(StrEnum):
     FULL_SYNC = "full_sync"
     PARTIAL_SYNC = "partial_sync"

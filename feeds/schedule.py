@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from croniter import croniter
 
@@ -28,14 +27,9 @@ def job_names(feeds: Sequence[str]) -> list[str]:
     return [*DEFAULT_CRONS, *(resend_job(feed) for feed in feeds)]
 
 
-class _Configured(Protocol):
-    cron: str
-
-
-def cron_of(job: str, configured: Mapping[str, _Configured]) -> str:
+def cron_of(job: str, configured: Mapping[str, str]) -> str:
     """The job's cron expression: its `[jobs.<name>] cron` in the TOML file, else the default."""
-    entry = configured.get(job)
-    return entry.cron if entry is not None else DEFAULT_CRONS.get(job, RESEND_CRON)
+    return configured.get(job) or DEFAULT_CRONS.get(job, RESEND_CRON)
 
 
 def next_fire(cron: str, after: datetime) -> datetime:

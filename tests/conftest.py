@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from config.context import open_context
 from config.settings import Settings, load_settings
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import FeedRegistry
 from worker.testing.destination_server import DestinationServer
 

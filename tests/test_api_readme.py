@@ -20,9 +20,9 @@ import httpx
 import orjson
 import pytest
 
+from config.context import open_context
 from config.settings import load_settings
 from feeds.commerce import demo
-from feeds.context import open_context
 from feeds.history import read_model
 from feeds.pipeline import indexer
 from worker.testing.destination_server import DestinationServer

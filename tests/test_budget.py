@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from config.context import open_context
 from feeds.clock import utcnow
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import ItemStatus
 from feeds.export import budget
 from feeds.export.budget import CallBudget, call_cap, resume_time, usage, window_start

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from config.context import open_context
 from feeds import definitions
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import IndexerMode, RunStatus
 from feeds.errors import DestinationError, SourceSchemaError
 from feeds.export.file import FileDestination

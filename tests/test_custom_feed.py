@@ -9,7 +9,8 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from feeds.context import Context, open_context
+from config.context import open_context
+from feeds.context import Context
 from feeds.pipeline import indexer
 from tests.conftest import make_settings
 from tests.library_feeds import authors, book_tags, books, metadata

@@ -19,8 +19,9 @@ import structlog
 from redis import Redis
 from sqlalchemy import func, select
 
+from config.context import open_context
 from config.settings import load_settings
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.history import job_runs
 from feeds.history.job_runs import JobStatus
 from feeds.history.runs import Counts

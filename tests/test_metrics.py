@@ -106,7 +106,7 @@ CHILDREN_SCRIPT = textwrap.dedent(
     """
     import multiprocessing, sys
     from config.settings import load_settings
-    from feeds.context import open_context
+    from config.context import open_context
     from feeds.pipeline.indexer import Outcome
     from feeds.history.runs import Counts
     from worker import logs, metrics

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from config.context import open_context
 from config.settings import load_settings
 from feeds import definitions
 from feeds.clock import utcnow
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import ItemStatus
 from feeds.errors import ConfigError
 from feeds.export.protocol import ItemResult

@@ -140,8 +140,8 @@ def _serves(port: int) -> bool:
 @pytest.fixture
 def library_ctx(fleet_env: dict[str, str], export_dir: Path, tmp_path: Path) -> Iterator[Context]:
     """A context on the same schema as the processes (the library tables exist already)."""
+    from config.context import open_context
     from config.settings import load_settings
-    from feeds.context import open_context
 
     ctx = open_context(
         load_settings({k: fleet_env[k] for k in ("DATABASE_URL", "EXPORT_URL", "FEEDSYNC_CONFIG")})

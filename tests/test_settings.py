@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from config.context import check_against_feeds
 from config.settings import load_settings
-from feeds.context import check_against_feeds
 from feeds.definitions import ExportMode, IndexerMode, load_registry
 from feeds.errors import ConfigError
 

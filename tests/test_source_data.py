@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from config.context import open_context
 from config.settings import load_settings
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import ItemStatus
 from feeds.history import read_model
 from feeds.pipeline import indexer

@@ -13,8 +13,8 @@ from typing import Any
 
 from celery import beat, schedules
 
+from config.context import check_against_feeds
 from config.settings import Settings
-from feeds.context import check_against_feeds
 from feeds.definitions import load_registry
 from feeds.schedule import cron_of, latest_fire, next_fire
 from worker.jobs import jobs_in
@@ -82,6 +82,6 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     registry = load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
     check_against_feeds(settings, registry)
     return {
-        job: {"task": task_name(job), "schedule": CronSchedule(cron_of(job, settings.file.jobs))}
+        job: {"task": task_name(job), "schedule": CronSchedule(cron_of(job, settings.crons()))}
         for job in jobs_in(registry)
     }

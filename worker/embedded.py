@@ -15,9 +15,10 @@ from typing import Any
 
 import structlog
 
+from config.context import AppContext
 from feeds.context import Context
 from feeds.errors import FeedsyncError
-from feeds.schedule import cron_of, next_fire
+from feeds.schedule import next_fire
 from worker import metrics
 from worker.api.listen import base_url
 from worker.jobs import JobFailed, jobs_for, run_job
@@ -37,7 +38,7 @@ def schedule(ctx: Context, now: datetime) -> list[Entry]:
     """Each runnable job with its cron (TOML override or default) and next due time after `now`."""
     entries = []
     for name in jobs_for(ctx):
-        cron = cron_of(name, ctx.settings.file.jobs)
+        cron = ctx.plan.cron(name)
         entries.append(Entry(name, cron, next_fire(cron, now)))
     return entries
 
@@ -115,7 +116,7 @@ class Background:
             thread.join(timeout=10)
 
 
-def start_listener(ctx: Context, background: Background) -> Listener:
+def start_listener(ctx: AppContext, background: Background) -> Listener:
     """The realtime listener in a thread, syncing realtime feeds in this process."""
     listener = Listener(ctx, sync_in_process(ctx))
     thread = threading.Thread(
@@ -127,7 +128,7 @@ def start_listener(ctx: Context, background: Background) -> Listener:
 
 
 def start_api(
-    ctx: Context, background: Background, listener: socket.socket, host: str
+    ctx: AppContext, background: Background, listener: socket.socket, host: str
 ) -> str | None:
     """The HTTP API and dashboard in a thread, on `listener` (bound already, so the port is known
     to be free); its base URL, or None when this build has no API."""

@@ -26,7 +26,7 @@ from enum import StrEnum
 import structlog
 from redis import Redis
 
-from feeds.context import Context
+from config.context import AppContext
 from feeds.history import job_runs
 from feeds.pipeline import stopping
 from feeds.state.locks import is_dead
@@ -52,7 +52,7 @@ class FleetRun:
 
 
 def run_scheduled(
-    ctx: Context,
+    ctx: AppContext,
     redis: Redis,
     job: str,
     *,
@@ -110,7 +110,7 @@ def run_scheduled(
 
 
 def _feed_locks_left_s(
-    ctx: Context, redis: Redis, task_id: str, keep_s: int, now: datetime | None
+    ctx: AppContext, redis: Redis, task_id: str, keep_s: int, now: datetime | None
 ) -> float:
     """Seconds until the feed locks of this task's dead earlier run have surely expired (0: none).
 

@@ -76,7 +76,7 @@ def indexer_clean_all_changelogs(ctx: Context) -> list[str]:
 
 
 def sync_history_cleanup(ctx: Context) -> list[str]:
-    days = ctx.settings.file.retention.days
+    days = ctx.plan.retention_days
     removed_runs, removed_errors = runs.remove_history(ctx.db, days)
     removed_jobs = job_runs.remove_older_than(ctx.db, days)
     return [

@@ -25,8 +25,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from config.context import AppContext, open_context
 from config.settings import Settings
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.pipeline.indexer import Outcome
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
@@ -172,7 +173,7 @@ class Endpoint:
         self.thread.join(timeout=5)
 
 
-def serve(ctx: Context, port: int | None = None, addr: str = "0.0.0.0") -> Endpoint:
+def serve(ctx: AppContext, port: int | None = None, addr: str = "0.0.0.0") -> Endpoint:
     """Serve /metrics on `port` (default METRICS_PORT; 0 picks a free one) in a thread."""
     chosen = ctx.settings.metrics_port if port is None else port
     server, thread = start_http_server(chosen, addr=addr, registry=registry_for(ctx))

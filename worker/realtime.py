@@ -19,6 +19,7 @@ import structlog
 from redis import Redis
 from sqlalchemy.engine import make_url
 
+from config.context import AppContext
 from feeds.context import Context
 from feeds.definitions import Feed
 from feeds.tracking import realtime
@@ -104,7 +105,7 @@ class Listener:
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: AppContext,
         dispatch: Dispatch,
         *,
         debounce_s: float = 0.05,

@@ -18,8 +18,8 @@ from celery.signals import celeryd_init, worker_process_init, worker_shutting_do
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config.context import AppContext, open_context
 from config.settings import Settings
-from feeds.context import Context, open_context
 from feeds.definitions import Keys
 from feeds.errors import FeedsyncError
 from feeds.pipeline import stopping
@@ -37,7 +37,7 @@ from worker.fleet_lock import stop_key
 log = structlog.get_logger("worker.tasks")
 
 settings: Settings = app.feedsync_settings
-_context: Context | None = None
+_context: AppContext | None = None
 _redis: Redis | None = None
 _hostname: str | None = None
 # A waiting rerun retries until the dead run's lock expired; this bounds it.
@@ -45,7 +45,7 @@ _MAX_WAITS = 50
 _STOPPING_KEEP_S = 3600
 
 
-def context() -> Context:
+def context() -> AppContext:
     global _context
     if _context is None:
         _context = open_context(settings)

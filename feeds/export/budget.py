@@ -21,9 +21,8 @@ import structlog
 from sqlalchemy import DateTime, Engine, Integer, String, bindparam, func, literal, select
 from sqlalchemy.engine import Connection
 
-from config.settings import Settings
 from feeds.clock import utcnow
-from feeds.context import Context
+from feeds.context import Context, Plan
 from feeds.definitions import Feed
 from feeds.state.database import insert_for
 from feeds.state.tables import buckets, limits
@@ -121,20 +120,20 @@ def is_counted(destination: str) -> bool:
 
 def usage(ctx: Context, destination: str | None = None) -> Usage:
     """API-call usage of a destination (default: EXPORT_URL) in the last 24 hours, for the fleet."""
-    name = destination or ctx.settings.export_url
-    return CallBudget.for_settings(ctx.db, name, ctx.settings).usage()
+    name = destination or ctx.plan.export_url
+    return CallBudget.for_plan(ctx.db, name, ctx.plan).usage()
 
 
 def usage_by_destination(ctx: Context) -> list[Usage]:
     """API-call usage of every destination the feeds send to (usually one), in URL order."""
-    destinations = sorted({ctx.settings.destination(name) for name in ctx.registry.names()})
+    destinations = sorted({ctx.plan.feed(name).destination for name in ctx.registry.names()})
     return [usage(ctx, destination) for destination in destinations]
 
 
 def exhausted(ctx: Context, feed: Feed) -> str | None:
     """Why nothing can be sent to the feed's destination now, or None when calls are left."""
-    name = ctx.settings.destination(feed.name)
-    if not is_counted(name) or ctx.settings.export_daily_call_allocation is None:
+    name = ctx.plan.feed(feed.name).destination
+    if not is_counted(name) or ctx.plan.call_allocation is None:
         return None
     current = usage(ctx, name)
     if not current.paused or current.cap is None or current.resumes_at is None:
@@ -187,12 +186,12 @@ class CallBudget:
         self._lock_key = zlib.crc32(destination.encode())  # advisory lock id (PostgreSQL)
 
     @classmethod
-    def for_settings(cls, engine: Engine, destination: str, settings: Settings) -> CallBudget:
+    def for_plan(cls, engine: Engine, destination: str, plan: Plan) -> CallBudget:
         return cls(
             engine,
             destination,
-            settings.export_daily_call_allocation,
-            settings.export_daily_call_limit,
+            plan.call_allocation,
+            plan.call_limit,
         )
 
     def acquire(self) -> str | None:
@@ -321,7 +320,7 @@ def gate_for(ctx: Context, destination: str) -> CallBudget | None:
     """The budget a run asks before each request to `destination`; None for a file destination."""
     if not is_counted(destination):
         return None
-    return CallBudget.for_settings(ctx.db, destination, ctx.settings)
+    return CallBudget.for_plan(ctx.db, destination, ctx.plan)
 
 
 @functools.cache

@@ -8,9 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from config.settings import RetrySettings
 from feeds.clock import utcnow
-from feeds.definitions import ItemStatus
+from feeds.definitions import ItemStatus, RetryPolicy
 from feeds.export.destination import CallGate, Destination
 from feeds.export.protocol import BatchOutcome, ItemResult, budget_exhausted
 from feeds.export.retry import next_attempt
@@ -31,7 +30,7 @@ class Delivery:
     destination: Destination
     feed: str
     batch_size: int
-    retry: RetrySettings
+    retry: RetryPolicy
     keep_payload: bool = False
     threads: int = 1
     config_error: str | None = None

@@ -8,7 +8,6 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from config.settings import Settings
 from feeds.export.protocol import BatchOutcome
 from feeds.pipeline.diff import FeedItem
 
@@ -46,7 +45,9 @@ class Destination(Protocol):
     def close(self) -> None: ...
 
 
-def open_destination(url: str, settings: Settings, db: Engine | None = None) -> Destination:
+def open_destination(
+    url: str, *, token: str | None = None, timeout_s: float = 30, db: Engine | None = None
+) -> Destination:
     """The destination for an EXPORT_URL (already validated by the settings).
 
     `db`, the worker database, shares an HTTP destination's Retry-After pause with every sender.
@@ -60,7 +61,7 @@ def open_destination(url: str, settings: Settings, db: Engine | None = None) -> 
 
     return HttpDestination(
         url,
-        token=settings.export_token,
-        timeout_s=settings.export_timeout_s,
+        token=token,
+        timeout_s=timeout_s,
         pause=DestinationPause(db, url),
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from config.settings import RetrySettings
+from feeds.definitions import RetryPolicy
 
 
 def next_attempt(
-    attempts: int, now: datetime, policy: RetrySettings, rng: random.Random | None = None
+    attempts: int, now: datetime, policy: RetryPolicy, rng: random.Random | None = None
 ) -> datetime | None:
     """The time of the next resend after `attempts` failed sends, or None once `max_attempts` is reached.
 

@@ -11,12 +11,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select
 
-from config.settings import Settings
 from feeds.clock import utcnow
-from feeds.context import Context
+from feeds.context import Context, Plan
 from feeds.definitions import ExportMode, Feed, IndexerMode, IndexerStatus, RunStatus
 from feeds.history import runs
-from feeds.schedule import cron_of, next_fire
+from feeds.schedule import next_fire
 from feeds.state import indexer_state
 from feeds.state.tables import sync_runs
 
@@ -69,10 +68,10 @@ def list_integrations(ctx: Context, now: datetime | None = None) -> list[Integra
         }
     found = []
     for feed in ctx.registry:
-        url = ctx.settings.destination(feed.name)
+        url = ctx.plan.feed(feed.name).destination
         state = states[feed.indexer_id]
         run = last[feed.name]
-        export_mode = ctx.settings.feed(feed.name).export_mode
+        export_mode = ctx.plan.feed(feed.name).export_mode
         found.append(
             Integration(
                 id=integration_id(feed.name, url),
@@ -83,7 +82,7 @@ def list_integrations(ctx: Context, now: datetime | None = None) -> list[Integra
                 last_job_start_time=run.started_at if run else None,
                 last_job_status=job_status(run.status) if run else None,
                 next_scheduled_run=_next_run(
-                    ctx.settings, feed, state.status, state.mode, export_mode, now
+                    ctx.plan, feed, state.status, state.mode, export_mode, now
                 ),
             )
         )
@@ -106,13 +105,13 @@ def find(ctx: Context, integration: str) -> Feed | None:
     except (ValueError, AttributeError, TypeError):
         return None
     for feed in ctx.registry:
-        if integration_id(feed.name, ctx.settings.destination(feed.name)) == wanted:
+        if integration_id(feed.name, ctx.plan.feed(feed.name).destination) == wanted:
             return feed
     return None
 
 
 def _next_run(
-    settings: Settings,
+    plan: Plan,
     feed: Feed,
     status: IndexerStatus,
     mode: IndexerMode,
@@ -130,4 +129,4 @@ def _next_run(
         job = "indexer_update_all_views"
     else:
         return None
-    return next_fire(cron_of(job, settings.file.jobs), now)
+    return next_fire(plan.cron(job), now)

@@ -68,8 +68,8 @@ def current_settings(ctx: Context) -> NotificationConfig:
         return NotificationConfig(
             Frequency(row.frequency), row.webhook_url, "database", row.updated_at
         )
-    configured = ctx.settings.file.notifications
-    return NotificationConfig(Frequency(configured.frequency), configured.webhook_url, "config")
+    plan = ctx.plan
+    return NotificationConfig(Frequency(plan.notify_frequency), plan.notify_webhook, "config")
 
 
 def update_settings(ctx: Context, *, frequency: str, webhook_url: str | None) -> NotificationConfig:

@@ -95,7 +95,7 @@ def _pending(feed: Feed, only_unsent: bool = True) -> tuple:  # type: ignore[typ
 def send_stored(ctx: Context, run: Run, lock: Lock, only_unsent: bool) -> None:
     """Send the payloads the feed table holds (legacy mode): the never-sent ones, or all of them."""
     c = items.c
-    size = ctx.settings.feed(feed_name := run.feed.name).collect_batch_size
+    size = ctx.plan.feed(feed_name := run.feed.name).collect_batch_size
     last = ""
     while True:
         with ctx.db.connect() as conn:
@@ -149,7 +149,7 @@ def _due_rebuilds(
 
 def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
     """Rebuild the due items from the source (their current state, not a stale copy) and send them."""
-    size = ctx.settings.feed(run.feed.name).collect_batch_size
+    size = ctx.plan.feed(run.feed.name).collect_batch_size
     # Only what was due when the run started: an item that fails again waits for a later run.
     started = utcnow()
     while (due := _due_ids(ctx, run.feed, size, started)) or (

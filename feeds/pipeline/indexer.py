@@ -90,7 +90,7 @@ def full_reindex(
     feed = run.feed
     if batches is None:
         batches = entity_batches(
-            ctx, feed, ctx.settings.feed(feed.name).collect_batch_size, start_after
+            ctx, feed, ctx.plan.feed(feed.name).collect_batch_size, start_after
         )
     done: Iterator[tuple[Batch, Counts]]
     if mapper is not None:
@@ -99,7 +99,7 @@ def full_reindex(
         spread = reindex_spread(ctx, feed)
         run.log.info("reindex.processes", processes=spread.processes, reason=spread.reason)
         if spread.processes > 1:
-            done = parallel.map_batches(ctx.settings, run, batches, spread.processes)
+            done = parallel.map_batches(ctx.reopen, run, batches, spread.processes)
         else:
             done = ((batch, process_batch(ctx, run, batch.keys)) for batch in batches)
     entities = 0
@@ -126,7 +126,7 @@ class Spread:
 def reindex_spread(ctx: Context, feed: Feed) -> Spread:
     """Configured, or one process per core (max 4) for a feed of 5 chunks or more; one process
     where this one may not start processes."""
-    configured = ctx.settings.feed(feed.name).reindex_processes
+    configured = ctx.plan.feed(feed.name).reindex_processes
     if not parallel.may_start_processes():
         # A Celery pool process is daemonic: Python refuses it children. The worker's pool is
         # already one process per core, running the other jobs; `saas:resync --fleet` spreads a
@@ -142,7 +142,7 @@ def reindex_spread(ctx: Context, feed: Feed) -> Spread:
     if cores == 1:
         return Spread(1, "one core")
     entities = count_entities(ctx, feed)
-    chunk = ctx.settings.feed(feed.name).collect_batch_size
+    chunk = ctx.plan.feed(feed.name).collect_batch_size
     if entities < 5 * chunk:
         # Starting processes costs more than it saves on a small feed.
         return Spread(1, f"{entities} entities, fewer than 5 chunks of {chunk}")
@@ -159,7 +159,7 @@ def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = No
     feed = run.feed
     with ctx.db.connect() as conn:
         after = indexer_state.get_state(conn, feed.indexer_id).version_id
-    chunk_size = ctx.settings.feed(feed.name).collect_batch_size
+    chunk_size = ctx.plan.feed(feed.name).collect_batch_size
     while after < upto:
         with ctx.source.connect() as src:
             chunk = changelog.read(src, feed, after, upto, chunk_size)

@@ -18,11 +18,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
-from config.settings import Settings
 from feeds.definitions import Keys, Operation
 from feeds.history.runs import Counts
 
@@ -42,12 +41,10 @@ def may_start_processes() -> bool:
     return not multiprocessing.current_process().daemon
 
 
-def _start(settings: Settings, parent: int) -> None:
+def _start(reopen: Callable[[], Context], parent: int) -> None:
     global _context
     _end_with(parent)
-    from feeds.context import open_context
-
-    _context = open_context(settings, migrate=False)
+    _context = reopen()
 
 
 def _end_with(parent: int) -> None:
@@ -84,13 +81,13 @@ def _batch(
 
 
 def map_batches(
-    settings: Settings, run: Run, batches: Iterable[Batch], processes: int
+    reopen: Callable[[], Context], run: Run, batches: Iterable[Batch], processes: int
 ) -> Iterator[tuple[Batch, Counts]]:
     """Each batch with its counts, in order, processed by `processes` spawned workers (added to `run`)."""
     # spawn, not fork: a forked child would share the parent's database connections.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_start, initargs=(settings, os.getpid())
+        processes, mp_context=context, initializer=_start, initargs=(reopen, os.getpid())
     ) as pool:
         pending: deque[tuple[Batch, Future[tuple[Counts, str | None]]]] = deque()
 

@@ -28,7 +28,7 @@ _INSERT_ROWS = 1000
 
 def plan(ctx: Context, feed: Feed, start_after: int | None = None) -> int:
     """Store the feed's key ranges (after `start_after`), replacing any earlier plan; returns how many."""
-    size = ctx.settings.feed(feed.name).collect_batch_size
+    size = ctx.plan.feed(feed.name).collect_batch_size
     with ctx.db.begin() as conn:
         clear(conn, feed)
         rows: list[dict[str, Any]] = []

@@ -261,7 +261,7 @@ def _locked_run(ctx: Context, feed: Feed, options: RunOptions, work) -> Outcome:
 def _by_ids(ctx: Context, run: Run, ids: tuple[str, ...], progress: Progress | None) -> None:
     """Rebuild and send the items named: their entities come from the feed table (or the id itself)."""
     ordered = entities_of(ctx, run.feed, ids)
-    size = ctx.settings.feed(run.feed.name).collect_batch_size
+    size = ctx.plan.feed(run.feed.name).collect_batch_size
     for start in range(0, len(ordered), size):
         process_batch(ctx, run, Keys(ids=tuple(ordered[start : start + size])), resend=set(ids))
         if progress is not None:

@@ -18,7 +18,7 @@ from datetime import datetime
 import structlog
 
 from feeds.context import Context
-from feeds.definitions import ExportMode, Feed, Operation, RunStatus
+from feeds.definitions import Feed, Operation, RunStatus
 from feeds.errors import one_line
 from feeds.export import budget
 from feeds.export.delivery import Delivery
@@ -73,8 +73,8 @@ def delivery_for(ctx: Context, feed: Feed, options: RunOptions) -> Delivery:
     return Delivery(
         destination=destination,
         feed=feed.name,
-        batch_size=options.batch_size or ctx.settings.batch_size(feed.name),
-        retry=ctx.settings.file.retry,
+        batch_size=options.batch_size or ctx.plan.feed(feed.name).batch_size,
+        retry=ctx.plan.retry,
         keep_payload=collect_only(ctx, feed),
         threads=options.threads,
         gate=budget.gate_for(ctx, destination.name),
@@ -83,7 +83,7 @@ def delivery_for(ctx: Context, feed: Feed, options: RunOptions) -> Delivery:
 
 def collect_only(ctx: Context, feed: Feed) -> bool:
     """Legacy export mode: collection keeps payloads; `saas_data_exporter` sends them later."""
-    return ctx.settings.feed(feed.name).export_mode is ExportMode.LEGACY
+    return ctx.plan.feed(feed.name).collect_only
 
 
 def new_run(

@@ -10,9 +10,10 @@ from types import ModuleType
 
 import pytest
 
+from config.context import open_context
 from config.settings import load_settings
 from feeds.commerce import demo
-from feeds.context import Context, open_context
+from feeds.context import Context
 from tests.resilience import products_feed
 from worker.testing.destination_server import DestinationServer
 

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from config.context import open_context
 from config.settings import load_settings
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import RunStatus
 from feeds.history import job_runs
 from feeds.history.job_runs import JobStatus

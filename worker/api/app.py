@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from config.context import AppContext, open_context
 from config.settings import Settings, load_settings
-from feeds.context import Context, open_context
 from worker.api import admin, apikeys, cdi
 from worker.api.auth import ApiError
 from worker.api.ratelimit import RateLimiter
@@ -124,7 +124,7 @@ def validation_sentence(errors: object) -> str:
     return f"The {label} is not accepted: {message}."
 
 
-def _default_trigger(ctx: Context, background: BackgroundSync) -> SyncTrigger:
+def _default_trigger(ctx: AppContext, background: BackgroundSync) -> SyncTrigger:
     """A fleet (a broker is configured) runs requested syncs on its workers; else this process."""
     if not ctx.settings.broker_url:
         return background

@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from config.context import open_context
 from config.settings import Settings
-from feeds.context import open_context
 from feeds.history import job_runs
 from feeds.schedule import cron_of, job_names, next_fire
 from worker.cli.output import say
@@ -31,7 +31,7 @@ def cron_list(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
     rows = []
     for job in jobs_for(ctx):
-        cron = cron_of(job, settings.file.jobs)
+        cron = cron_of(job, settings.crons())
         run = last.get(job)
         rows.append(
             (

@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
+from config.context import open_context
 from config.settings import Settings
 from feeds.commerce import demo
-from feeds.context import open_context
 from feeds.pipeline import indexer
 
 

@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from config.context import open_context
 from config.settings import Settings
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus
 from feeds.errors import FeedsyncError, one_line
 from feeds.history.runs import Counts

@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from config.context import open_context
 from config.settings import Settings
-from feeds.context import open_context
 from feeds.definitions import IndexerMode
 from feeds.pipeline import indexer
 from feeds.state import indexer_state

@@ -13,9 +13,10 @@ from typing import Any
 
 import structlog
 
+from config.context import AppContext, open_context
 from config.settings import Settings
 from feeds.commerce import demo
-from feeds.context import Context, open_context
+from feeds.context import Context
 from feeds.definitions import IndexerMode
 from feeds.errors import ConfigError
 from feeds.history.integrations import public_destination
@@ -94,7 +95,7 @@ def _run(args: argparse.Namespace, settings: Settings, api_listener: socket.sock
     return 0
 
 
-def _serve_metrics(ctx: Context, port: int | None, host: str) -> metrics.Endpoint:
+def _serve_metrics(ctx: AppContext, port: int | None, host: str) -> metrics.Endpoint:
     try:
         return metrics.serve(ctx, port, addr=host)
     except OSError as exc:
@@ -133,7 +134,7 @@ def _changer(ctx: Context, every_s: float) -> Any:
     return change
 
 
-def _print_welcome(ctx: Context, background: Background, demo_every_s: float | None) -> None:
+def _print_welcome(ctx: AppContext, background: Background, demo_every_s: float | None) -> None:
     export = ctx.settings.export_url
     where = (
         file_destination_path(export).resolve()

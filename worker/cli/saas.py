@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from config.context import open_context
 from config.settings import Settings
-from feeds.context import open_context
 from feeds.errors import FeedsyncError
 from feeds.history.runs import Counts
 from feeds.pipeline.indexer import BatchMapper

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
+from config.context import open_context
 from config.settings import Settings
-from feeds.context import open_context
 from feeds.definitions import Operation, RunStatus
 from feeds.export.protocol import ErrorCategory
 from feeds.history import csv_export, read_model, runs

@@ -156,7 +156,7 @@ def _fresh_build(ctx: Context, feed: Feed) -> tuple[dict[str, str], dict[str, st
     `entity:<key>` for an entity none of whose items could be built) that cannot be, with why."""
     built: dict[str, str] = {}
     unbuildable: dict[str, str] = {}
-    size = ctx.settings.feed(feed.name).collect_batch_size
+    size = ctx.plan.feed(feed.name).collect_batch_size
     for batch in entity_batches(ctx, feed, size):
         documents, broken = build_documents(ctx, feed, batch.keys)
         for entity, message in broken.items():
