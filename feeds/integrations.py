@@ -16,7 +16,7 @@ from feeds import runs, store
 from feeds.context import Context
 from feeds.definitions import Feed
 from feeds.runs import RunStatus, sync_runs
-from feeds.schedule import cron_of, next_fire
+from feeds.schedule import FIXED_JOBS, cron_of, next_fire
 from feeds.store import IndexerStatus, utcnow
 
 # Fixed forever: integration ids derive from it, and clients keep them.
@@ -118,7 +118,8 @@ def _next_run(
     export_mode: ExportMode,
     now: datetime,
 ) -> datetime | None:
-    """When the job that sends this feed's changes runs next (None: suspended, or realtime mode)."""
+    """When the job that sends this feed's changes runs next (None: suspended, realtime mode, or
+    the job's group disabled)."""
     if status is IndexerStatus.SUSPENDED:
         return None
     if status is not IndexerStatus.VALID:
@@ -129,4 +130,7 @@ def _next_run(
         job = "indexer_update_all_views"
     else:
         return None
+    group = next(j.group for j in FIXED_JOBS if j.name == job)
+    if group in settings.file.groups.disabled():
+        return None  # its group is off the schedule: nothing will run it
     return next_fire(cron_of(job, settings.file.jobs), now)

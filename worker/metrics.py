@@ -29,6 +29,7 @@ from config.settings import Settings
 from feeds import changelog, store
 from feeds.context import Context, open_context
 from feeds.indexer import Outcome
+from feeds.schedule import catalog
 
 log = structlog.get_logger("worker.metrics")
 
@@ -130,6 +131,25 @@ class DatabaseCollector(Collector):
         yield rebuilds
 
 
+class JobsCollector(Collector):
+    """The job catalog: one series per job and its group, 1 when on the schedule, 0 when its
+    group is disabled. Join it to the job histogram to sum durations by group."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        scheduled = GaugeMetricFamily(
+            "feedsync_job_scheduled",
+            "Jobs of the catalog by cron group: 1 on the schedule, 0 when the group is disabled",
+            labels=["job", "group"],
+        )
+        disabled = set(self.ctx.settings.file.groups.disabled())
+        for job in catalog(self.ctx.registry.names()):
+            scheduled.add_metric([job.name, job.group.value], 0 if job.group in disabled else 1)
+        yield scheduled
+
+
 class _Process(Collector):
     """This process's own registry (counters, histogram, process and GC metrics)."""
 
@@ -146,6 +166,7 @@ def registry_for(ctx: Context) -> CollectorRegistry:
     else:
         registry.register(_Process())
     registry.register(DatabaseCollector(ctx))
+    registry.register(JobsCollector(ctx))
     return registry
 
 
