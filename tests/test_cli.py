@@ -23,6 +23,7 @@ ALL_IDS = [
     "catalog_data_exporter_product_attributes",
     "catalog_data_exporter_categories",
     "catalog_data_exporter_product_prices",
+    "catalog_data_exporter_product_overrides",
     "catalog_data_exporter_product_variants",
     "sales_data_exporter_orders",
 ]
@@ -58,6 +59,7 @@ def test_info_lists_every_indexer_with_its_title(
             ("catalog_data_exporter_product_attributes", "Product Attributes Feed"),
             ("catalog_data_exporter_categories", "Category Feed"),
             ("catalog_data_exporter_product_prices", "Prices Feed"),
+            ("catalog_data_exporter_product_overrides", "Product Overrides Feed"),
             ("catalog_data_exporter_product_variants", "Product Variant Feed"),
             ("sales_data_exporter_orders", "Sales Order Feed"),
         ]
@@ -286,6 +288,41 @@ def test_cron_jobs_reindex_invalid_then_sync_changes_then_clean(
     assert all(tail[i]["deleted"] and tail[i]["data"] is None for i in changed["deleted"])
     code, out, _ = run(capsys, "cron:run", "indexer_clean_all_changelogs")
     assert code == 0 and "products: " in out
+
+
+def test_the_overrides_feed_watches_its_table_and_the_products_sku(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path
+) -> None:
+    code, out, _ = run(capsys, "indexer:reindex", "catalog_data_exporter_product_overrides")
+    assert code == 0 and out.startswith("Product Overrides Feed index has been rebuilt")
+    first = exported(export_dir, "productOverrides")
+    assert first and all(item["id"].count("-") == 2 for item in first)
+    wholesale = next(i for i in first if i["data"]["customerGroupCode"] == "Wholesale")
+    product = wholesale["data"]["productId"]
+    hidden = next(i["data"]["productId"] for i in first if not i["data"]["displayable"])
+    from sqlalchemy import text
+
+    from feeds.database import create_db_engine
+
+    engine = create_db_engine(os.environ["DATABASE_URL"])  # the application, in plain SQL
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE product_overrides SET displayable = false "
+                "WHERE product_id = :p AND customer_group_id = 2"
+            ),
+            {"p": product},
+        )
+        conn.execute(text("UPDATE products SET sku = 'SKU-NEW' WHERE id = :p"), {"p": hidden})
+    engine.dispose()
+    with_sku = [i["id"] for i in first if i["data"]["productId"] == hidden]
+    code, out, _ = run(capsys, "cron:run", "indexer_update_all_views")
+    assert code == 0
+    changed = len({wholesale["id"], *with_sku})
+    assert f"productOverrides: new 0, updated {changed}, deleted 0, skipped 0" in out
+    tail = {i["id"]: i["data"] for i in exported(export_dir, "productOverrides")[len(first) :]}
+    assert len(tail) == changed and tail[wholesale["id"]]["displayable"] is False
+    assert all(tail[i]["sku"] == "SKU-NEW" for i in with_sku)
 
 
 def test_cron_run_refuses_an_unknown_job(

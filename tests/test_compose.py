@@ -148,7 +148,7 @@ def test_resends_have_a_queue_and_workers_of_their_own(compose: dict[str, Any]) 
     routes = task_routes(load_settings(env))
     assert routes == {
         f"feedsync.{feed}_feed_resend_failed_items": {"queue": "resend"}
-        for feed in ("products", "productAttributes", "categories")
+        for feed in ("products", "productAttributes", "categories", "productOverrides")
         + ("prices", "variants", "orders")
     }
 
