@@ -234,3 +234,20 @@ def test_a_group_routed_to_a_queue_sends_its_tasks_there_and_the_others_to_the_d
     finally:
         broker.close()
         app.close()
+
+
+def test_an_integration_whose_syncing_job_is_off_the_schedule_has_no_next_run(
+    cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.integrations import list_integrations
+
+    def next_runs() -> dict[str, datetime | None]:
+        ctx = open_context(load_settings())
+        try:
+            return {i.feed.name: i.next_scheduled_run for i in list_integrations(ctx)}
+        finally:
+            ctx.close()
+
+    assert all(when is not None for when in next_runs().values())  # new indexers: reindex due
+    config(tmp_path, monkeypatch, "[groups.index]\nenabled = false\n")
+    assert set(next_runs().values()) == {None}
