@@ -73,6 +73,7 @@ def plan_of(settings: Settings, registry: FeedRegistry) -> Plan:
         call_limit=settings.export_daily_call_limit,
         retention_days=settings.file.retention.days,
         crons=settings.crons(),
+        disabled_groups=frozenset(settings.file.groups.disabled()),
         notify_frequency=notifications.frequency,
         notify_webhook=notifications.webhook_url,
     )

@@ -31,6 +31,7 @@ from sqlalchemy.exc import ArgumentError
 
 from feeds.definitions import ExportMode, IndexerMode
 from feeds.errors import ConfigError
+from feeds.schedule import JobGroup
 from feeds.urls import hide_password, http_url_problem, url_parse_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/feedsync.db"
@@ -38,6 +39,7 @@ DEFAULT_EXPORT_URL = "file://./var/export"
 DESTINATION_FORMS = "file:///path/to/dir, file://./relative/dir or http(s)://host[:port][/path]"
 WEBHOOK_FORM = "an http(s):// URL with a host, such as https://hooks.example.com/feedsync"
 CRON_FORMS = "five fields such as '* * * * *' or '*/5 * * * *' (a sixth, seconds, may follow)"
+QUEUE_FORM = "a Celery queue name of letters, digits, '.', '_' or '-', such as 'resend'"
 
 
 class _Strict(BaseModel):
@@ -86,6 +88,41 @@ class JobSettings(_Strict):
         except CroniterError:
             raise ValueError(f"it never fires (no such date); accepted: {CRON_FORMS}") from None
         return value
+
+
+class GroupSettings(_Strict):
+    """One cron group: whether its jobs are scheduled, and the Celery queue its tasks go to."""
+
+    # Off: beat and the embedded runner leave its jobs out; `cron:run` still runs them on demand.
+    enabled: StrictBool = True
+    # None: Celery's default queue, which every worker started without -Q consumes.
+    queue: str | None = None
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(f"it is empty; accepted: {QUEUE_FORM}")
+        if not all(char.isascii() and (char.isalnum() or char in "._-") for char in value):
+            raise ValueError(f"it has a character a queue name cannot hold; accepted: {QUEUE_FORM}")
+        return value
+
+
+class GroupsSettings(_Strict):
+    """`[groups.<name>]`: one table per cron group of feeds/schedule.py (`JobGroup`)."""
+
+    index: GroupSettings = GroupSettings()
+    resync_failed_feeds_data_exporter: GroupSettings = GroupSettings()
+    sync_history: GroupSettings = GroupSettings()
+
+    def of(self, group: JobGroup) -> GroupSettings:
+        settings: GroupSettings = getattr(self, group.value)
+        return settings
+
+    def disabled(self) -> list[JobGroup]:
+        return [group for group in JobGroup if not self.of(group).enabled]
 
 
 class FleetSettings(_Strict):
@@ -150,6 +187,7 @@ class FileConfig(_Strict):
     builtin_feeds: StrictBool = True
     feeds: dict[str, FeedSettings] = {}
     jobs: dict[str, JobSettings] = {}
+    groups: GroupsSettings = GroupsSettings()
     retry: RetrySettings = RetrySettings()
     retention: RetentionSettings = RetentionSettings()
     notifications: NotificationSettings = NotificationSettings()

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from feeds.definitions import Feed, FeedPlan, FeedRegistry, RetryPolicy
 from feeds.export import Destination
-from feeds.schedule import cron_of
+from feeds.schedule import JobGroup, cron_of
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Plan:
     retention_days: int = 5
     # `[jobs.<name>] cron` of the TOML file: the jobs whose default cron is replaced.
     crons: Mapping[str, str] = field(default_factory=dict)
+    # Groups off the schedule (`[groups.<name>] enabled = false`): run only on demand.
+    disabled_groups: frozenset[JobGroup] = frozenset()
     notify_frequency: str = "off"
     notify_webhook: str | None = None
 

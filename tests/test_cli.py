@@ -23,6 +23,7 @@ ALL_IDS = [
     "catalog_data_exporter_product_attributes",
     "catalog_data_exporter_categories",
     "catalog_data_exporter_product_prices",
+    "catalog_data_exporter_product_overrides",
     "catalog_data_exporter_product_variants",
     "sales_data_exporter_orders",
 ]
@@ -58,6 +59,7 @@ def test_info_lists_every_indexer_with_its_title(
             ("catalog_data_exporter_product_attributes", "Product Attributes Feed"),
             ("catalog_data_exporter_categories", "Category Feed"),
             ("catalog_data_exporter_product_prices", "Prices Feed"),
+            ("catalog_data_exporter_product_overrides", "Product Overrides Feed"),
             ("catalog_data_exporter_product_variants", "Product Variant Feed"),
             ("sales_data_exporter_orders", "Sales Order Feed"),
         ]
@@ -108,6 +110,7 @@ def test_set_mode_refuses_a_missing_or_wrong_mode(
         "indexer:reset",
         "indexer:set-mode schedule",
         "indexer:set-status valid",
+        "indexer:show-dimensions-mode",
     ],
 )
 def test_unknown_indexer_id_is_refused_before_any_work(
@@ -144,6 +147,78 @@ def test_status_table_shows_status_mode_and_backlog(
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", products[5])
     assert by_id["catalog_data_exporter_categories"][2] == "Reindex required"
     assert by_id["sales_data_exporter_orders"][3:] == ["Save", "", ""]
+
+
+def test_status_of_several_ids_shows_those_sorted_by_title_and_a_suspended_view(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "indexer:reindex", "catalog_data_exporter_products")
+    run(capsys, "indexer:set-status", "suspended", "catalog_data_exporter_product_overrides")
+    run(capsys, "demo:change", "--update", "3", "--delete", "0", "--seed", "5")
+    code, out, _ = run(
+        capsys,
+        "indexer:status",
+        "catalog_data_exporter_products",
+        "catalog_data_exporter_product_overrides",
+        "catalog_data_exporter_categories",
+    )
+    assert code == 0
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()[3:-1]]
+    assert [r[:5] for r in rows] == [
+        ["catalog_data_exporter_categories", "Category Feed", "Reindex required", "Schedule"]
+        + ["idle (0 in backlog)"],
+        ["catalog_data_exporter_products", "Product Feed", "Ready", "Schedule"]
+        + ["idle (3 in backlog)"],
+        ["catalog_data_exporter_product_overrides", "Product Overrides Feed", "Suspended"]
+        + ["Schedule", rows[2][4]],
+    ]
+    assert re.fullmatch(r"suspended \(\d+ in backlog\)", rows[2][4])
+    assert rows[2][4] != "suspended (0 in backlog)"  # its changes wait for it too
+
+
+def test_show_dimensions_mode_prints_none_for_every_feed(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "indexer:show-dimensions-mode",
+        "catalog_data_exporter_product_prices",
+        "sales_data_exporter_orders",
+    )
+    assert (code, out.splitlines()) == (
+        0,
+        ["%-50s none" % "Prices Feed:", "%-50s none" % "Sales Order Feed:"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "sentence"),
+    [
+        (
+            ["catalog_data_exporter_product_prices", "website"],
+            "Invalid value for 'indexer' argument: Prices Feed "
+            "(catalog_data_exporter_product_prices) has no dimensions, as no feed has: it is "
+            "built whole, never split by website or customer group, so there is no dimensions "
+            "mode to set.",
+        ),
+        (
+            [],
+            "Missing argument 'indexer': feeds have no dimensions, so no indexer here has a "
+            "dimensions mode to set.",
+        ),
+        (
+            ["catalog_product_price", "website"],
+            "The following requested index types are not supported: 'catalog_product_price'.\n"
+            f"Supported types: {', '.join(ALL_IDS)}",
+        ),
+    ],
+    ids=["a feed", "no indexer", "Magento's price indexer"],
+)
+def test_set_dimensions_mode_answers_that_feeds_have_no_dimensions_and_exits_1(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], argv: list[str], sentence: str
+) -> None:
+    code, out, err = run(capsys, "indexer:set-dimensions-mode", *argv)
+    assert (code, out, err) == (1, "", sentence + "\n")
 
 
 def test_reindex_prints_rebuilt_line_and_exports(
@@ -286,6 +361,41 @@ def test_cron_jobs_reindex_invalid_then_sync_changes_then_clean(
     assert all(tail[i]["deleted"] and tail[i]["data"] is None for i in changed["deleted"])
     code, out, _ = run(capsys, "cron:run", "indexer_clean_all_changelogs")
     assert code == 0 and "products: " in out
+
+
+def test_the_overrides_feed_watches_its_table_and_the_products_sku(
+    seeded: dict[str, str], capsys: pytest.CaptureFixture[str], export_dir: Path
+) -> None:
+    code, out, _ = run(capsys, "indexer:reindex", "catalog_data_exporter_product_overrides")
+    assert code == 0 and out.startswith("Product Overrides Feed index has been rebuilt")
+    first = exported(export_dir, "productOverrides")
+    assert first and all(item["id"].count("-") == 2 for item in first)
+    wholesale = next(i for i in first if i["data"]["customerGroupCode"] == "Wholesale")
+    product = wholesale["data"]["productId"]
+    hidden = next(i["data"]["productId"] for i in first if not i["data"]["displayable"])
+    from sqlalchemy import text
+
+    from feeds.state.database import create_db_engine
+
+    engine = create_db_engine(os.environ["DATABASE_URL"])  # the application, in plain SQL
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE product_overrides SET displayable = false "
+                "WHERE product_id = :p AND customer_group_id = 2"
+            ),
+            {"p": product},
+        )
+        conn.execute(text("UPDATE products SET sku = 'SKU-NEW' WHERE id = :p"), {"p": hidden})
+    engine.dispose()
+    with_sku = [i["id"] for i in first if i["data"]["productId"] == hidden]
+    code, out, _ = run(capsys, "cron:run", "indexer_update_all_views")
+    assert code == 0
+    changed = len({wholesale["id"], *with_sku})
+    assert f"productOverrides: new 0, updated {changed}, deleted 0, skipped 0" in out
+    tail = {i["id"]: i["data"] for i in exported(export_dir, "productOverrides")[len(first) :]}
+    assert len(tail) == changed and tail[wholesale["id"]]["displayable"] is False
+    assert all(tail[i]["sku"] == "SKU-NEW" for i in with_sku)
 
 
 def test_cron_run_refuses_an_unknown_job(

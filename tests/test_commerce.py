@@ -1,9 +1,10 @@
-"""The sample commerce catalog: its schema, demo data, application-like changes and the six feeds."""
+"""The sample commerce catalog: its schema, demo data, application-like changes and the seven feeds."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from feeds.commerce.schema import (
     orders,
     product_attribute_values,
     product_categories,
+    product_overrides,
     product_prices,
     products,
 )
@@ -91,6 +93,7 @@ def test_seed_reports_what_it_added_and_adds_nothing_when_full(tmp_path: Path) -
     assert added["orders"] == 30
     assert added["categories"] == 12
     assert added["product_prices"] == 1200
+    assert added["product_overrides"] == 95
     assert demo.seed(engine, 300) == {}
     assert demo.seed(engine, 310)["products"] == 10
 
@@ -151,6 +154,20 @@ def test_every_product_has_four_prices_one_or_two_categories_and_three_to_five_a
     assert len(prices) == len(links) == len(values) == 400
 
 
+def test_about_one_product_in_four_has_a_wholesale_override_and_one_in_sixteen_is_hidden_from_guests(
+    catalog: Engine,
+) -> None:
+    with catalog.connect() as conn:
+        rows = conn.execute(select(product_overrides)).all()
+    wholesale = [r for r in rows if r.customer_group_id == 2]
+    hidden = [r for r in rows if r.customer_group_id == 0]
+    assert len(wholesale) + len(hidden) == len(rows)
+    assert 70 <= len(wholesale) <= 130 and 10 <= len(hidden) <= 40  # of 400 products
+    assert {r.website_code for r in wholesale} == set(sample.WEBSITES)
+    assert all(r.displayable and r.price is not None for r in wholesale)
+    assert all(r.website_code == "base" and not r.displayable and r.price is None for r in hidden)
+
+
 def test_orders_have_one_to_four_items_of_existing_products(catalog: Engine) -> None:
     with catalog.connect() as conn:
         items = conn.execute(select(order_items.c.product_id, order_items.c.sku)).all()
@@ -162,7 +179,7 @@ def test_orders_have_one_to_four_items_of_existing_products(catalog: Engine) -> 
     assert set(sizes.values()) <= {1, 2, 3, 4}
 
 
-def test_the_six_feeds_are_declared_with_their_indexers_and_titles() -> None:
+def test_the_seven_feeds_are_declared_with_their_indexers_and_titles() -> None:
     assert [(f.name, f.indexer_id, f.title) for f in FEEDS] == [
         ("products", "catalog_data_exporter_products", "Product Feed"),
         (
@@ -172,6 +189,11 @@ def test_the_six_feeds_are_declared_with_their_indexers_and_titles() -> None:
         ),
         ("categories", "catalog_data_exporter_categories", "Category Feed"),
         ("prices", "catalog_data_exporter_product_prices", "Prices Feed"),
+        (
+            "productOverrides",
+            "catalog_data_exporter_product_overrides",
+            "Product Overrides Feed",
+        ),
         ("variants", "catalog_data_exporter_product_variants", "Product Variant Feed"),
         ("orders", "sales_data_exporter_orders", "Sales Order Feed"),
     ]
@@ -257,6 +279,52 @@ def test_price_documents_one_per_customer_group(catalog: Engine) -> None:
     assert len(build(catalog, FEED["prices"], Keys(lo=0, hi=10))) == 40
 
 
+def test_product_override_documents_one_per_website_and_customer_group(catalog: Engine) -> None:
+    with catalog.connect() as conn:
+        rows = conn.execute(
+            select(product_overrides).where(product_overrides.c.product_id <= 40)
+        ).all()
+    docs = build(catalog, FEED["productOverrides"], Keys(lo=0, hi=40))
+    assert [d.id for d in docs] == sorted(
+        (f"{r.product_id}-{r.website_code}-{r.customer_group_id}" for r in rows),
+        key=lambda i: (int(i.split("-")[0]), i),
+    )
+    assert {d.entity for d in docs} == {r.product_id for r in rows}
+    hidden = next(d for d in docs if d.data["customerGroupId"] == 0)
+    product = hidden.entity
+    assert hidden.data == {
+        "productId": product,
+        "sku": f"SKU-{product:08d}",
+        "websiteCode": "base",
+        "customerGroupId": 0,
+        "customerGroupCode": "NOT LOGGED IN",
+        "displayable": False,
+        "price": None,
+        "updatedAt": hidden.data["updatedAt"],
+    }
+    wholesale = next(d for d in docs if d.data["customerGroupId"] == 2)
+    assert wholesale.data["customerGroupCode"] == "Wholesale" and wholesale.data["displayable"]
+    assert isinstance(wholesale.data["price"], float)
+    assert [d.id for d in build(catalog, FEED["productOverrides"], Keys(ids=(product,)))] == [
+        d.id for d in docs if d.entity == product
+    ]
+
+
+def test_an_override_changes_when_its_product_does(fresh: Engine) -> None:
+    with fresh.connect() as conn:
+        product = conn.execute(select(func.min(product_overrides.c.product_id))).scalar_one()
+    (before,) = build(fresh, FEED["productOverrides"], Keys(ids=(product,)))[:1]
+    with fresh.begin() as conn:
+        conn.execute(
+            products.update()
+            .where(products.c.id == product)
+            .values(sku="RENAMED", updated_at=datetime(2030, 1, 1))
+        )
+    (after,) = build(fresh, FEED["productOverrides"], Keys(ids=(product,)))[:1]
+    assert (before.data["sku"], after.data["sku"]) == (f"SKU-{product:08d}", "RENAMED")
+    assert after.updated_at == datetime(2030, 1, 1)
+
+
 def test_variant_documents_are_keyed_by_their_configurable_parent(catalog: Engine) -> None:
     with catalog.connect() as conn:
         parent = conn.execute(
@@ -313,7 +381,7 @@ def test_dates_in_documents_are_iso_utc_to_the_second(catalog: Engine, feed: Fee
 
 def test_a_deleted_product_yields_no_document(fresh: Engine) -> None:
     victim = int(demo.change(fresh, update=0, delete=1, seed=3)["deleted"][0])
-    for name in ("products", "prices"):
+    for name in ("products", "prices", "productOverrides"):
         assert build(fresh, FEED[name], Keys(ids=(victim,))) == []
     assert victim not in {d.entity for d in build(fresh, FEED["products"], Keys(lo=0, hi=200))}
 
@@ -333,17 +401,33 @@ def test_change_updates_names_prices_and_timestamps(fresh: Engine) -> None:
         assert new_rows[product_id][9] > max(row[9] for row in before["products"])
     changed_prices = set(before["product_prices"]) ^ set(after["product_prices"])
     assert {row[0] for row in changed_prices} == set(updated)
+    # An override with a price follows its product's new General price; the others stay.
+    general = {(r[0], r[1]): r[2] for r in after["product_prices"]}
+    old_general = {(r[0], r[1]): r[2] for r in before["product_prices"]}
+    followed = {r[0] for r in before["product_overrides"] if r[3] is not None} & {
+        p for p in updated if general[p, 1] != old_general[p, 1]
+    }
+    changed_overrides = set(before["product_overrides"]) - set(after["product_overrides"])
+    assert {row[0] for row in changed_overrides} == followed
     demo.change(fresh, update=len(new_rows), delete=0, seed=6)
     assert all(row[2].endswith("(rev 2)") for row in dump(fresh)["products"] if row[0] in updated)
 
 
 def test_change_deletes_products_with_their_rows_but_keeps_order_history(fresh: Engine) -> None:
-    items_before = dump(fresh)["order_items"]
+    before = dump(fresh)
+    items_before = before["order_items"]
     affected = demo.change(fresh, update=3, delete=7, seed=2)
     deleted = {int(i) for i in affected["deleted"]}
     assert len(deleted) == 7 and not deleted & {int(i) for i in affected["updated"]}
     after = dump(fresh)
-    for table in ("products", "product_prices", "product_categories", "product_attribute_values"):
+    assert {row[0] for row in before["product_overrides"]} & deleted  # some had overrides
+    for table in (
+        "products",
+        "product_prices",
+        "product_overrides",
+        "product_categories",
+        "product_attribute_values",
+    ):
         assert not {row[0] for row in after[table]} & deleted
     assert after["order_items"] == items_before
 
@@ -399,7 +483,7 @@ def test_postgresql_holds_the_same_catalog_and_documents(postgres_url: str, tmp_
                     "current_schema()::regnamespace"
                 )
             ).scalar_one()
-        assert foreign_keys == 10  # dropped for the bulk load, and back
+        assert foreign_keys == 12  # dropped for the bulk load, and back
         for feed in FEEDS:
             keys = Keys(lo=0, hi=270)
             assert build(postgres, feed, keys) == build(sqlite, feed, keys), feed.name

@@ -23,7 +23,17 @@ from config.settings import load_settings
 from worker.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"redis", "postgres", "migrate", "worker", "beat", "listener", "api", "flower"}
+SERVICES = {
+    "redis",
+    "postgres",
+    "migrate",
+    "worker",
+    "resend-worker",
+    "beat",
+    "listener",
+    "api",
+    "flower",
+}
 FEEDSYNC = SERVICES - {"redis", "postgres"}
 
 
@@ -59,7 +69,7 @@ def test_long_running_services_have_health_checks(compose: dict[str, Any]) -> No
 def test_start_order_waits_for_health_and_for_the_migration(compose: dict[str, Any]) -> None:
     s = services(compose)
     assert s["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name in ("worker", "beat", "listener", "api"):
+    for name in ("worker", "resend-worker", "beat", "listener", "api"):
         assert s[name]["depends_on"] == {
             "redis": {"condition": "service_healthy"},
             "postgres": {"condition": "service_healthy"},
@@ -111,14 +121,43 @@ def test_celery_finds_the_app_and_its_tasks_as_the_commands_name_them() -> None:
     assert "'feedsync.realtime_sync'" in tasks and "'feedsync.indexer_update_all_views'" in tasks
 
 
+def mounted_config(compose: dict[str, Any], service: str) -> dict[str, Path]:
+    """Where each TOML file of the compose file's `configs` is mounted in a service: target → file."""
+    files = {name: ROOT / c["file"] for name, c in compose["configs"].items()}
+    return {m["target"]: files[m["source"]] for m in services(compose)[service].get("configs", [])}
+
+
 def test_the_environment_is_accepted_by_the_settings(compose: dict[str, Any]) -> None:
     for name in FEEDSYNC:
         env = {k: interpolate(str(v)) for k, v in services(compose)[name]["environment"].items()}
+        # The TOML file as the container sees it: the repository file mounted there.
+        env["FEEDSYNC_CONFIG"] = str(mounted_config(compose, name)[env["FEEDSYNC_CONFIG"]])
         settings = load_settings(env)
         assert settings.database_url.startswith("postgresql+psycopg://feedsync:")
         assert settings.broker_url == "redis://redis:6379/0"
         assert settings.source_database_url == settings.database_url
         assert settings.metrics_port == 9808
+
+
+def test_resends_have_a_queue_and_workers_of_their_own(compose: dict[str, Any]) -> None:
+    from worker.beat import task_routes
+
+    s = services(compose)
+    env = {k: interpolate(str(v)) for k, v in s["beat"]["environment"].items()}
+    env["FEEDSYNC_CONFIG"] = str(mounted_config(compose, "beat")[env["FEEDSYNC_CONFIG"]])
+    routes = task_routes(load_settings(env))
+    assert routes == {
+        f"feedsync.{feed}_feed_resend_failed_items": {"queue": "resend"}
+        for feed in ("products", "productAttributes", "categories", "productOverrides")
+        + ("prices", "variants", "orders")
+    }
+
+    def queues(service: str) -> str:
+        command = s[service]["command"]
+        return command[command.index("-Q") + 1]
+
+    assert (queues("worker"), queues("resend-worker")) == ("celery", "resend")
+    assert s["resend-worker"]["expose"] == ["9808"] and "ports" not in s["resend-worker"]
 
 
 def test_the_image_holds_the_code_and_installs_it() -> None:

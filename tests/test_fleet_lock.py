@@ -382,15 +382,15 @@ def test_cron_list_shows_each_jobs_cron_last_run_status_and_next_run(
     assert main(["cron:list"]) == 0
     out = capsys.readouterr().out
     header = [c.strip() for c in out.splitlines()[1].split("|")[1:-1]]
-    assert header == ["Job", "Cron", "Last Run", "Status", "Next Run"]
+    assert header == ["Job", "Cron", "Last Run", "Status", "Next Run", "Group"]
     rows = {
         cells[0]: cells
         for line in out.splitlines()[3:-1]
         if (cells := [c.strip() for c in line.split("|")[1:-1]])
     }
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
-    _, cron, last, status, next_run = rows[JOB]
-    assert (cron, status) == ("15 * * * *", "success")
+    _, cron, last, status, next_run, group = rows[JOB]
+    assert (cron, status, group) == ("15 * * * *", "success", "sync_history")
     assert re.fullmatch(stamp, last) and re.fullmatch(stamp, next_run)
     assert next_run.endswith(":15:00")
     assert rows["indexer_update_all_views"][2:4] == ["never", ""]

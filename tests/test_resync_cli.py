@@ -213,3 +213,93 @@ def test_a_reader_that_goes_away_stops_the_output_not_the_resync(
     code, out, _ = run(capsys, "sync:status", "--json")
     [resync] = [orjson.loads(line) for line in out.splitlines()]
     assert (resync["status"], resync["rows_synced"]) == ("success", 6000)
+
+
+# -- Adobe's options -------------------------------------------------------------------------
+
+ADOBE_OPTIONS = [
+    "--feed",
+    "--no-reindex",
+    "--cleanup-feed",
+    "--dry-run",
+    "--thread-count",
+    "--batch-size",
+    "--continue-resync",
+    "--by-ids",
+    "--id-type",
+]
+
+
+def test_resync_help_lists_adobes_options_in_adobes_order_then_fleet(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["saas:resync", "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    listed = re.findall(r"^  (--[a-z-]+)", out, re.M)
+    assert listed == [*ADOBE_OPTIONS, "--fleet"]
+    assert "[--thread-count THREAD-COUNT] [--batch-size BATCH-SIZE]" in " ".join(out.split())
+    assert "[--by-ids BY-IDS] [--id-type ID-TYPE]" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("by_ids", "id_type"),
+    [("SKU-00000003,SKU-00000004", "sku"), ("3,4", "productId"), ("3,4", "ProductID")],
+)
+def test_resync_by_product_skus_or_ids_resends_every_item_of_those_products(
+    http_env: dict[str, str],
+    destination: DestinationServer,
+    capsys: pytest.CaptureFixture[str],
+    by_ids: str,
+    id_type: str,
+) -> None:
+    assert run(capsys, "saas:resync", "--feed", "prices")[0] == 0
+    before = destination.count("prices")
+    code, out, err = run(
+        capsys, "saas:resync", "--feed", "prices", "--by-ids", by_ids, "--id-type", id_type
+    )
+    assert (code, err) == (0, "")
+    # Unchanged, and resent all the same: four customer-group prices of each product.
+    assert "skipped 0, sent 8, failed 0" in out.splitlines()[-1]
+    resent = [r.ids for r in destination.requests][-1]
+    assert sorted(resent) == [f"{p}-{g}" for p in (3, 4) for g in range(4)]
+    assert destination.count("prices") == before + 8
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (
+            ["--feed", "products", "--by-ids", "SKU-00000003,NOPE", "--id-type", "sku"],
+            "The source has no products with these SKUs: NOPE; accepted: product SKUs separated "
+            "by commas, such as --by-ids SKU-1,SKU-2.",
+        ),
+        (
+            ["--feed", "orders", "--by-ids", "3", "--id-type", "productId"],
+            "--id-type productId names products, and feed 'orders' is keyed by orders; accepted: "
+            "--by-ids with its item ids, without --id-type.",
+        ),
+        (
+            ["--feed", "products", "--by-ids", "3", "--id-type", "entity"],
+            "--id-type 'entity' is not a type of id; accepted: sku or productId (without "
+            "--id-type, --by-ids takes the feed's item ids).",
+        ),
+        (
+            ["--feed", "products", "--id-type", "sku"],
+            "--id-type says what the --by-ids values are; accepted: --by-ids with it, such as "
+            "--by-ids SKU-1,SKU-2 --id-type sku.",
+        ),
+    ],
+    ids=["unknown sku", "not a product feed", "unknown type", "no --by-ids"],
+)
+def test_resync_id_type_mistakes_are_refused_before_any_run(
+    http_env: dict[str, str],
+    destination: DestinationServer,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    error: str,
+) -> None:
+    code, out, err = run(capsys, "saas:resync", *argv)
+    assert (code, out, err) == (1, "", error + "\n")
+    assert destination.requests == []

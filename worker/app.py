@@ -20,7 +20,7 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from config.settings import Settings, load_settings
 from feeds.errors import ConfigError, FeedsyncError
 from feeds.pipeline.stopping import StopRequested
-from worker.beat import beat_schedule
+from worker.beat import beat_schedule, task_routes
 
 log = structlog.get_logger("worker.app")
 
@@ -95,6 +95,9 @@ def create_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,  # structlog writes its JSON lines to stderr itself
         beat_schedule=beat_schedule(settings),
+        # A group's tasks may have a queue of their own (`[groups.<name>] queue`), so that, say,
+        # resends get workers of their own: `celery -A worker worker -Q resend`.
+        task_routes=task_routes(settings),
         beat_scheduler="worker.beat:FleetScheduler",
         worker_consumer="worker.app:Consumer",
     )

@@ -1,4 +1,5 @@
-"""The beat schedule: every job of SPEC §3 is an entry of that name sending `feedsync.<job>`.
+"""The beat schedule: every job of SPEC §3 is an entry of that name sending `feedsync.<job>`,
+except the jobs of a group disabled in the TOML (`[groups.<name>] enabled = false`).
 
 Each runs on its croniter expression (the TOML `[jobs.<name>] cron`, or the default; a sixth
 field gives seconds), read in UTC. The scheduler adds the cron fire time (`tick`) to each task it
@@ -16,8 +17,7 @@ from celery import beat, schedules
 from config.context import check_against_feeds
 from config.settings import Settings
 from feeds.definitions import load_registry
-from feeds.schedule import cron_of, latest_fire, next_fire
-from worker.jobs import jobs_in
+from feeds.schedule import Job, catalog, cron_of, latest_fire, next_fire, scheduled
 
 TASK_PREFIX = "feedsync."
 
@@ -77,11 +77,30 @@ class FleetScheduler(beat.Scheduler):
         return super().apply_async(entry, producer, advance, **kwargs)
 
 
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """One entry per job, named as in SPEC §3."""
+def jobs_of(settings: Settings) -> list[Job]:
+    """The job catalog for this deployment's feeds (no database needed)."""
     registry = load_registry(settings.file.feed_modules, settings.file.builtin_feeds)
     check_against_feeds(settings, registry)
+    return catalog(registry.names())
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """One entry per job of an enabled group, named as in SPEC §3."""
+    jobs = scheduled(jobs_of(settings), settings.file.groups.disabled())
     return {
-        job: {"task": task_name(job), "schedule": CronSchedule(cron_of(job, settings.crons()))}
-        for job in jobs_in(registry)
+        job.name: {
+            "task": task_name(job.name),
+            "schedule": CronSchedule(cron_of(job.name, settings.crons())),
+        }
+        for job in jobs
+    }
+
+
+def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Celery task routes: the tasks of a group with `[groups.<name>] queue` go to that queue."""
+    groups = settings.file.groups
+    return {
+        task_name(job.name): {"queue": queue}
+        for job in jobs_of(settings)
+        if (queue := groups.of(job.group).queue) is not None
     }

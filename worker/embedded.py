@@ -18,10 +18,10 @@ import structlog
 from config.context import AppContext
 from feeds.context import Context
 from feeds.errors import FeedsyncError
-from feeds.schedule import next_fire
+from feeds.schedule import catalog, next_fire, scheduled
 from worker import metrics
 from worker.api.listen import base_url
-from worker.jobs import JobFailed, jobs_for, run_job
+from worker.jobs import JobFailed, run_job
 from worker.realtime import Listener, sync_in_process
 
 log = structlog.get_logger("worker.embedded")
@@ -35,11 +35,12 @@ class Entry:
 
 
 def schedule(ctx: Context, now: datetime) -> list[Entry]:
-    """Each runnable job with its cron (TOML override or default) and next due time after `now`."""
+    """Each job of an enabled group with its cron (TOML override or default) and next due time
+    after `now`."""
     entries = []
-    for name in jobs_for(ctx):
-        cron = ctx.plan.cron(name)
-        entries.append(Entry(name, cron, next_fire(cron, now)))
+    for job in scheduled(catalog(ctx.registry.names()), ctx.plan.disabled_groups):
+        cron = ctx.plan.cron(job.name)
+        entries.append(Entry(job.name, cron, next_fire(cron, now)))
     return entries
 
 
@@ -51,8 +52,10 @@ def run_forever(
 ) -> None:
     """Run due jobs until `stop` is set; a job that was due several times while busy runs once."""
     entries = schedule(ctx, datetime.now(UTC))
+    on_schedule = {entry.name for entry in entries}
     for name in ("indexer_reindex_all_invalid", "indexer_update_all_views"):
-        _run(ctx, name)  # start in sync rather than waiting for the first minute
+        if name in on_schedule:  # not when their group is disabled
+            _run(ctx, name)  # start in sync rather than waiting for the first minute
     while not stop.wait(tick_s):
         if extra is not None:
             extra()

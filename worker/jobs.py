@@ -15,7 +15,8 @@ from feeds.errors import FeedsyncError
 from feeds.history import job_runs, runs
 from feeds.notify import webhook as notifications
 from feeds.pipeline import exporter, indexer
-from feeds.schedule import resend_job
+from feeds.schedule import Job as CatalogJob
+from feeds.schedule import JobKind, catalog
 from worker import metrics
 
 log = structlog.get_logger("worker.jobs")
@@ -115,20 +116,28 @@ def jobs_for(ctx: Context) -> dict[str, Job]:
     return jobs_in(ctx.registry)
 
 
+def _function(job: CatalogJob) -> Job:
+    """The function a catalog entry calls (feeds/schedule.py lists the jobs; this runs them)."""
+    if job.kind is JobKind.RESEND_FAILED:
+        assert job.feed is not None  # the catalog gives every resend job its feed
+        return _resender(job.feed)
+    return _FUNCTIONS[job.kind]
+
+
+_FUNCTIONS: dict[JobKind, Job] = {
+    JobKind.REINDEX_INVALID: indexer_reindex_all_invalid,
+    JobKind.UPDATE_VIEWS: indexer_update_all_views,
+    JobKind.LEGACY_EXPORT: _legacy_exporter(sales=False),
+    JobKind.SALES_EXPORT: _legacy_exporter(sales=True),
+    JobKind.CLEAN_CHANGELOGS: indexer_clean_all_changelogs,
+    JobKind.HISTORY_CLEANUP: sync_history_cleanup,
+    JobKind.ERROR_NOTIFICATIONS: sync_error_notifications,
+}
+
+
 def jobs_in(registry: FeedRegistry) -> dict[str, Job]:
     """Every job for these feeds, by beat entry name (no database needed: beat builds its schedule here)."""
-    jobs: dict[str, Job] = {
-        "indexer_reindex_all_invalid": indexer_reindex_all_invalid,
-        "indexer_update_all_views": indexer_update_all_views,
-        "saas_data_exporter": _legacy_exporter(sales=False),
-        "sales_data_exporter": _legacy_exporter(sales=True),
-        "indexer_clean_all_changelogs": indexer_clean_all_changelogs,
-        "sync_history_cleanup": sync_history_cleanup,
-        "sync_error_notifications": sync_error_notifications,
-    }
-    for feed in registry:
-        jobs[resend_job(feed.name)] = _resender(feed.name)
-    return jobs
+    return {job.name: _function(job) for job in catalog(registry.names())}
 
 
 def run_job(

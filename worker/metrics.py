@@ -29,6 +29,7 @@ from config.context import AppContext, open_context
 from config.settings import Settings
 from feeds.context import Context
 from feeds.pipeline.indexer import Outcome
+from feeds.schedule import catalog
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
 from feeds.tracking import changelog
@@ -133,6 +134,25 @@ class DatabaseCollector(Collector):
         yield rebuilds
 
 
+class JobsCollector(Collector):
+    """The job catalog: one series per job and its group, 1 when on the schedule, 0 when its
+    group is disabled. Join it to the job histogram to sum durations by group."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        scheduled = GaugeMetricFamily(
+            "feedsync_job_scheduled",
+            "Jobs of the catalog by cron group: 1 on the schedule, 0 when the group is disabled",
+            labels=["job", "group"],
+        )
+        disabled = self.ctx.plan.disabled_groups
+        for job in catalog(self.ctx.registry.names()):
+            scheduled.add_metric([job.name, job.group.value], 0 if job.group in disabled else 1)
+        yield scheduled
+
+
 class _Process(Collector):
     """This process's own registry (counters, histogram, process and GC metrics)."""
 
@@ -149,6 +169,7 @@ def registry_for(ctx: Context) -> CollectorRegistry:
     else:
         registry.register(_Process())
     registry.register(DatabaseCollector(ctx))
+    registry.register(JobsCollector(ctx))
     return registry
 
 

@@ -29,7 +29,7 @@ from feeds.state.locks import Lock
 from worker import logs
 from worker.api.triggers import INTEGRATION_SYNC_TASK, run_requested_sync
 from worker.app import app
-from worker.beat import task_name
+from worker.beat import jobs_of, task_name
 from worker.fanout import RANGE_TASK
 from worker.fleet import Verdict, run_scheduled
 from worker.fleet_lock import stop_key
@@ -115,8 +115,9 @@ def _register_job(job: str) -> None:
         return {"verdict": outcome.verdict.value, "summary": outcome.lines}
 
 
-for _job in app.conf.beat_schedule:
-    _register_job(_job)
+# Every job of the catalog, scheduled or not: a disabled group's task can still be sent by hand.
+for _job in jobs_of(settings):
+    _register_job(_job.name)
 
 
 @app.task(name=RANGE_TASK, bind=True)

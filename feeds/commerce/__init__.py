@@ -1,1 +1,1 @@
-"""The sample commerce source schema, its six built-in feeds and the demo data generator."""
+"""The sample commerce source schema, its seven built-in feeds and the demo data generator."""

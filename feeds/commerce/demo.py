@@ -11,7 +11,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, Table, bindparam, func, insert, inspect, select, true
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Numeric,
+    Table,
+    bindparam,
+    cast,
+    func,
+    insert,
+    inspect,
+    select,
+    true,
+)
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
@@ -26,6 +38,7 @@ from feeds.commerce.schema import (
     orders,
     product_attribute_values,
     product_categories,
+    product_overrides,
     product_prices,
     products,
 )
@@ -34,7 +47,13 @@ from feeds.errors import FeedsyncError
 _CHUNK = 20_000  # products per transaction while seeding
 _IN_CHUNK = 5_000  # ids per IN list (PostgreSQL takes at most 65535 parameters)
 _REVISION = re.compile(r" \(rev (\d+)\)$")
-_PRODUCT_TABLES = (products, product_categories, product_prices, product_attribute_values)
+_PRODUCT_TABLES = (
+    products,
+    product_categories,
+    product_prices,
+    product_overrides,
+    product_attribute_values,
+)
 
 
 def _insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> None:
@@ -274,14 +293,20 @@ def change(
         updated = sorted(_choose(conn, rng, update, true(), set(deleted)))
         _update_products(conn, rng, updated)
         for part in _chunks(deleted):
-            for table in (product_prices, product_categories, product_attribute_values):
+            for table in (
+                product_prices,
+                product_overrides,
+                product_categories,
+                product_attribute_values,
+            ):
                 conn.execute(table.delete().where(table.c.product_id.in_(part)))
             conn.execute(products.delete().where(products.c.id.in_(part)))
     return {"updated": [str(i) for i in updated], "deleted": [str(i) for i in deleted]}
 
 
 def _update_products(conn: Connection, rng: random.Random, ids: list[int]) -> None:
-    """A new name (revision counter + 1), a new price for one or two customer groups, updated_at = now."""
+    """A new name (revision counter + 1), a new price for one or two customer groups, updated_at = now;
+    a product's price overrides follow its new price."""
     now = datetime.now(UTC).replace(tzinfo=None)
     names: dict[int, str] = {}
     prices: dict[tuple[int, int], float] = {}
@@ -301,6 +326,7 @@ def _update_products(conn: Connection, rng: random.Random, ids: list[int]) -> No
             prices[product_id, group] = price
     renames = []
     reprices = []
+    general: dict[int, float] = {}  # new General (group 1) prices, which overrides follow
     for product_id in ids:
         name = names[product_id]
         match = _REVISION.search(name)
@@ -315,13 +341,10 @@ def _update_products(conn: Connection, rng: random.Random, ids: list[int]) -> No
             if old is None:
                 continue
             new = round(old * rng.uniform(0.8, 1.2), 2)
-            reprices.append(
-                {
-                    "pid": product_id,
-                    "gid": group,
-                    "new_price": new if new != old else round(old + 0.01, 2),
-                }
-            )
+            new = new if new != old else round(old + 0.01, 2)
+            reprices.append({"pid": product_id, "gid": group, "new_price": new})
+            if group == 1:
+                general[product_id] = new
     if renames:
         conn.execute(
             products.update()
@@ -330,6 +353,27 @@ def _update_products(conn: Connection, rng: random.Random, ids: list[int]) -> No
             renames,
         )
     if reprices:
+        # An override keeps its ratio to the General price (group 1), when that one changes.
+        reoverrides = [
+            {"pid": pid, "ratio": price / prices[pid, 1], "now": now}
+            for pid, price in general.items()
+            if prices.get((pid, 1))
+        ]
+        if reoverrides:
+            conn.execute(
+                product_overrides.update()
+                .where(
+                    product_overrides.c.product_id == bindparam("pid"),
+                    product_overrides.c.price.is_not(None),
+                )
+                .values(
+                    price=func.round(
+                        cast(product_overrides.c.price * bindparam("ratio"), Numeric), 2
+                    ),
+                    updated_at=bindparam("now"),
+                ),
+                reoverrides,
+            )
         conn.execute(
             product_prices.update()
             .where(

@@ -1,4 +1,4 @@
-"""The six built-in feeds of the sample commerce schema.
+"""The seven built-in feeds of the sample commerce schema.
 
 Each builder reads one batch of entities with a handful of set-based queries (the entity rows, then
 the related rows of the whole batch) and yields one document per feed item, in entity order.
@@ -21,6 +21,7 @@ from feeds.commerce.schema import (
     orders,
     product_attribute_values,
     product_categories,
+    product_overrides,
     product_prices,
     products,
 )
@@ -206,6 +207,45 @@ def build_prices(conn: Connection, keys: Keys) -> Iterator[Document]:
         )
 
 
+def build_product_overrides(conn: Connection, keys: Keys) -> Iterator[Document]:
+    """One document per product override (website, customer group), id =
+    "<product id>-<website code>-<group id>"; the entity is the product."""
+    groups = dict(conn.execute(select(customer_groups.c.id, customer_groups.c.code)).all())
+    po = product_overrides.c
+    rows = conn.execute(
+        select(
+            po.product_id,
+            po.website_code,
+            po.customer_group_id,
+            po.price,
+            po.displayable,
+            po.updated_at,
+            products.c.sku,
+            products.c.updated_at,
+        )
+        .join(products, products.c.id == po.product_id)
+        .where(keys.match(po.product_id))
+        .order_by(po.product_id, po.website_code, po.customer_group_id)
+    ).all()
+    for product_id, website, group_id, price, displayable, updated, sku, product_updated in rows:
+        yield Document(
+            product_id,
+            f"{product_id}-{website}-{group_id}",
+            {
+                "productId": product_id,
+                "sku": sku,
+                "websiteCode": website,
+                "customerGroupId": group_id,
+                "customerGroupCode": groups.get(group_id),
+                "displayable": bool(displayable),
+                "price": None if price is None else float(price),
+                "updatedAt": _iso(updated),
+            },
+            # The document shows the product's SKU too: it changed when either row did.
+            max(updated, product_updated),
+        )
+
+
 def build_variants(conn: Connection, keys: Keys) -> Iterator[Document]:
     """One document per variant child of a configurable parent (the entity), id = "<parent>-<child>"."""
     codes, in_code_order = _attribute_codes(conn, select_only=True)
@@ -336,6 +376,15 @@ FEEDS: list[Feed] = [
         build=build_prices,
         watches=(Watch("product_prices", "product_id"), Watch("products", "id")),
         description="One item per product and customer group price.",
+    ),
+    Feed(
+        name="productOverrides",
+        indexer_id="catalog_data_exporter_product_overrides",
+        title="Product Overrides Feed",
+        key_table="products",
+        build=build_product_overrides,
+        watches=(Watch("product_overrides", "product_id"), Watch("products", "id")),
+        description="Price and visibility overrides of products per website and customer group.",
     ),
     Feed(
         name="variants",

@@ -14,6 +14,8 @@ _BASE = datetime(2025, 1, 1)
 _MASK = (1 << 64) - 1
 
 CUSTOMER_GROUPS = ((0, "NOT LOGGED IN"), (1, "General"), (2, "Wholesale"), (3, "Retailer"))
+WEBSITES = ("base", "b2b")
+_GUESTS, _WHOLESALE = 0, 2
 _GROUP_FACTORS = (1.0, 1.0, 0.85, 0.95)
 
 COLORS = ("Black", "White", "Red", "Blue", "Green", "Grey", "Navy", "Beige", "Yellow", "Purple")
@@ -107,10 +109,12 @@ def _product_name(h: int) -> str:
 
 
 def product_rows(seed: int, first: int, last: int) -> dict[str, list[tuple[Any, ...]]]:
-    """All rows of products first..last: the products, category links, prices and attribute values."""
+    """All rows of products first..last: the products, category links, prices, price and visibility
+    overrides, and attribute values."""
     rows: list[tuple[Any, ...]] = []
     links: list[tuple[Any, ...]] = []
     prices: list[tuple[Any, ...]] = []
+    overrides: list[tuple[Any, ...]] = []
     values: list[tuple[Any, ...]] = []
     block_parent, block_children, block_end = 0, 0, 0
     for pid in range(first, last + 1):
@@ -182,12 +186,28 @@ def product_rows(seed: int, first: int, last: int) -> dict[str, list[tuple[Any, 
             prices.append(
                 (pid, group, price, round(price * 0.8, 2) if special and group < 2 else None)
             )
+        overrides.extend(_override_rows(seed, pid, base, rows[-1][9]))
     return {
         "products": rows,
         "product_categories": links,
         "product_prices": prices,
+        "product_overrides": overrides,
         "product_attribute_values": values,
     }
+
+
+def _override_rows(seed: int, pid: int, base: float, updated: datetime) -> list[tuple[Any, ...]]:
+    """About one product in four has a wholesale price on one website; one in sixteen is hidden
+    from guests (NOT LOGGED IN) on the base website. Rows in primary key order."""
+    o = _mix(seed, pid, 6)
+    rows: list[tuple[Any, ...]] = []
+    if o % 16 == 0:
+        rows.append((pid, "base", _GUESTS, None, False, updated + timedelta(hours=1)))
+    if (o >> 4) % 4 == 0:
+        website = WEBSITES[(o >> 8) & 1]
+        price = round(base * (0.7 + (o >> 12) % 11 / 100), 2)
+        rows.append((pid, website, _WHOLESALE, price, True, updated + timedelta(hours=2)))
+    return sorted(rows, key=lambda row: (row[1], row[2]))
 
 
 def order_rows(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -83,6 +84,21 @@ product_prices = Table(
     Column("customer_group_id", Integer, ForeignKey("customer_groups.id"), primary_key=True),
     _money("price"),
     _money("special_price", nullable=True),
+    sqlite_with_rowid=False,
+)
+
+# Per website and customer group, a product's price and visibility differ from the catalog's (as
+# B2B shared catalogs and category permissions make them in Adobe Commerce). Deleting a product
+# deletes its overrides, as the application's own foreign keys would.
+product_overrides = Table(
+    "product_overrides",
+    metadata,
+    Column("product_id", Integer, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True),
+    Column("website_code", String(32), primary_key=True),
+    Column("customer_group_id", Integer, ForeignKey("customer_groups.id"), primary_key=True),
+    _money("price", nullable=True),  # NULL: the catalog price applies
+    Column("displayable", Boolean, nullable=False),  # False: hidden from that group there
+    Column("updated_at", DateTime, nullable=False),
     sqlite_with_rowid=False,
 )
 

@@ -15,7 +15,7 @@ from feeds.clock import utcnow
 from feeds.context import Context, Plan
 from feeds.definitions import ExportMode, Feed, IndexerMode, IndexerStatus, RunStatus
 from feeds.history import runs
-from feeds.schedule import next_fire
+from feeds.schedule import FIXED_JOBS, next_fire
 from feeds.state import indexer_state
 from feeds.state.tables import sync_runs
 
@@ -118,7 +118,8 @@ def _next_run(
     export_mode: ExportMode,
     now: datetime,
 ) -> datetime | None:
-    """When the job that sends this feed's changes runs next (None: suspended, or realtime mode)."""
+    """When the job that sends this feed's changes runs next (None: suspended, realtime mode, or
+    the job's group disabled)."""
     if status is IndexerStatus.SUSPENDED:
         return None
     if status is not IndexerStatus.VALID:
@@ -129,4 +130,7 @@ def _next_run(
         job = "indexer_update_all_views"
     else:
         return None
+    group = next(j.group for j in FIXED_JOBS if j.name == job)
+    if group in plan.disabled_groups:
+        return None  # its group is off the schedule: nothing will run it
     return next_fire(plan.cron(job), now)

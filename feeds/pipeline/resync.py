@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import column, select, table, update
 
@@ -123,6 +124,60 @@ def entities_of(ctx: Context, feed: Feed, ids: Sequence[str]) -> list[int]:
             f"accepted: ids of its items (sync:errors lists those that failed)."
         )
     return sorted(set(known.values()) | {k for k in keys.values() if k in existing})
+
+
+class IdType(StrEnum):
+    """What the values of `--by-ids` are when `--id-type` says so (Adobe's `--id-type`)."""
+
+    SKU = "sku"
+    PRODUCT_ID = "productId"
+
+
+def id_type_named(text: str) -> IdType:
+    """`--id-type`, spelled as Adobe's documentation does (sku, productId, ProductID: any case)."""
+    for id_type in IdType:
+        if text.lower() == id_type.value.lower():
+            return id_type
+    raise FeedsyncError(
+        f"--id-type {text!r} is not a type of id; accepted: sku or productId "
+        "(without --id-type, --by-ids takes the feed's item ids)."
+    )
+
+
+_PRODUCTS = table("products", column("id"), column("sku"))
+
+
+def product_keys(
+    ctx: Context, feed: Feed, values: Sequence[str], id_type: IdType
+) -> tuple[str, ...]:
+    """The `--by-ids` values of `--id-type` as the feed's entity keys (product ids, as text).
+
+    Only feeds whose entity is a product (keyed by the `products` table) take product SKUs or ids;
+    FeedsyncError naming the values that are no product."""
+    if feed.key_table != _PRODUCTS.name or feed.key_column != "id":
+        raise FeedsyncError(
+            f"--id-type {id_type.value} names products, and feed {feed.name!r} is keyed by "
+            f"{feed.key_table}; accepted: --by-ids with its item ids, without --id-type."
+        )
+    if id_type is IdType.PRODUCT_ID:
+        return tuple(values)  # entity keys already: entities_of checks that they exist
+    found: dict[str, int] = {}
+    with ctx.source.connect() as src:
+        for start in range(0, len(values), 5000):
+            part = list(values[start : start + 5000])
+            found.update(
+                src.execute(
+                    select(_PRODUCTS.c.sku, _PRODUCTS.c.id).where(_PRODUCTS.c.sku.in_(part))
+                ).all()
+            )
+    unknown = [v for v in values if v not in found]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        raise FeedsyncError(
+            f"The source has no products with these SKUs: {shown}; accepted: product SKUs "
+            "separated by commas, such as --by-ids SKU-1,SKU-2."
+        )
+    return tuple(dict.fromkeys(str(found[v]) for v in values))
 
 
 def _is_key(text: str) -> bool:

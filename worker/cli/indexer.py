@@ -39,6 +39,18 @@ def register(sub: Any) -> None:
     p.add_argument("mode", nargs="?")
     p.add_argument("ids", nargs="*")
     p.set_defaults(handler=set_mode)
+    p = sub.add_parser(
+        "indexer:show-dimensions-mode", help="show the dimensions mode of indexers (always none)"
+    )
+    p.add_argument("ids", nargs="*")
+    p.set_defaults(handler=show_dimensions_mode)
+    p = sub.add_parser(
+        "indexer:set-dimensions-mode",
+        help="refused: feeds have no dimensions (Magento's are for catalog_product_price)",
+    )
+    p.add_argument("indexer", nargs="?")
+    p.add_argument("mode", nargs="?")
+    p.set_defaults(handler=set_dimensions_mode)
     p = sub.add_parser("indexer:status", help="status, mode and changelog backlog of indexers")
     p.add_argument("ids", nargs="*")
     p.set_defaults(handler=status)
@@ -77,6 +89,35 @@ def show_mode(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def show_dimensions_mode(args: argparse.Namespace, settings: Settings) -> int:
+    """Magento's `indexer:show-dimensions-mode`: a feed is never split, so its mode is `none`."""
+    ctx = _open(settings)
+    for feed in ctx.registry.select(args.ids):
+        print("%-50s " % (feed.title + ":") + "none")
+    return 0
+
+
+def set_dimensions_mode(args: argparse.Namespace, settings: Settings) -> int:
+    """Refused, exit 1, as Magento refuses an indexer without dimension modes: a feed is built
+    whole, never split by website or customer group, so there is no mode to set."""
+    if args.indexer is None:
+        say(
+            "Missing argument 'indexer': feeds have no dimensions, so no indexer here has a "
+            "dimensions mode to set.",
+            error=True,
+        )
+        return 1
+    ctx = _open(settings)
+    [feed] = ctx.registry.select([args.indexer])  # an unknown id: Magento's unsupported-types lines
+    say(
+        f"Invalid value for 'indexer' argument: {feed.title} ({feed.indexer_id}) has no "
+        "dimensions, as no feed has: it is built whole, never split by website or customer group, "
+        "so there is no dimensions mode to set.",
+        error=True,
+    )
+    return 1
+
+
 def set_mode(args: argparse.Namespace, settings: Settings) -> int:
     try:
         mode = IndexerMode(args.mode)
@@ -110,8 +151,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         if state.mode is IndexerMode.SCHEDULE or unbuilt:
             with ctx.source.connect() as src:
                 pending = changelog.backlog(src, feed, state.version_id) + unbuilt
-            running = "working" if is_locked(ctx.db, indexer.lock_name(feed)) else "idle"
-            schedule_status = f"{running} ({pending} in backlog)"
+            schedule_status = f"{_view_status(ctx, feed, state.status)} ({pending} in backlog)"
             schedule_updated = state.updated_at.strftime("%Y-%m-%d %H:%M:%S")
         rows.append(
             [
@@ -127,6 +167,14 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         render(["ID", "Title", "Status", "Update On", "Schedule Status", "Schedule Updated"], rows)
     )
     return 0
+
+
+def _view_status(ctx: Context, feed: Feed, status: IndexerStatus) -> str:
+    """The changelog view's state, as Magento's mview names it: `suspended` while the indexer is
+    (partial syncs leave it alone), `working` while a sync holds the feed, else `idle`."""
+    if status is IndexerStatus.SUSPENDED:
+        return "suspended"
+    return "working" if is_locked(ctx.db, indexer.lock_name(feed)) else "idle"
 
 
 def reindex(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,7 +14,14 @@ from config.settings import Settings
 from feeds.errors import FeedsyncError
 from feeds.history.runs import Counts
 from feeds.pipeline.indexer import BatchMapper
-from feeds.pipeline.resync import ResyncRequest, parse_ids, resync, total_entities
+from feeds.pipeline.resync import (
+    ResyncRequest,
+    id_type_named,
+    parse_ids,
+    product_keys,
+    resync,
+    total_entities,
+)
 from feeds.state.locks import LockedError
 from feeds.tracking import changelog
 from worker.cli.demo import positive
@@ -22,19 +29,59 @@ from worker.cli.output import say
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("saas:resync", help="full sync of one feed (resends unchanged items too)")
-    p.add_argument("--feed", required=True, help="feed name or indexer id")
-    p.add_argument(
-        "--no-reindex", action="store_true", help="resend what the feed table holds (legacy feeds)"
+    # Adobe's options, in the order and with the meanings of its `saas:resync --help`; --fleet is ours.
+    p = sub.add_parser(
+        "saas:resync",
+        help="full sync of one feed (resends unchanged items too)",
+        description="Re-syncs feed data to the destination.",
     )
-    p.add_argument("--cleanup-feed", action="store_true", help="empty the feed table first")
-    p.add_argument("--by-ids", default=None, help="only these item ids, comma-separated")
     p.add_argument(
-        "--dry-run", action="store_true", help="collect and count, send nothing, change nothing"
+        "--feed", required=True, metavar="FEED", help="feed name (or indexer id) to fully re-sync"
     )
-    p.add_argument("--batch-size", type=positive, default=None, help="items per request")
-    p.add_argument("--thread-count", type=positive, default=1, help="batches sent in parallel")
-    p.add_argument("--continue-resync", action="store_true", help="resume an interrupted resync")
+    p.add_argument(
+        "--no-reindex",
+        action="store_true",
+        help="re-submit the feed data the feed table holds only; does not re-index (legacy-mode feeds)",
+    )
+    p.add_argument(
+        "--cleanup-feed", action="store_true", help="clean up the feed table before the sync"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="dry run: collect and count; data is not exported, nothing is saved",
+    )
+    p.add_argument(
+        "--thread-count",
+        type=positive,
+        default=1,
+        metavar="THREAD-COUNT",
+        help="synchronization thread count: batches sent in parallel",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive,
+        default=None,
+        metavar="BATCH-SIZE",
+        help="synchronization batch size: items per request",
+    )
+    p.add_argument(
+        "--continue-resync",
+        action="store_true",
+        help="continue the resync from the last stored position",
+    )
+    p.add_argument(
+        "--by-ids",
+        default=None,
+        metavar="BY-IDS",
+        help="partial resync of these ids, comma-separated: item ids, or what --id-type says",
+    )
+    p.add_argument(
+        "--id-type",
+        default=None,
+        metavar="ID-TYPE",
+        help="type of the --by-ids values: sku or productId (feeds of products); default: item ids",
+    )
     p.add_argument(
         "--fleet",
         action="store_true",
@@ -49,10 +96,19 @@ def resync_command(args: argparse.Namespace, settings: Settings) -> int:
     feed = ctx.registry.get(args.feed)
     with ctx.source.connect() as conn:
         changelog.require_tables(conn, feed)
+    by_ids = parse_ids(args.by_ids) if args.by_ids is not None else ()
+    if args.id_type is not None:
+        id_type = id_type_named(args.id_type)
+        if not by_ids:
+            raise FeedsyncError(
+                "--id-type says what the --by-ids values are; accepted: --by-ids with it, "
+                "such as --by-ids SKU-1,SKU-2 --id-type sku."
+            )
+        by_ids = product_keys(ctx, feed, by_ids, id_type)
     request = ResyncRequest(
         no_reindex=args.no_reindex,
         cleanup_feed=args.cleanup_feed,
-        by_ids=parse_ids(args.by_ids) if args.by_ids is not None else (),
+        by_ids=by_ids,
         dry_run=args.dry_run,
         batch_size=args.batch_size,
         threads=args.thread_count,
