@@ -45,3 +45,19 @@ def one_line(exc: BaseException) -> str:
     shown = original if isinstance(original, BaseException) else exc
     text = str(shown).strip().splitlines()
     return f"{type(shown).__name__}: {text[0]}" if text else type(shown).__name__
+
+
+class StopRequested(FeedsyncError):
+    """The process was asked to stop; the work done so far is committed."""
+
+
+class NotifyError(FeedsyncError):
+    """`notify()` was given ids it cannot record."""
+
+
+class LockedError(FeedsyncError):
+    """The lock is held by another process."""
+
+
+class LockLostError(FeedsyncError):
+    """The lock expired and another process took it: the holder must stop."""

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from feeds.context import Context
-from feeds.errors import FeedsyncError
+from feeds.errors import FeedsyncError, LockedError
 from feeds.history import read_model
-from feeds.pipeline import indexer
+from feeds.pipeline import indexer, run
 from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
-from feeds.state.locks import Lock, LockedError
+from feeds.state.locks import Lock
 from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
@@ -86,7 +86,7 @@ def test_a_locked_feed_is_reported_not_waited_for_forever(
     destination.reject(["book-1"])
     indexer.reindex(lib, lib.registry.get("books"))
     error_id = current_errors(lib)["book-1"]["id"]
-    holder = Lock(lib.db, indexer.lock_name(lib.registry.get("books")))
+    holder = Lock(lib.db, run.lock_name(lib.registry.get("books")))
     assert holder.acquire()
     try:
         with pytest.raises(LockedError, match="being synced by another process"):

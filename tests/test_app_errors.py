@@ -18,7 +18,7 @@ from feeds.commerce import demo
 from feeds.context import Context
 from feeds.definitions import ItemStatus, RunStatus
 from feeds.history import read_model
-from feeds.pipeline import exporter, indexer
+from feeds.pipeline import exporter, indexer, run
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
 from feeds.state.tables import items, rebuilds
@@ -57,7 +57,7 @@ def open_errors(ctx: Context, feed: str = "books") -> list[dict]:
         return read_model.list_errors(conn, feed=feed)
 
 
-def resend(ctx: Context) -> indexer.Outcome | None:
+def resend(ctx: Context) -> run.Outcome | None:
     time.sleep(0.12)  # past the test's backoff_max_s
     return exporter.resend_failed(ctx, ctx.registry.get("books"))
 

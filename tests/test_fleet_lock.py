@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from config.context import open_context
 from config.settings import load_settings
 from feeds.context import Context
+from feeds.errors import StopRequested
 from feeds.history import job_runs
 from feeds.history.job_runs import JobStatus
 from feeds.history.runs import Counts
@@ -30,7 +31,6 @@ from feeds.pipeline import ranges as resync_ranges
 from feeds.pipeline.indexer import Batch
 from feeds.pipeline.resync import ResyncRequest, checkpoint, resync
 from feeds.pipeline.run import Run
-from feeds.pipeline.stopping import StopRequested
 from feeds.schedule import latest_fire
 from feeds.state import tables
 from feeds.state.locks import MACHINE

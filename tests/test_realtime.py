@@ -12,10 +12,11 @@ import pytest
 import structlog
 from sqlalchemy import select, text
 
+from feeds import errors
 from feeds.context import Context
 from feeds.definitions import IndexerMode, Operation
 from feeds.history import read_model
-from feeds.pipeline import indexer
+from feeds.pipeline import indexer, run
 from feeds.state.indexer_state import get_state
 from feeds.state.locks import Lock
 from feeds.tracking import changelog, realtime
@@ -158,7 +159,7 @@ def test_a_burst_of_changes_is_synced_in_a_few_runs_not_one_per_change(
 def test_a_feed_held_by_another_process_is_synced_once_it_is_free(
     library: Context, listening: Listener, export_dir: Path
 ) -> None:
-    lock = Lock(library.db, indexer.lock_name(library.registry.get("books")))
+    lock = Lock(library.db, run.lock_name(library.registry.get("books")))
     assert lock.acquire()
     sql(library, "UPDATE books SET title = 'After the lock' WHERE book_no = 6")
     time.sleep(1.0)
@@ -179,7 +180,7 @@ def test_schedule_mode_indexers_are_left_to_the_minute_job(
 
 
 def test_notify_refuses_ids_that_are_not_entity_keys(library: Context) -> None:
-    with pytest.raises(realtime.NotifyError) as error:
+    with pytest.raises(errors.NotifyError) as error:
         realtime.notify(library, "books", [1, "book-2"])
     assert str(error.value) == (
         "'book-2' is not an entity id of feed 'books'; accepted: positive whole numbers "

@@ -18,8 +18,7 @@ from celery.exceptions import Reject
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 from config.settings import Settings, load_settings
-from feeds.errors import ConfigError, FeedsyncError
-from feeds.pipeline.stopping import StopRequested
+from feeds.errors import ConfigError, FeedsyncError, StopRequested
 from worker.beat import beat_schedule, task_routes
 
 log = structlog.get_logger("worker.app")

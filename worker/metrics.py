@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from config.context import AppContext, open_context
 from config.settings import Settings
 from feeds.context import Context
-from feeds.pipeline.indexer import Outcome
+from feeds.pipeline.run import Outcome
 from feeds.schedule import catalog
 from feeds.state import feed_items as store
 from feeds.state import indexer_state

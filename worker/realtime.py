@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from config.context import AppContext
 from feeds.context import Context
 from feeds.definitions import Feed
+from feeds.pipeline.run import Skip
 from feeds.tracking import realtime
 from worker import metrics
 
@@ -57,7 +58,7 @@ def _sync(ctx: Context, feed: Feed) -> float | None:
         return FAILED_RETRY_S
     if outcome is None:
         return None
-    if outcome.skipped_reason == "locked":
+    if outcome.skipped is Skip.LOCKED:
         return LOCKED_RETRY_S
     metrics.observe_job("realtime_sync", time.monotonic() - started)
     metrics.observe_outcome(outcome)

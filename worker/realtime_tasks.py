@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from celery import Task
 
+from feeds.pipeline.run import Skip
 from feeds.tracking import realtime
 from worker import logs, metrics
 from worker.app import app
@@ -39,7 +40,7 @@ def realtime_sync(self: Task, feed: str) -> dict[str, Any]:
         outcome = realtime.sync(ctx, ctx.registry.get(feed))
         if outcome is None:
             return {"feed": feed, "synced": False}
-        if outcome.skipped_reason == "locked":
+        if outcome.skipped is Skip.LOCKED:
             if not redis().set(queued_key(feed), 1, nx=True, ex=QUEUED_KEEP_S):
                 log.info("realtime.coalesced", reason="a newer task of the feed is queued")
                 return {"feed": feed, "synced": False}

@@ -24,8 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 
 from feeds.clock import utcnow
-from feeds.errors import one_line
-from feeds.pipeline.stopping import StopRequested
+from feeds.errors import StopRequested, one_line
 from feeds.state import locks
 from feeds.state.database import while_unreachable
 from feeds.state.locks import MACHINE, is_dead

@@ -7,7 +7,6 @@ Both hold the feed's indexer lock, so a collection run never rewrites an item wh
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,14 +17,20 @@ from feeds.clock import utcnow
 from feeds.context import Context
 from feeds.definitions import Feed, ItemStatus, Keys, Operation
 from feeds.export import budget
-from feeds.history.runs import Counts
 from feeds.pipeline import stopping
 from feeds.pipeline.batch import deliver_stored, process_batch
 from feeds.pipeline.diff import Change, FeedItem
-from feeds.pipeline.indexer import Outcome, lock_name, outcome_of
-from feeds.pipeline.run import Run, collect_only, open_run
+from feeds.pipeline.run import (
+    FeedBusy,
+    Outcome,
+    Run,
+    Skip,
+    collect_only,
+    locked_run,
+    outcome_of,
+    skipped,
+)
 from feeds.state import feed_items as store
-from feeds.state.locks import Lock
 from feeds.state.tables import items
 
 log = structlog.get_logger("feeds.exporter")
@@ -58,28 +63,24 @@ def _budget_paused(ctx: Context, feed: Feed, operation: Operation) -> Outcome | 
     if reason is None:
         return None
     log.info("export.skipped", feed=feed.name, operation=operation.value, reason=reason)
-    return Outcome(feed, Counts(), 0.0, reason)
+    return skipped(feed, Skip.BUDGET, reason)
 
 
 def _locked(
-    ctx: Context, feed: Feed, operation: Operation, work: Callable[[Context, Run, Lock], None]
+    ctx: Context, feed: Feed, operation: Operation, work: Callable[[Context, Run], None]
 ) -> Outcome:
-    lock = Lock(ctx.db, lock_name(feed))
-    if not lock.acquire():
+    try:
+        with locked_run(ctx, feed, operation) as run:
+            work(ctx, run)
+    except FeedBusy:
         log.info(
             "export.skipped",
             feed=feed.name,
             operation=operation.value,
             reason="locked by another process",
         )
-        return Outcome(feed, Counts(), 0.0, "locked")
-    started = time.monotonic()
-    try:
-        with open_run(ctx, feed, operation, lock=lock) as run:
-            work(ctx, run, lock)
-    finally:
-        lock.release()
-    return outcome_of(run, time.monotonic() - started)
+        return skipped(feed, Skip.LOCKED)
+    return outcome_of(run)
 
 
 def _has_pending(ctx: Context, feed: Feed) -> bool:
@@ -92,7 +93,7 @@ def _pending(feed: Feed, only_unsent: bool = True) -> tuple:  # type: ignore[typ
     return (items.c.feed == feed.name, items.c.payload.is_not(None), *unsent)
 
 
-def send_stored(ctx: Context, run: Run, lock: Lock, only_unsent: bool) -> None:
+def send_stored(ctx: Context, run: Run, only_unsent: bool) -> None:
     """Send the payloads the feed table holds (legacy mode): the never-sent ones, or all of them."""
     c = items.c
     size = ctx.plan.feed(feed_name := run.feed.name).collect_batch_size
@@ -115,7 +116,7 @@ def send_stored(ctx: Context, run: Run, lock: Lock, only_unsent: bool) -> None:
         ]
         deliver_stored(ctx, run, batch, {r.id: r.attempts for r in rows})
         last = rows[-1].id
-        lock.renew()
+        run.renew_lock()
         log.debug("legacy_export.batch", feed=feed_name, items=len(rows))
         if run.delivery.paused:
             return  # the API-call budget is used up: the rest stays unsent for a later run
@@ -147,7 +148,7 @@ def _due_rebuilds(
         return store.due_rebuilds(conn, feed.name, due_by or utcnow(), limit)
 
 
-def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
+def _resend_due(ctx: Context, run: Run) -> None:
     """Rebuild the due items from the source (their current state, not a stale copy) and send them."""
     size = ctx.plan.feed(run.feed.name).collect_batch_size
     # Only what was due when the run started: an item that fails again waits for a later run.
@@ -158,7 +159,7 @@ def _resend_due(ctx: Context, run: Run, lock: Lock) -> None:
         ids = {item_id for item_id, _ in due}
         entities = {entity for _, entity in due} if due else set(rebuild)
         process_batch(ctx, run, Keys(ids=tuple(sorted(entities))), resend=ids)
-        lock.renew()
+        run.renew_lock()
         if run.delivery.config_error or run.delivery.paused:
             return  # nothing more can be sent in this run; the rest stays due
         stopping.check()

@@ -12,15 +12,30 @@ import structlog
 from sqlalchemy import column, func, select, table
 from sqlalchemy.engine import Connection
 
+from feeds import errors
 from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus, Keys, Operation, RunStatus
-from feeds.errors import one_line
+from feeds.errors import LockLostError, one_line
 from feeds.history.runs import Counts
 from feeds.pipeline import parallel, stopping
 from feeds.pipeline.batch import process_batch
-from feeds.pipeline.run import Run, RunOptions, collect_only, open_run
+from feeds.pipeline.run import (
+    SUCCEEDED,
+    FeedBusy,
+    Outcome,
+    Run,
+    RunOptions,
+    Skip,
+    collect_only,
+    feed_lock,
+    lock_name,
+    locked_run,
+    open_run,
+    outcome_of,
+    skipped,
+)
 from feeds.state import indexer_state
-from feeds.state.locks import Lock, LockedError, LockLostError, is_locked
+from feeds.state.locks import is_locked
 from feeds.tracking import changelog
 
 log = structlog.get_logger("feeds.indexer")
@@ -41,10 +56,6 @@ Progress = Callable[[Counts, int], None]  # counts so far, entities done so far
 AfterBatch = Callable[[Batch], None]
 # Processes batches elsewhere (e.g. Celery workers) and yields each with its counts, added to the run.
 BatchMapper = Callable[[Run, Iterable[Batch]], Iterator[tuple[Batch, Counts]]]
-
-
-def lock_name(feed: Feed) -> str:
-    return f"indexer:{feed.indexer_id}"
 
 
 def entity_batches(
@@ -80,7 +91,6 @@ def full_reindex(
     run: Run,
     *,
     progress: Progress | None = None,
-    lock: Lock | None = None,
     start_after: int | None = None,
     after_batch: AfterBatch | None = None,
     batches: Iterable[Batch] | None = None,
@@ -105,8 +115,7 @@ def full_reindex(
     entities = 0
     for batch, _ in done:
         entities += batch.entities
-        if lock is not None:
-            lock.renew()
+        run.renew_lock()
         if after_batch is not None:
             after_batch(batch)
         if progress is not None and batch.entities:
@@ -154,7 +163,7 @@ def reindex_processes(ctx: Context, feed: Feed) -> int:
     return reindex_spread(ctx, feed).processes
 
 
-def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = None) -> Counts:
+def partial_reindex(ctx: Context, run: Run, upto: int) -> Counts:
     """Rebuild the entities recorded in the changelog after the saved version, chunk by chunk."""
     feed = run.feed
     with ctx.db.connect() as conn:
@@ -169,39 +178,13 @@ def partial_reindex(ctx: Context, run: Run, upto: int, *, lock: Lock | None = No
         advance = functools.partial(_advance, indexer_id=feed.indexer_id, version=chunk.to_version)
         process_batch(ctx, run, Keys(ids=chunk.entity_ids), then=advance)
         after = chunk.to_version
-        if lock is not None:
-            lock.renew()
+        run.renew_lock()
         stopping.check()
     return run.counts
 
 
 def _advance(conn: Connection, *, indexer_id: str, version: int) -> None:
     indexer_state.set_version(conn, indexer_id, version)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    feed: Feed
-    counts: Counts
-    seconds: float
-    skipped_reason: str | None = None
-    run_id: str | None = None
-    status: RunStatus | None = None  # how the run ended (None: skipped, or a dry run)
-    message: str | None = None  # why, when it did not succeed
-
-    @property
-    def succeeded(self) -> bool:
-        """The run happened and ended `success` or `partial` (some items failed, others synced)."""
-        return self.skipped_reason is None and self.status in SUCCEEDED
-
-
-SUCCEEDED = (RunStatus.SUCCESS, RunStatus.PARTIAL)
-
-
-def outcome_of(run: Run, seconds: float) -> Outcome:
-    return Outcome(
-        run.feed, run.counts, seconds, run_id=run.id, status=run.status, message=run.message
-    )
 
 
 def reindex(
@@ -221,11 +204,7 @@ def reindex(
 
     Raises LockedError when another process holds the indexer.
     """
-    started = time.monotonic()
-    lock = Lock(ctx.db, lock_name(feed))
-    if not lock.acquire():
-        raise LockedError(f"{feed.title} index is locked by another reindex process.")
-    try:
+    with feed_lock(ctx, feed) as lock:
         with ctx.db.begin() as conn:
             indexer_state.set_status(conn, feed.indexer_id, IndexerStatus.WORKING)
         # Changes logged before the rebuild starts are covered by it (those surely committed).
@@ -235,6 +214,7 @@ def reindex(
             version = changelog.safe_version(src, feed, after)
         try:
             run_options = options or RunOptions(send=not collect_only(ctx, feed))
+            # Not locked_run: the indexer's status changes under the same lock, before and after.
             with open_run(ctx, feed, operation, run_options, lock=lock) as run:
                 if on_start is not None:
                     on_start(run)
@@ -242,7 +222,6 @@ def reindex(
                     ctx,
                     run,
                     progress=progress,
-                    lock=lock,
                     start_after=start_after,
                     after_batch=after_batch,
                     batches=batches,
@@ -252,9 +231,7 @@ def reindex(
             _end_rebuild(ctx, feed, rebuilt=False)
             raise
         _end_rebuild(ctx, feed, rebuilt=run.status in SUCCEEDED, version=version)
-    finally:
-        lock.release()
-    return outcome_of(run, time.monotonic() - started)
+    return outcome_of(run)
 
 
 def _end_rebuild(ctx: Context, feed: Feed, *, rebuilt: bool, version: int = 0) -> None:
@@ -285,23 +262,14 @@ def update_view(ctx: Context, feed: Feed) -> Outcome | None:
         upto = changelog.safe_version(src, feed, state.version_id)
     if upto <= state.version_id:
         return None  # no backlog: no run to record
-    lock = Lock(ctx.db, lock_name(feed))
-    if not lock.acquire():
-        log.info("partial_sync.skipped", feed=feed.name, reason="locked by another process")
-        return Outcome(feed, Counts(), 0.0, "locked")
-    started = time.monotonic()
+    options = RunOptions(send=not collect_only(ctx, feed))
     try:
-        with open_run(
-            ctx,
-            feed,
-            Operation.PARTIAL_SYNC,
-            RunOptions(send=not collect_only(ctx, feed)),
-            lock=lock,
-        ) as run:
-            partial_reindex(ctx, run, upto, lock=lock)
-    finally:
-        lock.release()
-    return outcome_of(run, time.monotonic() - started)
+        with locked_run(ctx, feed, Operation.PARTIAL_SYNC, options) as run:
+            partial_reindex(ctx, run, upto)
+    except FeedBusy:
+        log.info("partial_sync.skipped", feed=feed.name, reason="locked by another process")
+        return skipped(feed, Skip.LOCKED)
+    return outcome_of(run)
 
 
 def update_all_views(ctx: Context) -> list[Outcome]:
@@ -317,7 +285,7 @@ def isolated(feed: Feed, work: Callable[[], Outcome | None]) -> Outcome | None:
     started = time.monotonic()
     try:
         return work()
-    except (stopping.StopRequested, LockLostError):
+    except (errors.StopRequested, LockLostError):
         raise
     except Exception as exc:
         message = one_line(exc)[:2000]
@@ -347,9 +315,9 @@ def reindex_all_invalid(ctx: Context) -> list[Outcome]:
 def _reindex_invalid(ctx: Context, feed: Feed) -> Outcome:
     try:
         return reindex(ctx, feed, operation=Operation.REINDEX_INVALID)
-    except LockedError:
+    except FeedBusy:
         log.info("reindex.skipped", feed=feed.name, reason="locked by another process")
-        return Outcome(feed, Counts(), 0.0, "locked")
+        return skipped(feed, Skip.LOCKED)
 
 
 def clean_all_changelogs(ctx: Context) -> dict[str, int]:

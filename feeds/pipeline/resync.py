@@ -22,20 +22,17 @@ from feeds.errors import FeedsyncError
 from feeds.pipeline import ranges as resync_ranges
 from feeds.pipeline.batch import process_batch
 from feeds.pipeline.exporter import send_stored
-from feeds.pipeline.indexer import (
-    Batch,
-    BatchMapper,
+from feeds.pipeline.indexer import Batch, BatchMapper, Progress, count_entities, reindex
+from feeds.pipeline.run import (
     Outcome,
-    Progress,
-    count_entities,
-    lock_name,
+    Run,
+    RunOptions,
+    collect_only,
+    locked_run,
     outcome_of,
-    reindex,
 )
-from feeds.pipeline.run import Run, RunOptions, collect_only, open_run
 from feeds.state import feed_items as store
 from feeds.state.database import insert_for
-from feeds.state.locks import Lock, LockedError
 from feeds.state.tables import checkpoints, sync_errors
 
 
@@ -212,13 +209,13 @@ def resync(
     if request.dry_run:
         return _dry_run(ctx, feed, options, request, progress)
     if request.by_ids:
-        return _locked_run(
-            ctx, feed, options, lambda run, lock: _by_ids(ctx, run, request.by_ids, progress)
-        )
+        with locked_run(ctx, feed, Operation.FULL_SYNC, options) as run:
+            _by_ids(ctx, run, request.by_ids, progress)
+        return outcome_of(run)
     if request.no_reindex:
-        return _locked_run(
-            ctx, feed, options, lambda run, lock: send_stored(ctx, run, lock, only_unsent=False)
-        )
+        with locked_run(ctx, feed, Operation.FULL_SYNC, options) as run:
+            send_stored(ctx, run, only_unsent=False)
+        return outcome_of(run)
     if request.fleet:
         if mapper is None:
             raise FeedsyncError("A fleet resync needs the Celery workers (BROKER_URL).")
@@ -298,19 +295,6 @@ def _dry_run(
     else:
         full_reindex(ctx, run, progress=progress)
     return Outcome(feed, run.counts, time.monotonic() - started, run_id=None)
-
-
-def _locked_run(ctx: Context, feed: Feed, options: RunOptions, work) -> Outcome:  # type: ignore[no-untyped-def]
-    lock = Lock(ctx.db, lock_name(feed))
-    if not lock.acquire():
-        raise LockedError(f"{feed.title} index is locked by another reindex process.")
-    started = time.monotonic()
-    try:
-        with open_run(ctx, feed, Operation.FULL_SYNC, options, lock=lock) as run:
-            work(run, lock)
-    finally:
-        lock.release()
-    return outcome_of(run, time.monotonic() - started)
 
 
 def _by_ids(ctx: Context, run: Run, ids: tuple[str, ...], progress: Progress | None) -> None:
@@ -411,14 +395,15 @@ def resync_errors(
     outcome = ErrorResync()
     for feed_name, selected in sorted(by_feed.items()):
         feed = ctx.registry.get(feed_name)
-        lock = _wait_for_lock(ctx, feed, lock_wait_s)
-        try:
-            with open_run(
-                ctx, feed, Operation.RESYNC_ERRORS, RunOptions(send=True), lock=lock
-            ) as run:
-                resent = _resend_items(ctx, run, tuple(sorted(set(selected.values()))))
-        finally:
-            lock.release()
+        with locked_run(
+            ctx,
+            feed,
+            Operation.RESYNC_ERRORS,
+            RunOptions(send=True),
+            wait_s=lock_wait_s,
+            busy=f"{feed.title} is being synced by another process; try the resync again in a minute.",
+        ) as run:
+            resent = _resend_items(ctx, run, tuple(sorted(set(selected.values()))))
         outcome.run_ids.append(run.id)
         with ctx.db.begin() as conn:
             failing = set(
@@ -444,19 +429,6 @@ def resync_errors(
     outcome.resolved.sort()
     outcome.still_failing.sort()
     return outcome
-
-
-def _wait_for_lock(ctx: Context, feed: Feed, wait_s: float) -> Lock:
-    """The feed's lock; a partial sync holds it for seconds, so wait a little before giving up."""
-    lock = Lock(ctx.db, lock_name(feed))
-    deadline = time.monotonic() + wait_s
-    while not lock.acquire():
-        if time.monotonic() >= deadline:
-            raise LockedError(
-                f"{feed.title} is being synced by another process; try the resync again in a minute."
-            )
-        time.sleep(0.2)
-    return lock
 
 
 def _resend_items(ctx: Context, run: Run, item_ids: tuple[str, ...]) -> set[str]:

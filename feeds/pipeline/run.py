@@ -9,17 +9,19 @@ commit means that round is sent again, never lost.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 import structlog
 
 from feeds.context import Context
 from feeds.definitions import Feed, Operation, RunStatus
-from feeds.errors import one_line
+from feeds.errors import LockedError, one_line
 from feeds.export import budget
 from feeds.export.delivery import Delivery
 from feeds.history import runs
@@ -54,6 +56,7 @@ class Run:
     counts: Counts = field(default_factory=Counts)
     committed_batches: int = 0
     lock: Lock | None = None  # the indexer lock the run holds, renewed before each recording
+    started: float = field(default_factory=time.monotonic)
     status: RunStatus | None = None  # set when the run ends
     message: str | None = None  # why it ended as it did (config error, failure, budget pause)
 
@@ -66,6 +69,64 @@ class Run:
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:
         return log.bind(feed=self.feed.name, run_id=self.id, operation=self.operation.value)
+
+
+def lock_name(feed: Feed) -> str:
+    return f"indexer:{feed.indexer_id}"
+
+
+class Skip(StrEnum):
+    """Why a job left a feed alone: nothing failed, there was nothing it could do now."""
+
+    LOCKED = "locked"  # another process holds the feed
+    BUDGET = (
+        "budget"  # the daily API-call budget is used up (the outcome's message says until when)
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    feed: Feed
+    counts: Counts
+    seconds: float
+    skipped: Skip | None = None
+    run_id: str | None = None
+    status: RunStatus | None = None  # how the run ended (None: skipped, or a dry run)
+    message: str | None = None  # why, when it did not succeed or was skipped
+
+    @property
+    def succeeded(self) -> bool:
+        """The run happened and ended `success` or `partial` (some items failed, others synced)."""
+        return self.skipped is None and self.status in SUCCEEDED
+
+    @property
+    def skipped_reason(self) -> str | None:
+        """What a job summary prints after `skipped`: the budget's note, or the skip itself."""
+        if self.skipped is None:
+            return None
+        return self.message or self.skipped.value
+
+
+SUCCEEDED = (RunStatus.SUCCESS, RunStatus.PARTIAL)
+
+
+def outcome_of(run: Run) -> Outcome:
+    return Outcome(
+        run.feed,
+        run.counts,
+        time.monotonic() - run.started,
+        run_id=run.id,
+        status=run.status,
+        message=run.message,
+    )
+
+
+def skipped(feed: Feed, why: Skip, message: str | None = None) -> Outcome:
+    return Outcome(feed, Counts(), 0.0, skipped=why, message=message)
+
+
+class FeedBusy(LockedError):
+    """Another process holds the feed's lock: raised before any run is recorded."""
 
 
 def delivery_for(ctx: Context, feed: Feed, options: RunOptions) -> Delivery:
@@ -151,3 +212,42 @@ def open_run(
         deferred=run.counts.deferred,
         **run.counts.as_dict(),
     )
+
+
+@contextmanager
+def feed_lock(
+    ctx: Context, feed: Feed, *, wait_s: float = 0.0, busy: str | None = None
+) -> Iterator[Lock]:
+    """Hold the feed's lock for the block: one process at a time syncs, resends or rebuilds a feed.
+
+    Waits up to `wait_s` for it (a partial sync holds it for seconds), then raises FeedBusy.
+    """
+    lock = Lock(ctx.db, lock_name(feed))
+    deadline = time.monotonic() + wait_s
+    while not lock.acquire():
+        if time.monotonic() >= deadline:
+            raise FeedBusy(busy or f"{feed.title} index is locked by another reindex process.")
+        time.sleep(0.2)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+@contextmanager
+def locked_run(
+    ctx: Context,
+    feed: Feed,
+    operation: Operation,
+    options: RunOptions | None = None,
+    *,
+    wait_s: float = 0.0,
+    busy: str | None = None,
+) -> Iterator[Run]:
+    """The one run choreography: hold the feed's lock, record a run around the block (the run
+    renews the lock before each recording), end the run, release. FeedBusy when it is held."""
+    with (
+        feed_lock(ctx, feed, wait_s=wait_s, busy=busy) as lock,
+        open_run(ctx, feed, operation, options, lock=lock) as run,
+    ):
+        yield run

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from feeds.errors import FeedsyncError
+from feeds.errors import StopRequested
 
 Probe = Callable[[], bool]
 
 _probes: list[Probe] = []
-
-
-class StopRequested(FeedsyncError):
-    """The process was asked to stop; the work done so far is committed."""
 
 
 def install(probe: Probe) -> None:

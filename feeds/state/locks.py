@@ -18,7 +18,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, select, update
 
 from feeds.clock import utcnow
-from feeds.errors import FeedsyncError
+from feeds.errors import LockedError, LockLostError
 from feeds.state.database import insert_for, while_unreachable
 from feeds.state.tables import locks
 
@@ -35,14 +35,6 @@ def configure(ttl_s: float) -> None:
 def ttl_s() -> float:
     """The TTL of the locks this process takes."""
     return _ttl_s
-
-
-class LockedError(FeedsyncError):
-    """The lock is held by another process."""
-
-
-class LockLostError(FeedsyncError):
-    """The lock expired and another process took it: the holder must stop."""
 
 
 class Lock:

@@ -17,16 +17,12 @@ from sqlalchemy.engine import Connection
 
 from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus
-from feeds.errors import FeedsyncError
-from feeds.pipeline import indexer
+from feeds.errors import NotifyError
+from feeds.pipeline import indexer, run
 from feeds.state import indexer_state
 from feeds.tracking import changelog
 
 CHANNEL = changelog.CHANNEL
-
-
-class NotifyError(FeedsyncError):
-    """`notify()` was given ids it cannot record."""
 
 
 def entity_ids(feed: Feed, ids: Iterable[int | str]) -> list[int]:
@@ -91,10 +87,10 @@ def pending(ctx: Context) -> list[Feed]:
         ]
 
 
-def sync(ctx: Context, feed: Feed) -> indexer.Outcome | None:
+def sync(ctx: Context, feed: Feed) -> run.Outcome | None:
     """The immediate partial sync of one feed (None when nothing was pending).
 
-    An outcome with `skipped_reason == "locked"` means another process holds the feed: try again
+    An outcome `skipped` `Skip.LOCKED` means another process holds the feed: try again
     shortly (what it is doing may have started before this change was logged).
     """
     return indexer.update_view(ctx, feed)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, StrictInt
 
 from feeds.context import Context
 from feeds.definitions import Operation, RunStatus
-from feeds.errors import FeedsyncError
+from feeds.errors import FeedsyncError, LockedError
 from feeds.export import budget
 from feeds.export.protocol import ErrorCategory
 from feeds.history import csv_export, read_model, runs
@@ -23,7 +23,6 @@ from feeds.history.read_model import RunFilter, RunSort
 from feeds.notify import settings
 from feeds.pipeline.diff import iso
 from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
-from feeds.state.locks import LockedError
 from worker.api.apikeys import ApiKey, Permission
 from worker.api.auth import ApiError, get_context, known_query_only, require
 from worker.api.cdi import Message

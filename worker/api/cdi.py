@@ -16,10 +16,10 @@ from sqlalchemy.engine import Connection
 
 from feeds.context import Context
 from feeds.definitions import Feed
+from feeds.errors import LockedError
 from feeds.history import integrations, read_model, runs
 from feeds.history.integrations import Integration
 from feeds.pipeline.diff import iso
-from feeds.state.locks import LockedError
 from worker.api import cursors, ratelimit
 from worker.api.apikeys import ApiKey, Permission
 from worker.api.auth import ApiError, get_context, known_query_only, require

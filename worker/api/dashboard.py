@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from feeds.clock import utcnow
 from feeds.context import Context
 from feeds.definitions import Operation, RunStatus
-from feeds.errors import FeedsyncError
+from feeds.errors import FeedsyncError, LockedError
 from feeds.export import budget
 from feeds.export.protocol import ErrorCategory
 from feeds.history import read_model, runs
@@ -32,7 +32,6 @@ from feeds.history.categories import help_for
 from feeds.history.integrations import public_destination
 from feeds.history.read_model import RunFilter, RunSort
 from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
-from feeds.state.locks import LockedError
 from worker.api import session as sessions
 from worker.api.admin import csv_download
 from worker.api.apikeys import Permission

@@ -10,12 +10,12 @@ from config.context import open_context
 from config.settings import Settings
 from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus
-from feeds.errors import FeedsyncError, one_line
+from feeds.errors import FeedsyncError, LockedError, one_line
 from feeds.history.runs import Counts
-from feeds.pipeline import indexer
+from feeds.pipeline import indexer, run
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
-from feeds.state.locks import LockedError, is_locked
+from feeds.state.locks import is_locked
 from feeds.tracking import changelog
 from worker.cli.output import say
 from worker.cli.table import render
@@ -174,7 +174,7 @@ def _view_status(ctx: Context, feed: Feed, status: IndexerStatus) -> str:
     (partial syncs leave it alone), `working` while a sync holds the feed, else `idle`."""
     if status is IndexerStatus.SUSPENDED:
         return "suspended"
-    return "working" if is_locked(ctx.db, indexer.lock_name(feed)) else "idle"
+    return "working" if is_locked(ctx.db, run.lock_name(feed)) else "idle"
 
 
 def reindex(args: argparse.Namespace, settings: Settings) -> int:

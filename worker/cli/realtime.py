@@ -9,6 +9,7 @@ from typing import Any
 
 from config.context import open_context
 from config.settings import Settings
+from feeds import errors
 from feeds.definitions import IndexerMode
 from feeds.pipeline import indexer
 from feeds.state import indexer_state
@@ -46,7 +47,7 @@ def notify(args: argparse.Namespace, settings: Settings) -> int:
         feed = ctx.registry.get(args.feed)
         ids = [i for i in args.ids.split(",") if i.strip()]
         if not ids:
-            raise realtime.NotifyError(
+            raise errors.NotifyError(
                 "--ids needs at least one entity id; accepted: entity ids separated by commas, "
                 "such as --ids 12,13."
             )

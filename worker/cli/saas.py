@@ -11,7 +11,7 @@ from typing import Any
 
 from config.context import open_context
 from config.settings import Settings
-from feeds.errors import FeedsyncError
+from feeds.errors import FeedsyncError, LockedError
 from feeds.history.runs import Counts
 from feeds.pipeline.indexer import BatchMapper
 from feeds.pipeline.resync import (
@@ -22,7 +22,6 @@ from feeds.pipeline.resync import (
     resync,
     total_entities,
 )
-from feeds.state.locks import LockedError
 from feeds.tracking import changelog
 from worker.cli.demo import positive
 from worker.cli.output import say
