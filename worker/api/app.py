@@ -1,7 +1,8 @@
-"""The FastAPI application: `python -m worker api`, or `uvicorn --factory worker.api.app:create_app`.
+"""The FastAPI application, served by `python -m worker api` and the embedded `run`.
 
 One Context is opened when the app is created and closed at shutdown. Every answer other than
-success is JSON `{"message": "<one sentence>"}`.
+success is JSON `{"message": "<one sentence>"}`. The API knows nothing of Celery: whoever builds it
+passes the trigger of requested syncs (`worker.sync_requests.trigger_for`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.settings import Settings, load_settings
 from feeds import apikeys
-from feeds.context import Context, open_context
+from feeds.context import open_context
 from worker.api import admin, cdi
 from worker.api.auth import ApiError
 from worker.api.ratelimit import RateLimiter
-from worker.api.triggers import BackgroundSync, FleetSync, SyncTrigger
+from worker.sync_requests import BackgroundSync, SyncTrigger
 
 log = structlog.get_logger("worker.api")
 
@@ -38,18 +39,19 @@ def create_app(
     trigger: SyncTrigger | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
-    """The API with its routers; `trigger` queues syncs (default: a background thread), `clock`
-    drives the rate-limit windows (tests)."""
+    """The API with its routers; `trigger` runs the syncs it is asked for (default: a thread of
+    this process), `clock` drives the rate-limit windows (tests)."""
     ctx = open_context(settings or load_settings())
-    background = BackgroundSync()
+    trigger = trigger or BackgroundSync()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api.started", database=ctx.db.url.render_as_string(hide_password=True))
         yield
-        still_running = background.join(SHUTDOWN_WAIT_S)
-        if still_running:
-            log.warning("api.syncs_abandoned", threads=still_running)
+        if isinstance(trigger, BackgroundSync):
+            still_running = trigger.join(SHUTDOWN_WAIT_S)
+            if still_running:
+                log.warning("api.syncs_abandoned", threads=still_running)
         ctx.close()
         log.info("api.stopped")
 
@@ -61,7 +63,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.state.trigger = trigger or _default_trigger(ctx, background)
+    app.state.trigger = trigger
     app.state.limiter = RateLimiter(ctx.db, clock) if clock else RateLimiter(ctx.db)
     app.state.cursor_secret = apikeys.shared_secret(ctx.db, CURSOR_SECRET)
 
@@ -123,12 +125,3 @@ def validation_sentence(errors: object) -> str:
         sent = sent if len(sent) <= 80 else sent[:77] + "..."
         return f"The {label} = {sent} is not accepted: {message}."
     return f"The {label} is not accepted: {message}."
-
-
-def _default_trigger(ctx: Context, background: BackgroundSync) -> SyncTrigger:
-    """A fleet (a broker is configured) runs requested syncs on its workers; else this process."""
-    if not ctx.settings.broker_url:
-        return background
-    from worker.app import app as celery_app
-
-    return FleetSync(celery_app.send_task)

@@ -25,7 +25,7 @@ from worker.api import cursors, ratelimit
 from worker.api.auth import ApiError, get_context, known_query_only, require
 from worker.api.cursors import Cursor, CursorError, Direction
 from worker.api.pagination import PAGE_SIZE, Page, link_header
-from worker.api.triggers import SyncTrigger
+from worker.sync_requests import SyncTrigger
 
 router = APIRouter(prefix="/cdi", tags=["cdi"], dependencies=[Depends(known_query_only)])
 

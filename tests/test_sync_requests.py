@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from feeds.context import Context
 from tests.conftest import library_context
-from worker.api.triggers import (
+from worker.sync_requests import (
     BackgroundSync,
     RequestedSyncFailed,
     run_requested_sync,
