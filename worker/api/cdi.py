@@ -22,8 +22,9 @@ from feeds.diff import iso
 from feeds.integrations import Integration
 from feeds.locks import LockedError
 from worker.api import cursors, ratelimit
-from worker.api.auth import ApiError, get_context, known_query_only, require
+from worker.api.auth import get_context, known_query_only, require
 from worker.api.cursors import Cursor, CursorError, Direction
+from worker.api.errors import ApiError
 from worker.api.pagination import PAGE_SIZE, Page, link_header
 from worker.sync_requests import SyncTrigger
 

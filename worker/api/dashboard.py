@@ -33,7 +33,7 @@ from feeds.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.runs import Operation, RunFilter, RunSort, RunStatus
 from feeds.store import utcnow
 from worker.api import session as sessions
-from worker.api.admin import csv_download
+from worker.api.admin.sync_errors import csv_download
 from worker.api.auth import authenticate, get_context
 from worker.api.session import Session, current_session
 
