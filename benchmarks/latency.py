@@ -10,7 +10,7 @@
 Three processes, as in production: this one plays the application (it commits `demo:change`-style
 UPDATEs of one product each: a new name and `updated_at`, plain SQL); `python -m worker run`
 is the worker (embedded: jobs on their cron, realtime listener; or, for `fleet`, a Celery worker
-and `python -m worker listen` on Redis); `worker/testing/destination_server.py`
+and `python -m worker listen` on Redis); `worker/testing/destination_server/`
 is the destination, recording the wall-clock time it accepted each item. A change's latency is
 the first acceptance of its product after its commit. Each change touches a distinct product.
 Realtime paths: 200 changes, one every 0.1 s. Schedule: 200 changes spread evenly over 3 minutes

@@ -325,9 +325,10 @@ def test_forged_or_foreign_cursors_are_400(client: TestClient) -> None:
     good = links(client.get(url, headers=headers))["next"].split("cursor=")[1]
     prices = str(integration_id("prices", ctx.settings.export_url))
     foreign = links(client.get(f"/cdi/integrations/{prices}/job_sync_status", headers=headers))
-    body, mac = good.split(".")
-    altered = body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + mac
-    for cursor in ["nonsense", altered, f"{body}.{mac[::-1]}", foreign["next"].split("=")[1]]:
+    body, issued, mac = good.split(".")
+    altered = body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + f".{issued}.{mac}"
+    reversed_mac = f"{body}.{issued}.{mac[::-1]}"
+    for cursor in ["nonsense", altered, reversed_mac, foreign["next"].split("=")[1]]:
         response = client.get(url, params={"cursor": cursor}, headers=headers)
         assert (response.status_code, response.json()) == (400, {"message": "Invalid cursor"})
     assert client.get(url, params={"cursor": good}, headers=headers).status_code == 200

@@ -500,6 +500,7 @@ def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
     from feeds.history.integrations import integration_id
     from worker.api.apikeys import create_key
     from worker.api.app import create_app
+    from worker.sync_requests import trigger_for
 
     fleet = make_fleet()
     fleet.worker("w1")
@@ -508,7 +509,7 @@ def test_a_sync_requested_through_the_api_runs_on_a_fleet_worker(
     _, raw = create_key(fleet.db, "ops", ["cdi.integration_sync", "cdi.integration_job_status"])
     headers = {"Authorization": f"Bearer {raw}"}
     products = integration_id("products", settings.destination("products"))
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, trigger=trigger_for(settings))) as client:
         queued = client.post(f"/cdi/integrations/{products}/sync", headers=headers)
         assert queued.status_code == 202, queued.text
         again = client.post(f"/cdi/integrations/{products}/sync", headers=headers)
@@ -536,7 +537,7 @@ def test_a_sync_requested_through_the_api_that_fails_is_a_failed_celery_task(
     from feeds.history.integrations import integration_id
     from worker.api.apikeys import create_key
     from worker.api.app import create_app
-    from worker.api.triggers import FleetSync
+    from worker.sync_requests import FleetSync
 
     fleet = make_fleet()
     destination.fail_next(100_000, status=401)  # the destination refuses our token

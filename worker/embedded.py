@@ -139,12 +139,18 @@ def start_api(
         import uvicorn
 
         from worker.api.app import create_app
+        from worker.sync_requests import trigger_for
     except ImportError as exc:
         log.warning("api.unavailable", error=str(exc))
         return None
     port = listener.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(ctx.settings), host=host, port=port, log_config=None)
+        uvicorn.Config(
+            create_app(ctx.settings, trigger=trigger_for(ctx.settings)),
+            host=host,
+            port=port,
+            log_config=None,
+        )
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [listener]}, name="api", daemon=True

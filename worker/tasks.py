@@ -27,12 +27,12 @@ from feeds.pipeline.indexer import Batch
 from feeds.pipeline.ranges import counts_dict, process_range, range_run
 from feeds.state.locks import Lock
 from worker import logs
-from worker.api.triggers import INTEGRATION_SYNC_TASK, run_requested_sync
 from worker.app import app
 from worker.beat import jobs_of, task_name
 from worker.fanout import RANGE_TASK
 from worker.fleet import Verdict, run_scheduled
 from worker.fleet_lock import stop_key
+from worker.sync_requests import INTEGRATION_SYNC_TASK, run_requested_sync
 
 log = structlog.get_logger("worker.tasks")
 

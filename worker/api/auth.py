@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from feeds.context import Context
 from worker.api import apikeys
 from worker.api.apikeys import ApiKey, Permission
+from worker.api.errors import ApiError
 from worker.api.ratelimit import Limit, RateLimiter
 
 log = structlog.get_logger("worker.api.auth")
@@ -24,16 +25,6 @@ bearer = HTTPBearer(
     scheme_name="ApiKey",
     description="An API key made with `python -m worker apikey:create`.",
 )
-
-
-class ApiError(Exception):
-    """An answer other than success: its status code, one sentence, and extra headers."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def authenticate(ctx: Context, raw_key: str) -> ApiKey | None:

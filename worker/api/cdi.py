@@ -22,10 +22,11 @@ from feeds.history.integrations import Integration
 from feeds.pipeline.diff import iso
 from worker.api import cursors, ratelimit
 from worker.api.apikeys import ApiKey, Permission
-from worker.api.auth import ApiError, get_context, known_query_only, require
+from worker.api.auth import get_context, known_query_only, require
 from worker.api.cursors import Cursor, CursorError, Direction
+from worker.api.errors import ApiError
 from worker.api.pagination import PAGE_SIZE, Page, link_header
-from worker.api.triggers import SyncTrigger
+from worker.sync_requests import SyncTrigger
 
 router = APIRouter(prefix="/cdi", tags=["cdi"], dependencies=[Depends(known_query_only)])
 

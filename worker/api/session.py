@@ -1,8 +1,10 @@
-"""The dashboard's browser session: a cookie `<key id>.<expiry>.<HMAC>`, never the API key itself.
+"""The dashboard's browser session: a cookie `<key id>.<expiry>.<signature>`, never the API key
+itself, signed with itsdangerous (HMAC-SHA256).
 
-The HMAC covers the key's stored digest, so revoking or replacing the key ends its sessions; each
-request checks the key is still active. The form token (CSRF) is derived from the session, so a
-page of another site can forge neither. Used by the dashboard only: the API takes Bearer keys.
+The signature is salted with the key's stored digest, so revoking or replacing the key ends its
+sessions; each request checks the key is still active. The form token (CSRF) is derived from the
+session, so a page of another site can forge neither. Used by the dashboard only: the API takes
+Bearer keys.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import hmac
 import time
 import weakref
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from fastapi import Request, Response
+from itsdangerous import Signer, base64_decode
 from sqlalchemy import Engine, select
 
 from feeds.context import Context
@@ -39,7 +42,7 @@ class Session:
 
 
 def sign(secret: bytes, key_id: int, key_hash: str, expires: int) -> str:
-    return f"{key_id}.{expires}.{_mac(secret, f'session:{key_id}.{expires}.{key_hash}')}"
+    return _session_signer(secret, key_hash).sign(f"{key_id}.{expires}").decode()
 
 
 def parse(token: str) -> tuple[int, int] | None:
@@ -59,11 +62,12 @@ def valid(secret: bytes, token: str, key_hash: str, now: float) -> bool:
     parsed = parse(token)
     if parsed is None or parsed[1] < now:
         return False
-    return hmac.compare_digest(sign(secret, parsed[0], key_hash, parsed[1]), token)
+    return _session_signer(secret, key_hash).validate(token)
 
 
 def csrf_token(secret: bytes, token: str) -> str:
-    return _mac(secret, f"csrf:{token}")[:32]
+    signer = Signer(secret, salt="feedsync.dashboard.csrf", **_HMAC_SHA256)
+    return base64_decode(signer.get_signature(token)).hex()[:32]
 
 
 def csrf_ok(session: Session, sent: str) -> bool:
@@ -129,5 +133,9 @@ def _secret(ctx: Context) -> bytes:
     return _secrets[ctx.db]
 
 
-def _mac(secret: bytes, message: str) -> str:
-    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+_HMAC_SHA256: dict[str, Any] = {"digest_method": hashlib.sha256, "key_derivation": "hmac"}
+
+
+def _session_signer(secret: bytes, key_hash: str) -> Signer:
+    # Salted with the key's digest: a session of a revoked or replaced key no longer verifies.
+    return Signer(secret, salt=f"feedsync.dashboard.session:{key_hash}", **_HMAC_SHA256)

@@ -22,9 +22,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from worker.api.app import create_app
+    from worker.sync_requests import trigger_for
 
     with listen(args.host, args.port) as listener:  # before the database is opened
-        app = create_app(settings)
+        app = create_app(settings, trigger=trigger_for(settings))
         bound = listener.getsockname()[1]
         print(f"Feedsync API on {base_url(args.host, bound)} (OpenAPI: /docs). Ctrl-C stops it.")
         # Our structlog configuration stays in charge: uvicorn only adds its access log.

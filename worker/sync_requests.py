@@ -1,9 +1,11 @@
-"""What `POST /cdi/integrations/{id}/sync` queues. Replaceable: the fleet passes a trigger that
-enqueues a Celery task instead (`create_app(trigger=...)`).
+"""Syncs requested through the API (`POST /cdi/integrations/{id}/sync`): the request lock, the
+sync itself, and the two triggers that run it.
 
-With a broker (`BROKER_URL`), `create_app` uses `FleetSync`: a Celery task any worker runs, which
-ends failed when the sync fails. A trigger either accepts the sync or raises `LockedError` when
-that feed already has a job in progress (answered `429 Another job is in progress`).
+The API takes its trigger as a parameter (`create_app(trigger=...)`) and knows nothing of Celery:
+`trigger_for(settings)` picks `FleetSync` when a broker is configured (`BROKER_URL`: a Celery task
+any worker runs, which ends failed when the sync fails), else `BackgroundSync` (a thread of the API
+process). A trigger either accepts the sync or raises `LockedError` when that feed already has a
+job in progress (answered `429 Another job is in progress`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 import structlog
 
+from config.settings import Settings
 from feeds.context import Context
 from feeds.definitions import Feed, RunStatus
 from feeds.errors import FeedsyncError, LockedError
@@ -21,7 +24,7 @@ from feeds.history import read_model
 from feeds.pipeline import indexer, run
 from feeds.state.locks import Lock, is_locked
 
-log = structlog.get_logger("worker.api.triggers")
+log = structlog.get_logger("worker.sync_requests")
 
 SyncTrigger = Callable[[Context, Feed], None]
 
@@ -120,3 +123,13 @@ class BackgroundSync:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         return [t.name for t in self._threads if t.is_alive()]
+
+
+def trigger_for(settings: Settings) -> SyncTrigger:
+    """Where requested syncs run: on the fleet's workers when a broker is configured, else in a
+    thread of this process."""
+    if not settings.broker_url:
+        return BackgroundSync()
+    from worker.app import create_app  # Celery only for a fleet: the embedded mode has no broker
+
+    return FleetSync(create_app(settings).send_task)

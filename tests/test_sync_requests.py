@@ -11,11 +11,12 @@ from structlog.testing import capture_logs
 
 from feeds.context import Context
 from tests.conftest import library_context
-from worker.api.triggers import (
+from worker.sync_requests import (
     BackgroundSync,
     RequestedSyncFailed,
     run_requested_sync,
     take_request_lock,
+    trigger_for,
 )
 from worker.testing.destination_server import DestinationServer
 
@@ -58,3 +59,10 @@ def test_the_embedded_trigger_logs_a_failed_sync(
     [failed] = [e for e in logs if e["event"] == "api.sync_failed"]
     assert failed["feed"] == "books" and failed["log_level"] == "error"
     take_request_lock(library, books).release()
+
+
+def test_without_a_broker_requested_syncs_run_in_a_thread_of_the_api_process(
+    library: Context,
+) -> None:
+    assert library.settings.broker_url is None
+    assert isinstance(trigger_for(library.settings), BackgroundSync)

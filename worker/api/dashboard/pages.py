@@ -1,0 +1,119 @@
+"""The dashboard's pages: Jinja2 templates, with the headers every page carries."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+
+from feeds.clock import utcnow
+from feeds.context import Context
+from feeds.export import budget
+from feeds.history import runs
+from feeds.history.integrations import public_destination
+from feeds.pipeline.resync import MAX_RESYNC_ERRORS
+from worker.api.apikeys import Permission
+from worker.api.dashboard.filters import number, parse_filters
+from worker.api.dashboard.queries import error_cards, run_page
+from worker.api.filters import OPERATIONS, STATUSES
+from worker.api.session import Session
+
+templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+
+ADMIN_PERMISSION = Permission.SYNC_ADMIN
+
+
+def render_dashboard(
+    request: Request,
+    ctx: Context,
+    session: Session,
+    params: Mapping[str, str],
+    notices: Sequence[str] = (),
+    problems: Sequence[str] = (),
+    status_code: int = 200,
+) -> Response:
+    """The sync-status page for the filters in `params`, with notices and problems on top."""
+    feeds = ctx.registry.names()
+    filters, filter_problems = parse_filters(params, feeds, utcnow().date())
+    runs.close_abandoned(ctx.db)  # never show a run of a dead process as running
+    with ctx.db.connect() as conn:
+        page = run_page(conn, filters)
+        cards = error_cards(conn, filters.feed)
+    return page_response(
+        request,
+        "dashboard.html",
+        {
+            "session": session,
+            "filters": filters,
+            "page": page,
+            "cards": cards,
+            "feeds": feeds,
+            "operations": OPERATIONS,
+            "statuses": STATUSES,
+            "notices": list(notices),
+            "problems": [*problems, *filter_problems],
+            "usage": budget.usage_by_destination(ctx),
+            "shown_url": public_destination,
+            "max_resync": MAX_RESYNC_ERRORS,
+            "csv_url": "/dashboard/errors.csv",
+        },
+        status_code=status_code,
+    )
+
+
+def page_response(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    nonce = secrets.token_urlsafe(16)
+    response = templates.TemplateResponse(
+        request, template, {**context, "nonce": nonce}, status_code=status_code
+    )
+    # The pages hold live data and a form token: never cached, never framed (no clickjacking),
+    # and only the page's own script runs.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
+        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def message_page(
+    request: Request, title: str, message: str, session: Session | None, status_code: int
+) -> Response:
+    context = {"title": title, "message": message, "session": session}
+    return page_response(request, "message.html", context, status_code=status_code)
+
+
+def forbidden(request: Request, key_name: str, session: Session | None = None) -> Response:
+    """403: the key is fine but lacks sync.admin (at login, or since it was changed)."""
+    return page_response(
+        request,
+        "message.html",
+        {
+            "title": "Permission needed",
+            "message": f"The API key {key_name!r} does not hold the {ADMIN_PERMISSION} permission "
+            "the dashboard needs. Log in with a key created with "
+            f"`python -m worker apikey:create --permission {ADMIN_PERMISSION}`.",
+            "session": session,
+            "login_link": True,
+        },
+        status_code=403,
+    )
+
+
+def resync_notice(resynced: str, cleared: str) -> list[str]:
+    """The outcome of a resync, shown once on the page its form redirects to."""
+    done, clean = number(resynced), number(cleared)
+    if done is None or clean is None:
+        return []
+    failing = done - clean
+    text = f"Resynced {done} error{'s' if done != 1 else ''}: {clean} cleared"
+    return [f"{text}, {failing} still failing." if failing > 0 else f"{text}."]
