@@ -7,10 +7,12 @@ CI=true, where they fail: CI must never pass by skipping them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -240,3 +242,12 @@ def make_api_key(ctx: Context, *permissions: str, name: str = "test") -> str:
 
 def bearer(raw_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw_key}"}
+
+
+def as_dicts(records: Any) -> Any:
+    """The read model's typed rows as plain dicts, for tests that compare them column by column."""
+    if records is None:
+        return None
+    if isinstance(records, list):
+        return [dataclasses.asdict(record) for record in records]
+    return dataclasses.asdict(records)

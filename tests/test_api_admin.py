@@ -300,8 +300,11 @@ def test_error_csv_cells_a_spreadsheet_would_run_as_a_formula_start_with_a_quote
     cell: str, written: str
 ) -> None:
     from feeds.history.csv_export import errors_csv
+    from feeds.history.read_model import ErrorRow
 
-    text = "".join(errors_csv([{"item_id": cell, "message": cell, "attempts": -3}]))
+    seen = datetime(2026, 11, 22, 10, 0)
+    error = ErrorRow(1, "run", "books", cell, "other", None, cell, seen, seen, -3, False, None)
+    text = "".join(errors_csv([error]))
     [row] = list(csv.DictReader(io.StringIO(text, newline="")))
     assert (row["item_id"], row["message"], row["attempts"]) == (written, written, "-3")
 

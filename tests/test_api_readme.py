@@ -25,6 +25,7 @@ from config.settings import load_settings
 from feeds.commerce import demo
 from feeds.history import read_model
 from feeds.pipeline import indexer
+from tests.conftest import as_dicts
 from worker.testing.destination_server import DestinationServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,10 @@ def worker_env(tmp_path: Path, destination: DestinationServer) -> Iterator[dict[
     indexer.reindex(ctx, ctx.registry.get("products"))
     destination.clear_faults()
     with ctx.db.connect() as conn:
-        assert sorted(e["id"] for e in read_model.list_errors(conn, feed="products")) == [1, 2]
+        assert sorted(e["id"] for e in as_dicts(read_model.list_errors(conn, feed="products"))) == [
+            1,
+            2,
+        ]
     ctx.close()
     yield env
 

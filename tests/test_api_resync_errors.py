@@ -13,7 +13,7 @@ from feeds.history import read_model
 from feeds.pipeline import indexer, run
 from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
 from feeds.state.locks import Lock
-from tests.conftest import library_context
+from tests.conftest import as_dicts, library_context
 from worker.testing.destination_server import DestinationServer
 
 
@@ -26,7 +26,7 @@ def lib(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator
 
 def current_errors(ctx: Context) -> dict[str, dict]:
     with ctx.db.connect() as conn:
-        return {e["item_id"]: e for e in read_model.list_errors(conn, feed="books")}
+        return {e["item_id"]: e for e in as_dicts(read_model.list_errors(conn, feed="books"))}
 
 
 def test_resync_of_selected_errors_resends_them_and_clears_them(
@@ -46,7 +46,7 @@ def test_resync_of_selected_errors_resends_them_and_clears_them(
     assert outcome.still_failing == []
     assert set(current_errors(lib)) == {"book-7"}
     with lib.db.connect() as conn:
-        run = read_model.get_run(conn, outcome.run_ids[0])
+        run = as_dicts(read_model.get_run(conn, outcome.run_ids[0]))
     assert run is not None
     assert (run["operation"], run["status"], run["rows_synced"]) == ("resync_errors", "success", 2)
 

@@ -22,7 +22,7 @@ from feeds.pipeline import exporter, indexer, run
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
 from feeds.state.tables import items, rebuilds
-from tests.conftest import library_context
+from tests.conftest import as_dicts, library_context
 from worker.testing.destination_server import DestinationServer
 
 BOOKS = 12
@@ -54,7 +54,7 @@ def queued(ctx: Context) -> dict[int, int]:
 
 def open_errors(ctx: Context, feed: str = "books") -> list[dict]:
     with ctx.db.connect() as conn:
-        return read_model.list_errors(conn, feed=feed)
+        return as_dicts(read_model.list_errors(conn, feed=feed))
 
 
 def resend(ctx: Context) -> run.Outcome | None:

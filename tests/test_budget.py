@@ -24,7 +24,7 @@ from feeds.history import read_model
 from feeds.pipeline import exporter, indexer
 from feeds.pipeline.resync import ResyncRequest, resync
 from feeds.state.tables import items
-from tests.conftest import library_context, make_settings
+from tests.conftest import as_dicts, library_context, make_settings
 from worker.testing.destination_server import DestinationServer
 
 BOOKS = 12  # library_context: batch size 3 → 4 calls for a full sync
@@ -40,7 +40,7 @@ def statuses(ctx: Context) -> dict[str, dict]:
 
 def all_runs(ctx: Context) -> list[dict]:
     with ctx.db.connect() as conn:
-        return read_model.list_runs(conn, feed="books")
+        return as_dicts(read_model.list_runs(conn, feed="books"))
 
 
 def book_ids(*numbers: int) -> set[str]:
@@ -207,7 +207,7 @@ def test_sending_pauses_when_the_allocation_is_used_up(
         for i in waiting
     )
     with limited.db.connect() as conn:
-        assert read_model.list_errors(conn, feed="books") == []  # held back, not failed
+        assert as_dicts(read_model.list_errors(conn, feed="books")) == []  # held back, not failed
     seen = usage(limited)
     assert (seen.calls_24h, seen.cap, seen.remaining, seen.paused) == (3, 3, 0, True)
     events = [e["event"] for e in logs]

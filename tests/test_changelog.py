@@ -21,7 +21,7 @@ from feeds.pipeline.diff import FeedItem
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
 from feeds.tracking import changelog
-from tests.conftest import library_context, make_settings
+from tests.conftest import as_dicts, library_context, make_settings
 from tests.test_custom_feed import exported
 
 
@@ -245,7 +245,7 @@ def test_a_row_that_cannot_be_built_fails_only_its_entity_and_is_reported(
         row = conn.execute(
             text("SELECT status, error_code, error_message FROM feed_items WHERE id = 'book-3'")
         ).one()
-        [error] = read_model.list_errors(conn, feed="books")
+        [error] = as_dicts(read_model.list_errors(conn, feed="books"))
     assert row == (0, "BUILD_FAILED", "ValueError: book 3 has an undecodable title")
     assert (error["item_id"], error["category"], error["code"]) == ("3", "other", "BUILD_FAILED")
     assert not [i for i in exported(export_dir, "books") if i["id"] == "book-3" and i["deleted"]]
@@ -256,7 +256,9 @@ def test_a_row_that_cannot_be_built_fails_only_its_entity_and_is_reported(
         assert (
             conn.execute(text("SELECT status FROM feed_items WHERE id = 'book-3'")).scalar() == 200
         )
-        assert read_model.list_errors(conn, feed="books") == []  # built now: its error is resolved
+        assert (
+            as_dicts(read_model.list_errors(conn, feed="books")) == []
+        )  # built now: its error is resolved
 
 
 @pytest.mark.postgres

@@ -26,7 +26,7 @@ from feeds.history import read_model
 from feeds.pipeline import indexer
 from feeds.pipeline.resync import resync_errors
 from feeds.state.tables import sync_runs
-from tests.conftest import library_context
+from tests.conftest import as_dicts, library_context
 from worker.api import apikeys, session
 from worker.api.app import create_app
 from worker.api.dashboard import RUNS_PER_PAGE, RunFilters, parse_filters
@@ -384,7 +384,10 @@ def lib_client(lib: Context) -> Iterator[TestClient]:
 
 def current(lib: Context) -> dict[str, str]:
     with lib.db.connect() as conn:
-        return {e["item_id"]: e["category"] for e in read_model.list_errors(conn, feed="books")}
+        return {
+            e["item_id"]: e["category"]
+            for e in as_dicts(read_model.list_errors(conn, feed="books"))
+        }
 
 
 def test_error_cards_count_errors_and_affected_records_per_category(
@@ -397,7 +400,9 @@ def test_error_cards_count_errors_and_affected_records_per_category(
     destination.reject(["book-2"], code="MISSING_ASSOCIATION", message="still no author")
     # book-2 fails again: a new error row of the same record, which supersedes the first.
     with lib.db.connect() as conn:
-        first = {e["item_id"]: e["id"] for e in read_model.list_errors(conn, feed="books")}
+        first = {
+            e["item_id"]: e["id"] for e in as_dicts(read_model.list_errors(conn, feed="books"))
+        }
     resync_errors(lib, [first["book-2"]])
 
     page = lib_client.get("/dashboard")

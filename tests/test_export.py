@@ -22,7 +22,7 @@ from feeds.pipeline import exporter, indexer, run
 from feeds.pipeline.resync import ResyncRequest, resync, resync_errors
 from feeds.state.locks import Lock
 from feeds.state.tables import items
-from tests.conftest import library_context
+from tests.conftest import as_dicts, library_context
 from worker.testing.destination_server import DestinationServer
 
 BOOKS = 12
@@ -45,12 +45,12 @@ def rows(ctx: Context) -> dict[str, dict]:
 
 def last_run(ctx: Context) -> dict:
     with ctx.db.connect() as conn:
-        return read_model.list_runs(conn, feed="books", limit=1)[0]
+        return as_dicts(read_model.list_runs(conn, feed="books", limit=1))[0]
 
 
 def errors(ctx: Context) -> list[dict]:
     with ctx.db.connect() as conn:
-        return read_model.list_errors(conn, feed="books")
+        return as_dicts(read_model.list_errors(conn, feed="books"))
 
 
 def make_due(ctx: Context) -> None:
@@ -393,7 +393,7 @@ def test_dry_run_changes_nothing_anywhere(lib: Context, destination: Destination
 
 def runs_all(ctx: Context) -> list[dict]:
     with ctx.db.connect() as conn:
-        return read_model.list_runs(conn, limit=1000)
+        return as_dicts(read_model.list_runs(conn, limit=1000))
 
 
 def test_resync_resends_unchanged_items(lib: Context, destination: DestinationServer) -> None:

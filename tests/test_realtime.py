@@ -20,7 +20,7 @@ from feeds.pipeline import indexer, run
 from feeds.state.indexer_state import get_state
 from feeds.state.locks import Lock
 from feeds.tracking import changelog, realtime
-from tests.conftest import library_context
+from tests.conftest import as_dicts, library_context
 from tests.test_custom_feed import exported
 from worker import logs as worker_logs
 from worker.realtime import Listener, sync_in_process
@@ -75,7 +75,9 @@ def wait_for(check: Callable[[], bool], timeout: float) -> float:
 
 def partial_runs(ctx: Context) -> list[dict[str, object]]:
     with ctx.db.connect() as conn:
-        return read_model.list_runs(conn, feed="books", operation=Operation.PARTIAL_SYNC.value)
+        return as_dicts(
+            read_model.list_runs(conn, feed="books", operation=Operation.PARTIAL_SYNC.value)
+        )
 
 
 def test_a_realtime_change_reaches_the_destination_within_seconds(

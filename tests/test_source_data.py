@@ -16,6 +16,7 @@ from feeds.definitions import ItemStatus
 from feeds.history import read_model
 from feeds.pipeline import indexer
 from feeds.state.tables import items
+from tests.conftest import as_dicts
 from tests.parts_feeds import metadata, parts
 from worker.testing.destination_server import DestinationServer
 
@@ -62,7 +63,7 @@ def open_errors(ctx: Context) -> dict[str, tuple[str, str]]:
     with ctx.db.connect() as conn:
         return {
             str(e["item_id"]): (str(e["code"]), str(e["message"]))
-            for e in read_model.list_errors(conn, feed="parts")
+            for e in as_dicts(read_model.list_errors(conn, feed="parts"))
         }
 
 

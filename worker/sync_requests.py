@@ -68,10 +68,10 @@ def run_requested_sync(ctx: Context, feed: Feed, request: Lock) -> run.Outcome |
         request.release()
     with ctx.db.connect() as conn:
         run = read_model.get_run(conn, outcome.run_id or "")
-    if run is not None and run["status"] in (RunStatus.ERROR, RunStatus.CONFIG_ERROR):
+    if run is not None and run.status in (RunStatus.ERROR, RunStatus.CONFIG_ERROR):
         raise RequestedSyncFailed(
-            f"The requested sync of {feed.name} ended {run['status']}: "
-            f"{run['message'] or 'no item was synced'}."
+            f"The requested sync of {feed.name} ended {run.status}: "
+            f"{run.message or 'no item was synced'}."
         )
     log.info("api.sync_finished", feed=feed.name, run_id=outcome.run_id, **outcome.counts.as_dict())
     return outcome

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+from feeds.history.read_model import ErrorRow
 from feeds.pipeline.diff import iso
 
 ERROR_CSV_COLUMNS = [
@@ -24,13 +25,13 @@ ERROR_CSV_COLUMNS = [
 ]
 
 
-def errors_csv(rows: Iterable[Mapping[str, object]]) -> Iterator[str]:
+def errors_csv(rows: Iterable[ErrorRow]) -> Iterator[str]:
     """Sync errors as CSV lines (a header first; ISO 8601 UTC times): `sync:errors --csv` and the API."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(ERROR_CSV_COLUMNS)
     for row in rows:
-        writer.writerow([_csv_value(row.get(column)) for column in ERROR_CSV_COLUMNS])
+        writer.writerow([_csv_value(getattr(row, column, None)) for column in ERROR_CSV_COLUMNS])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)

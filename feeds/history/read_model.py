@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -13,10 +14,59 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from feeds.state.tables import sync_errors, sync_runs
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One sync run as recorded (a row of `sync_runs`)."""
+
+    id: str
+    feed: str
+    operation: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    new: int
+    updated: int
+    deleted: int
+    failed: int
+    skipped: int
+    rows_synced: int
+    rows_failed_with_errors: int
+    last_timestamp_synced: datetime | None
+    message: str | None
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """One sync error as recorded (a row of `sync_errors`)."""
+
+    id: int
+    run_id: str
+    feed: str
+    item_id: str
+    category: str
+    code: str | None
+    message: str | None
+    first_seen: datetime
+    last_seen: datetime
+    attempts: int
+    resolved: bool
+    resolved_at: datetime | None
+
+
+def _runs(rows: Iterable[RowMapping]) -> list[RunRow]:
+    return [RunRow(**row) for row in rows]
+
+
+def _errors(rows: Iterable[RowMapping]) -> list[ErrorRow]:
+    return [ErrorRow(**row) for row in rows]
+
 
 _BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -37,9 +87,9 @@ def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
     return parsed
 
 
-def get_run(conn: Connection, run_id: str) -> dict[str, object] | None:
+def get_run(conn: Connection, run_id: str) -> RunRow | None:
     row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).mappings().first()
-    return None if row is None else dict(row)
+    return None if row is None else RunRow(**row)
 
 
 def list_runs(
@@ -50,7 +100,7 @@ def list_runs(
     status: str | None = None,
     since: datetime | None = None,
     limit: int = 50,
-) -> list[dict[str, object]]:
+) -> list[RunRow]:
     """Runs, newest first, filtered."""
     c = sync_runs.c
     query = select(sync_runs).order_by(c.started_at.desc(), c.id.desc()).limit(limit)
@@ -59,7 +109,7 @@ def list_runs(
             query = query.where(column == value)
     if since is not None:
         query = query.where(c.started_at >= since)
-    return [dict(row) for row in conn.execute(query).mappings()]
+    return _runs(conn.execute(query).mappings())
 
 
 def list_errors(
@@ -69,12 +119,12 @@ def list_errors(
     category: str | None = None,
     include_resolved: bool = False,
     run_id: str | None = None,
-) -> list[dict[str, object]]:
+) -> list[ErrorRow]:
     """Sync errors, newest first: the current (unresolved) ones unless asked otherwise."""
     c = sync_errors.c
     conditions = _error_conditions(feed, category, include_resolved, run_id)
     query = select(sync_errors).where(*conditions).order_by(c.last_seen.desc(), c.id.desc())
-    return [dict(row) for row in conn.execute(query).mappings()]
+    return _errors(conn.execute(query).mappings())
 
 
 def _error_conditions(
@@ -96,7 +146,7 @@ def runs_page(
     start: tuple[datetime, str] | None = None,
     older: bool = True,
     limit: int = 10,
-) -> list[dict[str, object]]:
+) -> list[RunRow]:
     """Up to `limit` runs of a feed, newest first, strictly older (or newer) than the run `start`
     (its started_at and id); from the newest when `start` is None."""
     c = sync_runs.c
@@ -105,9 +155,9 @@ def runs_page(
         query = query.where(_beyond(start, older))
     if older:
         query = query.order_by(c.started_at.desc(), c.id.desc()).limit(limit)
-        return [dict(row) for row in conn.execute(query).mappings()]
+        return _runs(conn.execute(query).mappings())
     query = query.order_by(c.started_at.asc(), c.id.asc()).limit(limit)
-    return [dict(row) for row in reversed(conn.execute(query).mappings().all())]
+    return _runs(reversed(conn.execute(query).mappings().all()))
 
 
 def has_runs_beyond(conn: Connection, feed: str, start: tuple[datetime, str], older: bool) -> bool:
@@ -147,7 +197,7 @@ def find_runs(
     sort: RunSort = RunSort.START,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[dict[str, object]], int]:
+) -> tuple[list[RunRow], int]:
     """A page of runs matching `where`, newest first by start or end time (running runs first when
     sorting by end), and how many match in all."""
     c = sync_runs.c
@@ -174,7 +224,7 @@ def find_runs(
     else:
         order = [c.started_at.desc(), c.id.desc()]
     query = select(sync_runs).where(*conditions).order_by(*order).limit(limit).offset(offset)
-    return [dict(row) for row in conn.execute(query).mappings()], total
+    return _runs(conn.execute(query).mappings()), total
 
 
 def errors_page(
@@ -186,7 +236,7 @@ def errors_page(
     run_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[dict[str, object]], int]:
+) -> tuple[list[ErrorRow], int]:
     """A page of sync errors, newest first (current ones unless asked otherwise), and how many match."""
     c = sync_errors.c
     conditions = _error_conditions(feed, category, include_resolved, run_id)
@@ -198,7 +248,7 @@ def errors_page(
         .limit(limit)
         .offset(offset)
     )
-    return [dict(row) for row in conn.execute(query).mappings()], total
+    return _errors(conn.execute(query).mappings()), total
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from feeds.context import Context
 from feeds.history import read_model
 from tests import parts_feeds
+from tests.conftest import as_dicts
 from tests.parts_feeds import parts
 from tests.resilience import products_feed
 from tests.resilience.conftest import Deploy
@@ -40,7 +41,7 @@ def open_errors(ctx: Context) -> dict[str, tuple[str, str]]:
     with ctx.db.connect() as conn:
         return {
             str(e["item_id"]): (str(e["category"]), str(e["code"]))
-            for e in read_model.list_errors(conn)
+            for e in as_dicts(read_model.list_errors(conn))
         }
 
 

@@ -19,6 +19,7 @@ from feeds.definitions import Feed
 from feeds.errors import LockedError
 from feeds.history import integrations, read_model, runs
 from feeds.history.integrations import Integration
+from feeds.history.read_model import RunRow
 from feeds.pipeline.diff import iso
 from worker.api import cursors, ratelimit
 from worker.api.apikeys import ApiKey, Permission
@@ -207,7 +208,7 @@ def _integration_order(key: tuple[str, ...]) -> tuple[int, float, str]:
 
 def jobs_page(
     conn: Connection, feed: str, direction: Direction | None, start: tuple[datetime, str] | None
-) -> Page[dict[str, object]]:
+) -> Page[RunRow]:
     """Up to 10 runs of `feed` from the cursor's position, with the keys of the neighbour pages."""
     if direction is Direction.PREV and start is not None:
         rows = read_model.runs_page(conn, feed, start=start, older=False, limit=PAGE_SIZE + 1)
@@ -234,10 +235,8 @@ def jobs_page(
     )
 
 
-def _run_key(row: dict[str, object]) -> tuple[datetime, str]:
-    started = row["started_at"]
-    assert isinstance(started, datetime)
-    return (started, str(row["id"]))
+def _run_key(row: RunRow) -> tuple[datetime, str]:
+    return (row.started_at, row.id)
 
 
 def _key_text(key: tuple[datetime, str]) -> tuple[str, ...]:
@@ -294,12 +293,12 @@ def _integration(i: Integration) -> IntegrationOut:
     )
 
 
-def _job(row: dict[str, object]) -> JobOut:
+def _job(row: RunRow) -> JobOut:
     return JobOut(
-        job_status=integrations.job_status(str(row["status"])),
-        sync_start_time=_time(row["started_at"]) or "",
-        sync_finish_time=_time(row["finished_at"]),
-        last_timestamp_synced=_time(row["last_timestamp_synced"]),
-        rows_synced=int(str(row["rows_synced"])),
-        rows_failed_with_errors=int(str(row["rows_failed_with_errors"])),
+        job_status=integrations.job_status(row.status),
+        sync_start_time=_time(row.started_at) or "",
+        sync_finish_time=_time(row.finished_at),
+        last_timestamp_synced=_time(row.last_timestamp_synced),
+        rows_synced=row.rows_synced,
+        rows_failed_with_errors=row.rows_failed_with_errors,
     )

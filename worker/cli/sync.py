@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -69,7 +70,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.json:
         for row in rows:
-            print(orjson.dumps({k: _plain(v) for k, v in row.items()}).decode())
+            print(orjson.dumps({k: _plain(v) for k, v in asdict(row).items()}).decode())
         return 0
     headers = [
         "Start",
@@ -84,7 +85,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         "Skipped",
         "Synced",
     ]
-    print(render(headers, [[_cell(row[c]) for c in RUN_COLUMNS] for row in rows]))
+    print(render(headers, [[_cell(getattr(row, c)) for c in RUN_COLUMNS] for row in rows]))
     return 0
 
 
@@ -105,7 +106,7 @@ def errors(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.write(chunk)
         return 0
     headers = ["Feed", "Item", "Category", "Code", "Message", "First seen", "Last seen", "Attempts"]
-    print(render(headers, [[_cell(row[c]) for c in ERROR_COLUMNS[:8]] for row in rows]))
+    print(render(headers, [[_cell(getattr(row, c)) for c in ERROR_COLUMNS[:8]] for row in rows]))
     return 0
 
 

@@ -3,6 +3,7 @@ start or end time, paged by offset."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,7 +11,7 @@ from pydantic import BaseModel
 
 from feeds.definitions import Operation, RunStatus
 from feeds.history import read_model, runs
-from feeds.history.read_model import RunFilter, RunSort
+from feeds.history.read_model import RunFilter, RunRow, RunSort
 from worker.api.admin.endpoint import ERRORS, Admin, feed_name, iso_time, offset_links
 from worker.api.auth import get_context
 from worker.api.filters import EndMoment, StartMoment
@@ -83,12 +84,12 @@ def list_runs(
     )
 
 
-def _run(row: dict[str, object]) -> RunOut:
+def _run(row: RunRow) -> RunOut:
     return RunOut.model_validate(
         {
-            **row,
-            "started_at": iso_time(row["started_at"]),
-            "finished_at": iso_time(row["finished_at"]),
-            "last_timestamp_synced": iso_time(row["last_timestamp_synced"]),
+            **asdict(row),
+            "started_at": iso_time(row.started_at),
+            "finished_at": iso_time(row.finished_at),
+            "last_timestamp_synced": iso_time(row.last_timestamp_synced),
         }
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from feeds.context import Context
 from feeds.export.protocol import ErrorCategory
 from feeds.history import csv_export, read_model
 from feeds.history.categories import help_for
+from feeds.history.read_model import ErrorRow
 from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
 from worker.api.admin.endpoint import ERRORS, Admin, feed_name, iso_time, offset_links
 from worker.api.auth import get_context
@@ -189,12 +191,12 @@ def resync_selected_errors(request: Request, body: ResyncIn, key: Admin) -> Resy
     )
 
 
-def _error(row: dict[str, object]) -> ErrorOut:
+def _error(row: ErrorRow) -> ErrorOut:
     return ErrorOut.model_validate(
         {
-            **row,
-            "first_seen": iso_time(row["first_seen"]),
-            "last_seen": iso_time(row["last_seen"]),
-            "resolved": bool(row["resolved"]),
+            **asdict(row),
+            "first_seen": iso_time(row.first_seen),
+            "last_seen": iso_time(row.last_seen),
+            "resolved": row.resolved,
         }
     )

@@ -4,13 +4,12 @@ runs cost one page."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from feeds.history import read_model
 from feeds.history.categories import help_for
-from feeds.history.read_model import RunSort
+from feeds.history.read_model import ErrorRow, RunRow, RunSort
 from worker.api.dashboard.filters import RunFilters
 
 RUNS_PER_PAGE = 50
@@ -19,7 +18,7 @@ RECORDS_PER_CARD = 200
 
 @dataclass
 class RunPage:
-    runs: list[dict[str, Any]]
+    runs: list[RunRow]
     total: int
     page: int
     pages: int
@@ -47,7 +46,7 @@ class ErrorCard:
     errors: int
     records: int
     resolution: str
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[ErrorRow] = field(default_factory=list)
 
 
 def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
