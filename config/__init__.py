@@ -1,5 +1,6 @@
 """Settings: one object, parsed and validated once."""
 
-from config.settings import FeedSettings, JobSettings, Settings, load_settings
+from config.schema import FeedSettings, JobSettings
+from config.settings import Settings, load_settings
 
 __all__ = ["FeedSettings", "JobSettings", "Settings", "load_settings"]

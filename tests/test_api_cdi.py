@@ -18,7 +18,7 @@ from config.settings import Settings, load_settings
 from feeds.context import Context
 from feeds.definitions import Feed, Watch
 from feeds.history.integrations import integration_id
-from feeds.pipeline import run
+from feeds.pipeline.run import lock_name
 from feeds.state.locks import Lock
 from feeds.state.tables import sync_runs
 from tests.conftest import bearer, library_context, make_api_key
@@ -499,7 +499,7 @@ def test_a_sync_while_another_job_holds_the_feed_is_429(
         headers = key(client)
         ctx = ctx_of(client)
         url = f"/cdi/integrations/{integration_id('books', destination.url)}/sync"
-        holder = Lock(ctx.db, run.lock_name(ctx.registry.get("books")))
+        holder = Lock(ctx.db, lock_name(ctx.registry.get("books")))
         assert holder.acquire()
         response = client.post(url, headers=headers)
         assert (response.status_code, response.json()) == (

@@ -10,8 +10,9 @@ import pytest
 from feeds.context import Context
 from feeds.errors import FeedsyncError, LockedError
 from feeds.history import read_model
-from feeds.pipeline import indexer, run
-from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.pipeline import indexer
+from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_errors
+from feeds.pipeline.run import lock_name
 from feeds.state.locks import Lock
 from tests.conftest import as_dicts, library_context
 from worker.testing.destination_server import DestinationServer
@@ -86,7 +87,7 @@ def test_a_locked_feed_is_reported_not_waited_for_forever(
     destination.reject(["book-1"])
     indexer.reindex(lib, lib.registry.get("books"))
     error_id = current_errors(lib)["book-1"]["id"]
-    holder = Lock(lib.db, run.lock_name(lib.registry.get("books")))
+    holder = Lock(lib.db, lock_name(lib.registry.get("books")))
     assert holder.acquire()
     try:
         with pytest.raises(LockedError, match="being synced by another process"):

@@ -18,7 +18,8 @@ from feeds.commerce import demo
 from feeds.context import Context
 from feeds.definitions import ItemStatus, RunStatus
 from feeds.history import read_model
-from feeds.pipeline import exporter, indexer, run
+from feeds.pipeline import exporter, indexer
+from feeds.pipeline.run import Outcome
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
 from feeds.state.tables import items, rebuilds
@@ -57,7 +58,7 @@ def open_errors(ctx: Context, feed: str = "books") -> list[dict]:
         return as_dicts(read_model.list_errors(conn, feed=feed))
 
 
-def resend(ctx: Context) -> run.Outcome | None:
+def resend(ctx: Context) -> Outcome | None:
     time.sleep(0.12)  # past the test's backoff_max_s
     return exporter.resend_failed(ctx, ctx.registry.get("books"))
 

@@ -24,7 +24,7 @@ from feeds.context import Context
 from feeds.definitions import Operation
 from feeds.history import read_model
 from feeds.pipeline import indexer
-from feeds.pipeline.resync import resync_errors
+from feeds.pipeline.resync_errors import resync_errors
 from feeds.state.tables import sync_runs
 from tests.conftest import as_dicts, library_context
 from worker.api import apikeys, session

@@ -18,8 +18,10 @@ from feeds.definitions import ItemStatus
 from feeds.errors import FeedsyncError, LockedError
 from feeds.export import http
 from feeds.history import read_model, runs
-from feeds.pipeline import exporter, indexer, run
-from feeds.pipeline.resync import ResyncRequest, resync, resync_errors
+from feeds.pipeline import exporter, indexer
+from feeds.pipeline.resync import ResyncRequest, resync
+from feeds.pipeline.resync_errors import resync_errors
+from feeds.pipeline.run import lock_name
 from feeds.state.locks import Lock
 from feeds.state.tables import items
 from tests.conftest import as_dicts, library_context
@@ -479,7 +481,7 @@ def test_cleanup_feed_refused_as_locked_leaves_the_feed_table_as_it_was(lib: Con
     books = lib.registry.get("books")
     indexer.reindex(lib, books)
     before = rows(lib)
-    other = Lock(lib.db, run.lock_name(books))  # a partial sync of another process
+    other = Lock(lib.db, lock_name(books))  # a partial sync of another process
     assert other.acquire()
     with pytest.raises(LockedError):
         resync(lib, books, ResyncRequest(cleanup_feed=True))

@@ -19,7 +19,8 @@ from feeds.clock import utcnow
 from feeds.context import Context
 from feeds.errors import LockedError, LockLostError
 from feeds.history import runs
-from feeds.pipeline import indexer, run
+from feeds.pipeline import indexer
+from feeds.pipeline.run import lock_name
 from feeds.state import feed_items as store
 from feeds.state.locks import MACHINE, Lock, hold, is_locked
 from feeds.state.tables import locks, sync_runs
@@ -77,7 +78,7 @@ def test_a_slow_destination_does_not_let_the_indexer_lock_expire_mid_batch(
 
     def another_process() -> None:
         while not done.wait(0.05):
-            other = Lock(ctx.db, run.lock_name(books), ttl_s=30)
+            other = Lock(ctx.db, lock_name(books), ttl_s=30)
             if other.acquire():
                 # Taken from a run still in progress (not just freed as the reindex returned)?
                 taken.append(running_runs_of(ctx, "books") > 0)
@@ -234,5 +235,5 @@ def test_a_run_cut_short_by_its_database_ends_error_once_it_is_back_and_frees_it
         indexer.reindex(ctx, books)
     [(status, message)] = running_runs(ctx).values()
     assert status == "error" and message and "server closed the connection" in message
-    assert not is_locked(ctx.db, run.lock_name(books))
+    assert not is_locked(ctx.db, lock_name(books))
     ctx.close()

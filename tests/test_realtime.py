@@ -16,7 +16,8 @@ from feeds import errors
 from feeds.context import Context
 from feeds.definitions import IndexerMode, Operation
 from feeds.history import read_model
-from feeds.pipeline import indexer, run
+from feeds.pipeline import indexer
+from feeds.pipeline.run import lock_name
 from feeds.state.indexer_state import get_state
 from feeds.state.locks import Lock
 from feeds.tracking import changelog, realtime
@@ -161,7 +162,7 @@ def test_a_burst_of_changes_is_synced_in_a_few_runs_not_one_per_change(
 def test_a_feed_held_by_another_process_is_synced_once_it_is_free(
     library: Context, listening: Listener, export_dir: Path
 ) -> None:
-    lock = Lock(library.db, run.lock_name(library.registry.get("books")))
+    lock = Lock(library.db, lock_name(library.registry.get("books")))
     assert lock.acquire()
     sql(library, "UPDATE books SET title = 'After the lock' WHERE book_no = 6")
     time.sleep(1.0)

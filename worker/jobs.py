@@ -14,7 +14,8 @@ from feeds.definitions import FeedRegistry
 from feeds.errors import FeedsyncError
 from feeds.history import job_runs, runs
 from feeds.notify import webhook as notifications
-from feeds.pipeline import exporter, indexer, run
+from feeds.pipeline import exporter, indexer
+from feeds.pipeline.run import Outcome
 from feeds.schedule import Job as CatalogJob
 from feeds.schedule import JobKind, catalog
 from worker import metrics
@@ -41,7 +42,7 @@ class JobFailed(FeedsyncError):
         super().__init__(f"{job}: the run of {', '.join(failed)} did not succeed: see sync:status.")
 
 
-def _outcome_line(outcome: run.Outcome) -> str:
+def _outcome_line(outcome: Outcome) -> str:
     if outcome.skipped_reason:
         return f"{outcome.feed.name}: skipped ({outcome.skipped_reason})"
     c = outcome.counts
@@ -56,7 +57,7 @@ def _outcome_line(outcome: run.Outcome) -> str:
     return f"{line}; run {outcome.status.value}: {outcome.message or 'no reason recorded'}"
 
 
-def _lines(outcomes: list[run.Outcome], nothing: str) -> Summary:
+def _lines(outcomes: list[Outcome], nothing: str) -> Summary:
     for outcome in outcomes:
         metrics.observe_outcome(outcome)  # every job's outcomes pass here: one place to count them
     failed = [o.feed.name for o in outcomes if o.status is not None and not o.succeeded]

@@ -21,7 +21,8 @@ from feeds.context import Context
 from feeds.definitions import Feed, RunStatus
 from feeds.errors import FeedsyncError, LockedError
 from feeds.history import read_model
-from feeds.pipeline import indexer, run
+from feeds.pipeline import indexer
+from feeds.pipeline.run import Outcome, lock_name
 from feeds.state.locks import Lock, is_locked
 
 log = structlog.get_logger("worker.sync_requests")
@@ -43,7 +44,7 @@ def take_request_lock(ctx: Context, feed: Feed) -> Lock:
     request = Lock(ctx.db, request_lock_name(feed), ttl_s=REQUEST_LOCK_TTL_S)
     if not request.acquire():
         raise LockedError(f"A sync of {feed.name} was already requested.")
-    if is_locked(ctx.db, run.lock_name(feed)):
+    if is_locked(ctx.db, lock_name(feed)):
         request.release()
         raise LockedError(f"{feed.title} index is locked by another process.")
     return request
@@ -53,7 +54,7 @@ class RequestedSyncFailed(FeedsyncError):
     """A requested sync ran to its end but did not sync: its run ended `error` or `config_error`."""
 
 
-def run_requested_sync(ctx: Context, feed: Feed, request: Lock) -> run.Outcome | None:
+def run_requested_sync(ctx: Context, feed: Feed, request: Lock) -> Outcome | None:
     """The requested sync itself (in an API thread or a fleet worker); frees the request lock.
 
     None when another process holds the feed. A sync that failed raises (once the request lock is

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection
 from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus
 from feeds.errors import NotifyError
-from feeds.pipeline import indexer, run
+from feeds.pipeline import indexer
+from feeds.pipeline.run import Outcome
 from feeds.state import indexer_state
 from feeds.tracking import changelog
 
@@ -87,7 +88,7 @@ def pending(ctx: Context) -> list[Feed]:
         ]
 
 
-def sync(ctx: Context, feed: Feed) -> run.Outcome | None:
+def sync(ctx: Context, feed: Feed) -> Outcome | None:
     """The immediate partial sync of one feed (None when nothing was pending).
 
     An outcome `skipped` `Skip.LOCKED` means another process holds the feed: try again

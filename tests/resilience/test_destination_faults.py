@@ -19,7 +19,7 @@ from feeds.commerce import demo
 from feeds.context import Context
 from feeds.definitions import ItemStatus
 from feeds.export.protocol import category_of
-from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_errors
 from feeds.state.tables import items, sync_errors
 from tests.resilience.conftest import Deploy
 from tests.resilience.ending import Convergence, RecordProperty, end

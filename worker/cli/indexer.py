@@ -12,7 +12,8 @@ from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus
 from feeds.errors import FeedsyncError, LockedError, one_line
 from feeds.history.runs import Counts
-from feeds.pipeline import indexer, run
+from feeds.pipeline import indexer
+from feeds.pipeline.run import lock_name
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
 from feeds.state.locks import is_locked
@@ -174,7 +175,7 @@ def _view_status(ctx: Context, feed: Feed, status: IndexerStatus) -> str:
     (partial syncs leave it alone), `working` while a sync holds the feed, else `idle`."""
     if status is IndexerStatus.SUSPENDED:
         return "suspended"
-    return "working" if is_locked(ctx.db, run.lock_name(feed)) else "idle"
+    return "working" if is_locked(ctx.db, lock_name(feed)) else "idle"
 
 
 def reindex(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,7 +16,7 @@ from feeds.export.protocol import ErrorCategory
 from feeds.history import csv_export, read_model
 from feeds.history.categories import help_for
 from feeds.history.read_model import ErrorRow
-from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_errors
 from worker.api.admin.endpoint import ERRORS, Admin, feed_name, iso_time, offset_links
 from worker.api.auth import get_context
 from worker.api.cdi import Message

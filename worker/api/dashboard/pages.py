@@ -16,7 +16,7 @@ from feeds.context import Context
 from feeds.export import budget
 from feeds.history import runs
 from feeds.history.integrations import public_destination
-from feeds.pipeline.resync import MAX_RESYNC_ERRORS
+from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS
 from worker.api.apikeys import Permission
 from worker.api.dashboard.filters import number, parse_filters
 from worker.api.dashboard.queries import error_cards, run_page

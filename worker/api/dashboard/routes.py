@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from feeds.context import Context
 from feeds.errors import FeedsyncError
 from feeds.export.protocol import ErrorCategory
-from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
+from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_errors
 from worker.api import session as sessions
 from worker.api.admin.sync_errors import csv_download
 from worker.api.auth import authenticate, get_context
