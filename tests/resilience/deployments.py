@@ -1,5 +1,5 @@
 """Feedsync deployments as users run them, for the resilience scenarios: the embedded
-`python -m worker run`, or a Celery worker and beat (tests/test_fleet.py's Fleet), as real
+`python -m worker run`, or a Celery worker and beat (tests/worker/test_fleet.py's Fleet), as real
 processes on real PostgreSQL (and Redis) sending to the real protocol v1 destination.
 
 A scenario kills or starves them, restarts them, waits until they converge by themselves, stops
@@ -31,9 +31,9 @@ from feeds.definitions import RunStatus
 from feeds.history import job_runs
 from feeds.history.job_runs import JobStatus
 from feeds.state.tables import sync_runs
+from tests.pipeline.test_parallel import children
 from tests.resilience.servers import alive
-from tests.test_fleet import Fleet
-from tests.test_parallel import children
+from tests.worker.test_fleet import Fleet
 from worker.testing.converge import pending
 from worker.testing.destination_server import DestinationServer
 from worker.testing.reconcile import Reconciliation, reconcile

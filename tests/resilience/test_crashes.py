@@ -24,6 +24,7 @@ from feeds.commerce import demo
 from feeds.definitions import ItemStatus, Operation, RunStatus
 from feeds.history.runs import ABANDONED
 from feeds.state.tables import items, sync_runs
+from tests.pipeline.test_parallel import children
 from tests.resilience.deployments import (
     Celery,
     Deployment,
@@ -38,7 +39,6 @@ from tests.resilience.deployments import (
     wait_until,
 )
 from tests.resilience.servers import alive
-from tests.test_parallel import children
 from worker.fanout import RANGE_TASK as RANGE
 from worker.jobs import JobFailed, run_job
 from worker.testing.converge import settle, time_passes

@@ -39,7 +39,7 @@ from tests.resilience.servers import (
     own_postgres_fixture,  # noqa: F401 (a fixture)
     own_redis_fixture,  # noqa: F401 (a fixture)
 )
-from tests.test_fleet import json_events
+from tests.worker.test_fleet import json_events
 from worker.testing.destination_server import DestinationServer
 
 pytestmark = [pytest.mark.resilience, pytest.mark.postgres]

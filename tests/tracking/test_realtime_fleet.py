@@ -20,10 +20,10 @@ from feeds.context import Context
 from feeds.definitions import IndexerMode
 from feeds.pipeline import indexer
 from tests.conftest import library_context
-from tests.test_metrics import scrape, value
-from tests.test_realtime import FAST, sql, title_of, wait_for
+from tests.tracking.test_realtime import FAST, sql, title_of, wait_for
+from tests.worker.test_metrics import scrape, value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

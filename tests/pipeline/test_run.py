@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_metrics import scrape, value
-from tests.test_realtime import wait_for
+from tests.tracking.test_realtime import wait_for
+from tests.worker.test_metrics import scrape, value
 
 PRODUCTS = 100
 

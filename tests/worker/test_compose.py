@@ -3,7 +3,7 @@
 The file is parsed and every service is held to what `docker compose up --scale worker=4` needs:
 health checks, start order, commands that are real entry points of this code base, settings our
 own loader accepts. The same topology runs with real processes (Redis, PostgreSQL, Celery
-workers and beats, the listener) in tests/test_realtime_fleet.py and the fleet tests.
+workers and beats, the listener) in tests/tracking/test_realtime_fleet.py and the fleet tests.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import yaml
 from config.settings import load_settings
 from worker.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {
     "redis",
     "postgres",

@@ -183,12 +183,12 @@ MANY_FEEDS = [
     )
     for n in range(12)
 ]
-FEEDS = MANY_FEEDS  # this module is also a feed module (feed_modules = ["tests.test_api_cdi"])
+FEEDS = MANY_FEEDS  # this module is also a feed module (feed_modules = ["tests.api.test_api_cdi"])
 
 
 def test_more_than_10_integrations_are_paged_with_links(db_url: str, tmp_path: Path) -> None:
     config = tmp_path / "feeds.toml"
-    config.write_text('feed_modules = ["tests.test_api_cdi"]\nbuiltin_feeds = false\n')
+    config.write_text('feed_modules = ["tests.api.test_api_cdi"]\nbuiltin_feeds = false\n')
     settings = load_settings(
         {
             "DATABASE_URL": db_url,

@@ -40,7 +40,7 @@ from worker.testing.destination_server import DestinationServer
 
 pytestmark = [pytest.mark.fleet, pytest.mark.postgres]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRODUCTS = 300
 
 

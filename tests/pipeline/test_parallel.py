@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_realtime import wait_for
+from tests.tracking.test_realtime import wait_for
 from worker.testing.destination_server import DestinationServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRODUCTS = 12_000  # 6 chunks of the default collect_batch_size: one process per core
 
 
@@ -135,7 +135,7 @@ def test_without_the_kernel_signal_a_reindex_process_ends_once_handed_to_another
 ) -> None:
     script = (
         "import multiprocessing, os, sys, time\n"
-        "from tests.test_parallel import _outlive_the_parent\n"
+        "from tests.pipeline.test_parallel import _outlive_the_parent\n"
         "child = multiprocessing.get_context('spawn').Process(\n"
         "    target=_outlive_the_parent, args=(os.getpid(),))\n"
         "child.start()\n"

@@ -22,7 +22,7 @@ from feeds.state import feed_items as store
 from feeds.state import indexer_state
 from feeds.tracking import changelog
 from tests.conftest import as_dicts, library_context, make_settings
-from tests.test_custom_feed import exported
+from tests.pipeline.test_custom_feed import exported
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 
 from worker.testing.destination_server import MALFORMED_BODY, RESET, DestinationServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def envelope(item_id: str, *, deleted: bool = False, **data: Any) -> dict[str, Any]:

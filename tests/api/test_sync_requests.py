@@ -1,5 +1,5 @@
 """What a sync requested through the API does when it fails: the fleet's task raises (Celery marks
-it failed, see tests/test_fleet.py), the embedded thread logs it; both free the request."""
+it failed, see tests/worker/test_fleet.py), the embedded thread logs it; both free the request."""
 
 from __future__ import annotations
 

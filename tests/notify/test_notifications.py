@@ -42,7 +42,7 @@ from feeds.state import tables
 from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class WebhookReceiver:

@@ -28,7 +28,7 @@ from feeds.pipeline import indexer
 from tests.conftest import as_dicts
 from worker.testing.destination_server import DestinationServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README_PORT = "127.0.0.1:8000"
 
 

@@ -22,7 +22,7 @@ from feeds.state.indexer_state import get_state
 from feeds.state.locks import Lock
 from feeds.tracking import changelog, realtime
 from tests.conftest import as_dicts, library_context
-from tests.test_custom_feed import exported
+from tests.pipeline.test_custom_feed import exported
 from worker import logs as worker_logs
 from worker.realtime import Listener, sync_in_process
 
