@@ -275,3 +275,15 @@ class RunStatus(StrEnum):
     ERROR = "error"
     CONFIG_ERROR = "config_error"
     ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """What the feed table holds of an item: what a new build is compared with."""
+
+    entity: int
+    hash: str
+    deleted: bool
+    status: int | None = None
+    attempts: int = 0
+    sent_hash: str | None = None  # the hash the destination last accepted

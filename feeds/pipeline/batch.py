@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.definitions import Document, Feed, ItemStatus, Keys
+from feeds.definitions import Document, Feed, ItemStatus, Keys, StoredItem
 from feeds.errors import one_line
 from feeds.export.protocol import ItemResult
 from feeds.export.retry import next_attempt
@@ -21,7 +21,7 @@ from feeds.history.runs import Counts
 from feeds.pipeline.diff import Change, FeedItem, classify
 from feeds.pipeline.run import Run
 from feeds.state import feed_items as store
-from feeds.state.feed_items import ItemRecord, StoredItem
+from feeds.state.feed_items import ItemRecord
 
 log = structlog.get_logger("feeds.pipeline.batch")
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from feeds.definitions import Document, ItemStatus
-from feeds.state.feed_items import StoredItem
+from feeds.definitions import Document, ItemStatus, StoredItem
 
 NULL = b"null"
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from feeds.clock import utcnow
-from feeds.definitions import ItemStatus, Keys
+from feeds.definitions import ItemStatus, Keys, StoredItem
 from feeds.state.database import insert_for
 from feeds.state.tables import items, rebuilds
 
@@ -25,16 +25,6 @@ from feeds.state.tables import items, rebuilds
 
 
 # --- feed table ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredItem:
-    entity: int
-    hash: str
-    deleted: bool
-    status: int | None = None
-    attempts: int = 0
-    sent_hash: str | None = None  # the hash the destination last accepted
 
 
 def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredItem]:

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feeds.definitions import Document, ItemStatus
+from feeds.definitions import Document, ItemStatus, StoredItem
 from feeds.pipeline.diff import NULL, Change, canonical, classify, digest
-from feeds.state.feed_items import StoredItem
 
 NOW = datetime(2026, 11, 22, 10, 0, 0)
 
