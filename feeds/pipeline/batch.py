@@ -5,25 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import column, select, table
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from feeds.clock import utcnow
 from feeds.context import Context
 from feeds.definitions import Document, Feed, ItemStatus, Keys
+from feeds.documents import Json, body_bytes, content_hash
 from feeds.errors import one_line
 from feeds.export.protocol import ItemResult
 from feeds.export.retry import next_attempt
 from feeds.history import runs
 from feeds.history.runs import Counts
-from feeds.pipeline.diff import Change, FeedItem, classify
+from feeds.pipeline.diff import Built, Change, Diff, FeedItem, canonical_items, compare
 from feeds.pipeline.run import Run
 from feeds.state import feed_items as store
 from feeds.state.feed_items import ItemRecord, StoredItem
 
 log = structlog.get_logger("feeds.pipeline.batch")
+D = TypeVar("D", Document, Built)
 
 
 def process_batch(
@@ -35,20 +39,8 @@ def process_batch(
     resend: Collection[str] = (),
 ) -> Counts:
     """Build, classify, deliver and record the entities in `keys`; `then` runs in the recording transaction."""
-    feed = run.feed
-    with ctx.db.connect() as conn:
-        stored = store.stored_items(conn, feed.name, keys)
-    documents, broken = build_documents(ctx, feed, keys, stored)
-    # Items of an entity that could not be built are not deletions: set them aside.
-    held = {i: s for i, s in stored.items() if s.entity in broken}
-    stored = {i: s for i, s in stored.items() if s.entity not in broken}
-    if run.options.resend_all:
-        resend = set(stored) | {d.id for d in documents}
-        if run.options.accepted_since is not None:
-            with ctx.db.connect() as conn:
-                resend -= store.accepted_since(conn, feed.name, keys, run.options.accepted_since)
-    diff = classify(documents, stored, utcnow(), resend, sending=run.options.send)
-    failures = AppErrors.of(broken, held, diff.unexportable, stored)
+    compared = _compare(ctx, run, keys, resend)
+    diff, stored, failures = compared.diff, compared.stored, compared.failures
     counts = Counts(
         new=diff.count(Change.NEW),
         updated=diff.count(Change.UPDATED),
@@ -60,8 +52,7 @@ def process_batch(
     run.counts += counts
     if run.options.dry_run:
         return counts
-    built = {d.entity for d in documents}
-    _record_unsent(ctx, run, keys, built, failures, diff.restored)
+    _record_unsent(ctx, run, keys, compared.entities, failures, diff)
     if not run.options.send:
         counts += record_round(ctx, run, _collected(diff.changed), [], then)
         return counts
@@ -78,6 +69,108 @@ def process_batch(
         records, results = run.delivery.deliver(chunk, previous)
         counts += record_round(ctx, run, records, results, then if number == len(rounds) else None)
     return counts
+
+
+@dataclass
+class Compared:
+    """A batch compared with the feed table: the diff, the stored rows it looked at, what could
+    not be built or exported, and the entities that built."""
+
+    diff: Diff
+    stored: Mapping[str, StoredItem]
+    failures: AppErrors
+    entities: set[int]
+
+
+def _compare(ctx: Context, run: Run, keys: Keys, resend: Collection[str]) -> Compared:
+    """Where the documents are built and compared: a set-based feed on the worker database has
+    the database do both, so unchanged items never reach Python; otherwise Python compares
+    documents built by the source database (a query) or by a builder."""
+    feed = run.feed
+    if feed.query is not None and ctx.source is ctx.db:
+        try:
+            return _compare_in_database(ctx, run, keys, resend)
+        except DBAPIError as exc:  # e.g. a value the query cannot render: entity by entity
+            log.warning("compare.failed", feed=feed.name, error=one_line(exc), retry="in Python")
+    with ctx.db.connect() as conn:
+        stored = store.stored_items(conn, feed.name, keys)
+    diff = Diff()
+    built: list[Built] | None = None
+    if feed.query is not None:
+        built = _built_at_source(ctx, feed, keys)
+    if built is not None:
+        items, broken = _usable_ids(ctx, feed, keys, built, {}, stored)
+    else:
+        documents, broken = build_documents(ctx, feed, keys, stored)
+        items = list(canonical_items(documents, diff))
+    return _classified(ctx, run, keys, resend, diff, items, broken, stored)
+
+
+def _compare_in_database(ctx: Context, run: Run, keys: Keys, resend: Collection[str]) -> Compared:
+    feed = run.feed
+    assert feed.query is not None
+    with ctx.db.connect() as conn:
+        found = store.compare_built(
+            conn,
+            feed.name,
+            feed.query(keys, Json(conn.dialect.name)),
+            keys,
+            sending=run.options.send,
+            resend=resend,
+            resend_all=run.options.resend_all,
+        )
+    stored = found.stored
+    built = [Built(*row) for row in found.built]
+    items, broken = _usable_ids(ctx, feed, keys, built, {}, stored)
+    diff = Diff(skipped=found.skipped, newest_update=found.newest_update)
+    return _classified(ctx, run, keys, resend, diff, items, broken, stored)
+
+
+def _classified(
+    ctx: Context,
+    run: Run,
+    keys: Keys,
+    resend: Collection[str],
+    diff: Diff,
+    items: list[Built],
+    broken: dict[int, str],
+    stored: Mapping[str, StoredItem],
+) -> Compared:
+    # Items of an entity that could not be built are not deletions: set them aside.
+    held = {i: s for i, s in stored.items() if s.entity in broken}
+    stored = {i: s for i, s in stored.items() if s.entity not in broken}
+    if run.options.resend_all:
+        resend = set(stored) | {b.id for b in items}
+        if run.options.accepted_since is not None:
+            with ctx.db.connect() as conn:
+                resend -= store.accepted_since(
+                    conn, run.feed.name, keys, run.options.accepted_since
+                )
+    diff = compare(items, stored, utcnow(), resend, sending=run.options.send, diff=diff)
+    failures = AppErrors.of(broken, held, diff.unexportable, stored)
+    entities = {b.entity for b in items} | {e for e, _ in diff.unexportable.values()}
+    return Compared(diff, stored, failures, entities)
+
+
+def _built_at_source(ctx: Context, feed: Feed, keys: Keys) -> list[Built] | None:
+    """A set-based feed's items built and hashed by the source database (None when the query
+    fails: the builder then goes entity by entity)."""
+    assert feed.query is not None
+    try:
+        with ctx.source.connect() as src:
+            dialect = src.dialect.name
+            documents = feed.query(keys, Json(dialect)).subquery()
+            query = select(
+                documents.c.entity,
+                documents.c.id,
+                documents.c.updated_at,
+                body_bytes(dialect, documents.c.body),
+                content_hash(dialect, documents.c.body),
+            ).order_by(documents.c.entity, documents.c.id)
+            return [Built(*row) for row in src.execute(query)]
+    except DBAPIError as exc:
+        log.warning("build.failed", feed=feed.name, error=one_line(exc), retry="entity by entity")
+        return None
 
 
 def record_round(
@@ -168,7 +261,7 @@ def _record_unsent(
     keys: Keys,
     built: set[int],
     errors: AppErrors,
-    restored: list[FeedItem],
+    diff: Diff,
 ) -> None:
     """Record, before anything is sent, what needs no request: application errors (status 0, an
     error row, the entity queued for a rebuild with backoff), entities that now build (their
@@ -188,9 +281,11 @@ def _record_unsent(
             errors.entities,
             lambda attempts: next_attempt(attempts, now, run.delivery.retry),
         )
-        if restored:
-            store.record_items(conn, feed, [_sent(item) for item in restored])
-            runs.resolve(conn, feed, [item.id for item in restored], now)
+        if diff.restored:
+            store.record_items(conn, feed, [_sent(item) for item in diff.restored])
+            runs.resolve(conn, feed, [item.id for item in diff.restored], now)
+        if diff.rehashed:
+            store.rehash(conn, feed, diff.rehashed)
     for entity, message in errors.entities.items():
         run.log.error("build.entity_failed", entity=entity, error=message)
 
@@ -220,10 +315,10 @@ def _usable_ids(
     ctx: Context,
     feed: Feed,
     keys: Keys,
-    documents: list[Document],
+    documents: list[D],
     broken: dict[int, str],
     stored: Mapping[str, StoredItem],
-) -> tuple[list[Document], dict[int, str]]:
+) -> tuple[list[D], dict[int, str]]:
     """Leave out, as broken, the entities with an item id that is not a non-empty string of at most
     MAX_ITEM_ID characters, or that another entity builds too. Of the entities building one id,
     the one the feed table records it for keeps it while it still builds it; otherwise the first.
