@@ -8,24 +8,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
-    DateTime,
     Select,
     String,
     and_,
     any_,
     bindparam,
     case,
-    cast,
     false,
     func,
     not_,
-    null,
     or_,
     select,
     true,
-    union_all,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -332,76 +327,52 @@ def compare_built(
         .cte("hashed")
         .prefix_with("MATERIALIZED")
     )
-    # Two indexed halves rather than one FULL JOIN (which SQLite runs without an index): the
-    # built items with their stored rows (primary-key lookups), then the stored rows of the
-    # batch's entities that were not built (the entity index).
-    mine = and_(c.feed == feed, keys.match(c.entity_key))
-    stored_columns = (
-        c.id.label("stored_id"),
-        c.entity_key,
-        c.hash.label("stored_hash"),
-        c.deleted,
-        c.status,
-        c.attempts,
-        c.sent_hash,
+    stored = (
+        select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, c.sent_hash)
+        .where(c.feed == feed, keys.match(c.entity_key))
+        .subquery("stored")
     )
-    built_half = select(
-        hashed.c.entity,
-        hashed.c.id,
-        hashed.c.updated_at,
-        hashed.c.body,
-        hashed.c.hash,
-        *stored_columns,
-    ).select_from(hashed.outerjoin(items, and_(c.id == hashed.c.id, mine)))
-    gone_half = (
-        select(
-            cast(null(), BigInteger).label("entity"),
-            cast(null(), String).label("id"),
-            cast(null(), DateTime).label("updated_at"),
-            cast(null(), String).label("body"),
-            cast(null(), String).label("hash"),
-            *stored_columns,
-        )
-        .select_from(items.outerjoin(hashed, hashed.c.id == c.id))
-        .where(mine, hashed.c.id.is_(None))
-    )
-    both = union_all(built_half, gone_half).subquery("compared")
-    b = both.c
-    settled: ColumnElement[bool] = b.status.in_([int(s) for s in _SETTLED])
+    settled: ColumnElement[bool] = stored.c.status.in_([int(s) for s in _SETTLED])
     if not sending:
         settled = or_(settled, true())
     asked = (
         true()
         if resend_all
-        else (or_(b.id.in_(list(resend)), b.stored_id.in_(list(resend))) if resend else false())
+        else (
+            or_(hashed.c.id.in_(list(resend)), stored.c.id.in_(list(resend))) if resend else false()
+        )
     )
     unchanged = and_(
-        b.id.is_not(None),
-        b.stored_hash == b.hash,
-        b.deleted == false(),
+        hashed.c.id.is_not(None),
+        stored.c.hash == hashed.c.hash,
+        stored.c.deleted == false(),
         settled,
         not_(asked),
     )
-    tombstone = and_(b.id.is_(None), b.deleted == true(), settled, not_(asked))
-    joined = select(
-        b.entity,
-        b.id,
-        b.updated_at,
-        body_bytes(dialect, b.body).label("body"),
-        b.hash,
-        b.stored_id,
-        b.entity_key,
-        b.stored_hash,
-        b.deleted,
-        b.status,
-        b.attempts,
-        b.sent_hash,
-        # NULL (no stored row) is no skip: CASE makes it false.
-        case((or_(unchanged, tombstone), 1), else_=0).label("skip"),
-        func.sum(case((unchanged, 1), else_=0)).over().label("skipped"),
-        func.max(b.updated_at).over().label("newest"),
-        func.row_number().over().label("n"),
-    ).subquery("joined")
+    tombstone = and_(hashed.c.id.is_(None), stored.c.deleted == true(), settled, not_(asked))
+    joined = (
+        select(
+            hashed.c.entity,
+            hashed.c.id,
+            hashed.c.updated_at,
+            body_bytes(dialect, hashed.c.body).label("body"),
+            hashed.c.hash,
+            stored.c.id.label("stored_id"),
+            stored.c.entity_key,
+            stored.c.hash.label("stored_hash"),
+            stored.c.deleted,
+            stored.c.status,
+            stored.c.attempts,
+            stored.c.sent_hash,
+            # NULL (no stored row) is no skip: CASE makes it false.
+            case((or_(unchanged, tombstone), 1), else_=0).label("skip"),
+            func.sum(case((unchanged, 1), else_=0)).over().label("skipped"),
+            func.max(hashed.c.updated_at).over().label("newest"),
+            func.row_number().over().label("n"),
+        )
+        .select_from(hashed.join(stored, stored.c.id == hashed.c.id, full=True))
+        .subquery("joined")
+    )
     j = joined.c
     query = select(joined).where(or_(j.skip == 0, j.n == 1))
     rows = conn.execute(query).all()
