@@ -86,6 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--products", type=int, default=1_000_000)
+    parser.add_argument(
+        "--builder",
+        choices=["query", "python"],
+        default="query",
+        help="the products feed as shipped (documents built by the database) or its Python builder",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -100,8 +106,13 @@ def main() -> None:
             "LOG_FORMAT": "json",
         }
         env.pop("FEEDSYNC_CONFIG", None)
+        if args.builder == "python":
+            config = workdir / "python.toml"
+            config.write_text('feed_modules = ["benchmarks.python_feeds"]\nbuiltin_feeds = false\n')
+            env["FEEDSYNC_CONFIG"] = str(config)
         print(
-            f"# {args.db}, {args.products:,} products, products feed, file destination, {os.cpu_count()} cores"
+            f"# {args.db}, {args.products:,} products, products feed ({args.builder} builder), "
+            f"file destination, {os.cpu_count()} cores"
         )
         for name in ("seed", "full", "unchanged", "change", "partial"):
             figures = run_phase(name, args.products, env)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     and_,
@@ -33,6 +34,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from feeds.errors import ConfigError, FeedDefinitionError, UnknownIndexerError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+
+    from feeds.documents import Json
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -98,6 +104,10 @@ class Watch:
 
 
 Builder = Callable[[Connection, Keys], Iterable[Document]]
+# A set-based feed's query for one batch: columns `entity`, `id`, `updated_at` and `body` (the
+# document as canonical JSON text, see feeds.documents), given the batch and the JSON expressions
+# of the database's dialect.
+DocumentQuery = Callable[[Keys, "Json"], "Select[Any]"]
 
 
 @dataclass(frozen=True)
@@ -108,15 +118,23 @@ class Feed:
     indexer_id: str
     title: str
     key_table: str
-    build: Builder
+    # One of the two: a Python builder, or a query that has the database build the documents.
+    build: Builder = None  # type: ignore[assignment]
     watches: tuple[Watch, ...] = ()
     key_column: str = "id"
     # Sales feeds are sent by `sales_data_exporter` instead of `saas_data_exporter` in legacy mode.
     sales: bool = False
     description: str = ""
     tags: tuple[str, ...] = field(default=())
+    query: DocumentQuery | None = None
 
     def __post_init__(self) -> None:
+        if self.build is None and self.query is None:
+            raise FeedDefinitionError(
+                f"Feed {self.name!r} has neither build nor query; give it one of them."
+            )
+        if self.build is None:
+            object.__setattr__(self, "build", _builder_of(self.query))
         for label, value in (("name", self.name), ("indexer_id", self.indexer_id)):
             if not _NAME.match(value):
                 raise FeedDefinitionError(
@@ -131,6 +149,21 @@ class Feed:
     def tables(self) -> tuple[str, ...]:
         """The source tables the feed depends on, in declaration order."""
         return tuple(dict.fromkeys(w.table for w in self.watches))
+
+
+def _builder_of(query: DocumentQuery | None) -> Builder:
+    """A set-based feed as a Python builder (its documents parsed): for the paths that need one
+    document at a time (an entity rebuilt alone, the reconciliation of tests)."""
+    assert query is not None
+
+    def build(conn: Connection, keys: Keys) -> Iterator[Document]:
+        from feeds.documents import Json
+
+        rows = conn.execute(query(keys, Json(conn.dialect.name)).order_by("entity", "id"))
+        for row in rows:
+            yield Document(row.entity, row.id, orjson.loads(row.body), row.updated_at)
+
+    return build
 
 
 class FeedRegistry:

@@ -159,3 +159,8 @@ order_items = Table(
 def create_schema(engine: Engine) -> None:
     """Create the commerce tables that are missing (existing tables and rows are left alone)."""
     metadata.create_all(engine, checkfirst=True)
+
+
+# A configurable product and its variants are rows of the same table: the two sides of that join.
+child_products = products.alias("child")
+parent_products = products.alias("parent")

@@ -7,18 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-from sqlalchemy import column, select, table
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.definitions import Document, Feed, ItemStatus, Keys, StoredItem
+from feeds.definitions import ItemStatus, Keys, StoredItem
+from feeds.documents import Json
 from feeds.errors import one_line
 from feeds.export.protocol import ItemResult
 from feeds.export.retry import next_attempt
 from feeds.history import runs
 from feeds.history.runs import Counts
-from feeds.pipeline.diff import Change, FeedItem, classify
+from feeds.pipeline.build import _built_at_source, _usable_ids, build_documents
+from feeds.pipeline.diff import Built, Change, Diff, FeedItem, canonical_items, compare
 from feeds.pipeline.run import Run
 from feeds.state import feed_items as store
 from feeds.state.feed_items import ItemRecord
@@ -35,20 +37,8 @@ def process_batch(
     resend: Collection[str] = (),
 ) -> Counts:
     """Build, classify, deliver and record the entities in `keys`; `then` runs in the recording transaction."""
-    feed = run.feed
-    with ctx.db.connect() as conn:
-        stored = store.stored_items(conn, feed.name, keys)
-    documents, broken = build_documents(ctx, feed, keys, stored)
-    # Items of an entity that could not be built are not deletions: set them aside.
-    held = {i: s for i, s in stored.items() if s.entity in broken}
-    stored = {i: s for i, s in stored.items() if s.entity not in broken}
-    if run.options.resend_all:
-        resend = set(stored) | {d.id for d in documents}
-        if run.options.accepted_since is not None:
-            with ctx.db.connect() as conn:
-                resend -= store.accepted_since(conn, feed.name, keys, run.options.accepted_since)
-    diff = classify(documents, stored, utcnow(), resend, sending=run.options.send)
-    failures = AppErrors.of(broken, held, diff.unexportable, stored)
+    compared = _compare(ctx, run, keys, resend)
+    diff, stored, failures = compared.diff, compared.stored, compared.failures
     counts = Counts(
         new=diff.count(Change.NEW),
         updated=diff.count(Change.UPDATED),
@@ -60,8 +50,7 @@ def process_batch(
     run.counts += counts
     if run.options.dry_run:
         return counts
-    built = {d.entity for d in documents}
-    _record_unsent(ctx, run, keys, built, failures, diff.restored)
+    _record_unsent(ctx, run, keys, compared.entities, failures, diff)
     if not run.options.send:
         counts += record_round(ctx, run, _collected(diff.changed), [], then)
         return counts
@@ -78,6 +67,87 @@ def process_batch(
         records, results = run.delivery.deliver(chunk, previous)
         counts += record_round(ctx, run, records, results, then if number == len(rounds) else None)
     return counts
+
+
+@dataclass
+class Compared:
+    """A batch compared with the feed table: the diff, the stored rows it looked at, what could
+    not be built or exported, and the entities that built."""
+
+    diff: Diff
+    stored: Mapping[str, StoredItem]
+    failures: AppErrors
+    entities: set[int]
+
+
+def _compare(ctx: Context, run: Run, keys: Keys, resend: Collection[str]) -> Compared:
+    """Where the documents are built and compared: a set-based feed on the worker database has
+    the database do both, so unchanged items never reach Python; otherwise Python compares
+    documents built by the source database (a query) or by a builder."""
+    feed = run.feed
+    if feed.query is not None and ctx.source is ctx.db:
+        try:
+            return _compare_in_database(ctx, run, keys, resend)
+        except DBAPIError as exc:  # e.g. a value the query cannot render: entity by entity
+            log.warning("compare.failed", feed=feed.name, error=one_line(exc), retry="in Python")
+    with ctx.db.connect() as conn:
+        stored = store.stored_items(conn, feed.name, keys)
+    diff = Diff()
+    built: list[Built] | None = None
+    if feed.query is not None:
+        built = _built_at_source(ctx, feed, keys)
+    if built is not None:
+        items, broken = _usable_ids(ctx, feed, keys, built, {}, stored)
+    else:
+        documents, broken = build_documents(ctx, feed, keys, stored)
+        items = list(canonical_items(documents, diff))
+    return _classified(ctx, run, keys, resend, diff, items, broken, stored)
+
+
+def _compare_in_database(ctx: Context, run: Run, keys: Keys, resend: Collection[str]) -> Compared:
+    feed = run.feed
+    assert feed.query is not None
+    with ctx.db.connect() as conn:
+        found = store.compare_built(
+            conn,
+            feed.name,
+            feed.query(keys, Json(conn.dialect.name)),
+            keys,
+            sending=run.options.send,
+            resend=resend,
+            resend_all=run.options.resend_all,
+        )
+    stored = found.stored
+    built = [Built(*row) for row in found.built]
+    items, broken = _usable_ids(ctx, feed, keys, built, {}, stored)
+    diff = Diff(skipped=found.skipped, newest_update=found.newest_update)
+    return _classified(ctx, run, keys, resend, diff, items, broken, stored)
+
+
+def _classified(
+    ctx: Context,
+    run: Run,
+    keys: Keys,
+    resend: Collection[str],
+    diff: Diff,
+    items: list[Built],
+    broken: dict[int, str],
+    stored: Mapping[str, StoredItem],
+) -> Compared:
+    # Items of an entity that could not be built are not deletions: set them aside.
+    held = {i: s for i, s in stored.items() if s.entity in broken}
+    stored = {i: s for i, s in stored.items() if s.entity not in broken}
+    if run.options.resend_all:
+        resend = set(stored) | {b.id for b in items}
+        if run.options.accepted_since is not None:
+            with ctx.db.connect() as conn:
+                resend -= store.accepted_since(
+                    conn, run.feed.name, keys, run.options.accepted_since
+                )
+    diff = compare(items, stored, utcnow(), resend, sending=run.options.send, diff=diff)
+    failures = AppErrors.of(broken, held, diff.unexportable, stored)
+    entities = {b.entity for b in items} | {e for e, _ in diff.unexportable.values()}
+    return Compared(diff, stored, failures, entities)
 
 
 def record_round(
@@ -168,7 +238,7 @@ def _record_unsent(
     keys: Keys,
     built: set[int],
     errors: AppErrors,
-    restored: list[FeedItem],
+    diff: Diff,
 ) -> None:
     """Record, before anything is sent, what needs no request: application errors (status 0, an
     error row, the entity queued for a rebuild with backoff), entities that now build (their
@@ -188,136 +258,13 @@ def _record_unsent(
             errors.entities,
             lambda attempts: next_attempt(attempts, now, run.delivery.retry),
         )
-        if restored:
-            store.record_items(conn, feed, [_sent(item) for item in restored])
-            runs.resolve(conn, feed, [item.id for item in restored], now)
+        if diff.restored:
+            store.record_items(conn, feed, [_sent(item) for item in diff.restored])
+            runs.resolve(conn, feed, [item.id for item in diff.restored], now)
+        if diff.rehashed:
+            store.rehash(conn, feed, diff.rehashed)
     for entity, message in errors.entities.items():
         run.log.error("build.entity_failed", entity=entity, error=message)
-
-
-def build_documents(
-    ctx: Context, feed: Feed, keys: Keys, stored: Mapping[str, StoredItem] | None = None
-) -> tuple[list[Document], dict[int, str]]:
-    """The batch's documents, and the entities whose document could not be built (with the error).
-
-    A builder that fails on the batch is retried entity by entity, so one bad row costs its own
-    entity, not the batch, and is reported rather than retried forever. So does a document whose
-    item id cannot be sent or recorded, or is one another entity has (see `_usable_ids`).
-    `stored`: the feed-table rows of the batch's entities, when the caller has them already.
-    """
-    documents, broken = _build(ctx, feed, keys)
-    if stored is None:
-        with ctx.db.connect() as conn:
-            stored = store.stored_items(conn, feed.name, keys)
-    return _usable_ids(ctx, feed, keys, documents, broken, stored)
-
-
-# The feed table's item id column holds this many characters.
-MAX_ITEM_ID = 255
-
-
-def _usable_ids(
-    ctx: Context,
-    feed: Feed,
-    keys: Keys,
-    documents: list[Document],
-    broken: dict[int, str],
-    stored: Mapping[str, StoredItem],
-) -> tuple[list[Document], dict[int, str]]:
-    """Leave out, as broken, the entities with an item id that is not a non-empty string of at most
-    MAX_ITEM_ID characters, or that another entity builds too. Of the entities building one id,
-    the one the feed table records it for keeps it while it still builds it; otherwise the first.
-    """
-    bad: dict[int, str] = {}
-    claims: dict[str, list[int]] = {}
-    for doc in documents:
-        if not isinstance(doc.id, str) or not doc.id or len(doc.id) > MAX_ITEM_ID:
-            shown = repr(doc.id)
-            if isinstance(doc.id, str) and len(doc.id) > 40:
-                shown = f"{doc.id[:40]!r}… ({len(doc.id)} characters)"
-            bad.setdefault(
-                doc.entity,
-                f"the builder gave the item id {shown}: item ids are non-empty strings "
-                f"of at most {MAX_ITEM_ID} characters",
-            )
-        elif doc.entity not in (claimants := claims.setdefault(doc.id, [])):
-            claimants.append(doc.entity)
-    owners = {item_id: item.entity for item_id, item in stored.items()}
-    # Only an id new to the batch's entities (rare but in a first sync) may be another entity's.
-    owners.update(_owners(ctx, feed, [item_id for item_id in claims if item_id not in owners]))
-    for item_id, claimants in claims.items():
-        owner = owners.get(item_id)
-        if owner in claimants or (
-            owner is not None and _still_builds(ctx, feed, keys, owner, item_id)
-        ):
-            winner = owner
-        else:
-            winner = claimants[0]
-        for entity in claimants:
-            if entity != winner:
-                bad.setdefault(
-                    entity,
-                    f"item id {item_id!r} is also built for entity {winner}: item ids must be unique",
-                )
-    if not bad:
-        return documents, broken
-    return [d for d in documents if d.entity not in bad], {**broken, **bad}
-
-
-def _owners(ctx: Context, feed: Feed, wanted: Sequence[str]) -> dict[str, int]:
-    """The entity the feed table records each of these item ids for (the ids it knows)."""
-    if not wanted:
-        return {}
-    with ctx.db.connect() as conn:
-        return store.entity_keys(conn, feed.name, wanted)
-
-
-def _still_builds(ctx: Context, feed: Feed, keys: Keys, entity: int, item_id: str) -> bool:
-    """Whether `entity`, outside the batch, still builds `item_id` (an entity of the batch does
-    not, or it would be among its claimants; one that cannot be built now does not either)."""
-    if keys.ids is not None and entity in keys.ids:
-        return False
-    if (
-        keys.ids is None
-        and (keys.lo is None or entity > keys.lo)
-        and (keys.hi is None or entity <= keys.hi)
-    ):
-        return False
-    try:
-        with ctx.source.connect() as src:
-            return any(doc.id == item_id for doc in feed.build(src, Keys(ids=(entity,))))
-    except Exception:  # it will be reported as broken when its own batch is built
-        return False
-
-
-def _build(ctx: Context, feed: Feed, keys: Keys) -> tuple[list[Document], dict[int, str]]:
-    try:
-        with ctx.source.connect() as src:
-            return list(feed.build(src, keys)), {}
-    except Exception as exc:
-        log.warning(
-            "build.failed",
-            feed=feed.name,
-            error=one_line(exc),
-            retry="entity by entity",
-        )
-    documents: list[Document] = []
-    broken: dict[int, str] = {}
-    for entity in entity_ids(ctx, feed, keys):
-        try:
-            with ctx.source.connect() as src:
-                documents.extend(feed.build(src, Keys(ids=(entity,))))
-        except Exception as exc:  # recorded below as an application error of this entity
-            broken[entity] = one_line(exc)[:2000]
-    return documents, broken
-
-
-def entity_ids(ctx: Context, feed: Feed, keys: Keys) -> list[int]:
-    if keys.ids is not None:
-        return list(keys.ids)
-    key = table(feed.key_table, column(feed.key_column)).c[feed.key_column]
-    with ctx.source.connect() as src:
-        return list(src.scalars(select(key).where(keys.match(key)).order_by(key)))
 
 
 def _rounds(run: Run, items: list[FeedItem]) -> list[list[FeedItem]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,8 +83,17 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         # Worker, beat and the application may write the same file: wait for a lock, don't fail.
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # What PostgreSQL has built in: the hash of the documents the database builds.
+        dbapi_connection.create_function("md5", 1, _md5, deterministic=True)
 
     return engine
+
+
+def _md5(text: str | bytes | None) -> str | None:
+    if text is None:
+        return None
+    data = text.encode() if isinstance(text, str) else text
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _log_reconnections(engine: Engine) -> None:

@@ -5,19 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
+    Select,
     String,
+    and_,
     any_,
     bindparam,
+    case,
+    false,
     func,
+    not_,
+    or_,
     select,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from feeds.clock import utcnow
 from feeds.definitions import ItemStatus, Keys, StoredItem
+from feeds.documents import body_bytes, content_hash
 from feeds.state.database import insert_for
 from feeds.state.tables import items, rebuilds
 
@@ -145,6 +155,20 @@ def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> 
         _copy_upsert(conn, rows)
 
 
+def rehash(conn: Connection, feed: str, hashes: Mapping[str, tuple[str, str | None]]) -> None:
+    """Store today's hash (and sent hash) of unchanged items stored with an earlier version's."""
+    c = items.c
+    conn.execute(
+        items.update()
+        .where(c.feed == feed, c.id == bindparam("item_id"))
+        .values(hash=bindparam("new_hash"), sent_hash=bindparam("new_sent")),
+        [
+            {"item_id": item_id, "new_hash": hashed, "new_sent": sent}
+            for item_id, (hashed, sent) in hashes.items()
+        ],
+    )
+
+
 def _copy_upsert(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
     columns = ", ".join(_COLUMNS)
     conn.exec_driver_sql(
@@ -251,3 +275,119 @@ def pending_rebuilds(conn: Connection) -> dict[str, int]:
 
 def delete_feed_items(conn: Connection, feed: str) -> int:
     return conn.execute(items.delete().where(items.c.feed == feed)).rowcount
+
+
+# --- comparing in the database --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    """What comparing a batch in the database left for Python: the built items that need a
+    decision (new, changed, unsettled, or asked for) with their stored rows, and the stored rows
+    gone from the source; the unchanged and settled items only as a count."""
+
+    built: list[tuple[int, str, datetime | None, bytes, str]]
+    stored: dict[str, StoredItem]
+    skipped: int
+    newest_update: datetime | None
+
+
+def compare_built(
+    conn: Connection,
+    feed: str,
+    built: Select[Any],
+    keys: Keys,
+    *,
+    sending: bool,
+    resend: Collection[str] = (),
+    resend_all: bool = False,
+) -> Compared:
+    """One statement: the feed's documents built for `keys` (`built`: entity, id, updated_at,
+    body), hashed and joined with the feed-table rows of the same entities.
+
+    A built item stored with the same hash, not deleted, and settled (or not `sending`) is only
+    counted; so is a stored tombstone not built again. Everything else comes back, the body as
+    bytes. The window functions run before the filter, so the count covers every row.
+    """
+    dialect = conn.dialect.name
+    c = items.c
+    documents = built.cte("documents").prefix_with("MATERIALIZED")
+    hashed = (
+        select(documents, content_hash(dialect, documents.c.body).label("hash"))
+        .cte("hashed")
+        .prefix_with("MATERIALIZED")
+    )
+    stored = (
+        select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, c.sent_hash)
+        .where(c.feed == feed, keys.match(c.entity_key))
+        .subquery("stored")
+    )
+    settled: ColumnElement[bool] = stored.c.status.in_([int(s) for s in _SETTLED])
+    if not sending:
+        settled = or_(settled, true())
+    asked = (
+        true()
+        if resend_all
+        else (
+            or_(hashed.c.id.in_(list(resend)), stored.c.id.in_(list(resend))) if resend else false()
+        )
+    )
+    unchanged = and_(
+        hashed.c.id.is_not(None),
+        stored.c.hash == hashed.c.hash,
+        stored.c.deleted == false(),
+        settled,
+        not_(asked),
+    )
+    tombstone = and_(hashed.c.id.is_(None), stored.c.deleted == true(), settled, not_(asked))
+    joined = (
+        select(
+            hashed.c.entity,
+            hashed.c.id,
+            hashed.c.updated_at,
+            body_bytes(dialect, hashed.c.body).label("body"),
+            hashed.c.hash,
+            stored.c.id.label("stored_id"),
+            stored.c.entity_key,
+            stored.c.hash.label("stored_hash"),
+            stored.c.deleted,
+            stored.c.status,
+            stored.c.attempts,
+            stored.c.sent_hash,
+            # NULL (no stored row) is no skip: CASE makes it false.
+            case((or_(unchanged, tombstone), 1), else_=0).label("skip"),
+            func.sum(case((unchanged, 1), else_=0)).over().label("skipped"),
+            func.max(hashed.c.updated_at).over().label("newest"),
+            func.row_number().over().label("n"),
+        )
+        .select_from(hashed.join(stored, stored.c.id == hashed.c.id, full=True))
+        .subquery("joined")
+    )
+    j = joined.c
+    query = select(joined).where(or_(j.skip == 0, j.n == 1))
+    rows = conn.execute(query).all()
+    built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
+    stored_rows: dict[str, StoredItem] = {}
+    skipped = 0
+    newest: datetime | None = None
+    for row in rows:
+        skipped, newest = int(row.skipped or 0), row.newest
+        if row.skip:
+            continue
+        if row.id is not None:
+            built_rows.append((row.entity, row.id, row.updated_at, bytes(row.body), row.hash))
+        if row.stored_id is not None:
+            stored_rows[row.stored_id] = StoredItem(
+                row.entity_key,
+                row.stored_hash,
+                bool(row.deleted),
+                row.status,
+                row.attempts,
+                row.sent_hash,
+            )
+    if isinstance(newest, str):  # SQLite: a window's result has no type to convert it by
+        newest = datetime.fromisoformat(newest)
+    return Compared(built_rows, stored_rows, skipped, newest)
+
+
+_SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)

@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feeds.definitions import Document, ItemStatus, StoredItem
-from feeds.pipeline.diff import NULL, Change, canonical, classify, digest
+from feeds.pipeline.diff import (
+    NULL,
+    Built,
+    Change,
+    canonical,
+    classify,
+    compare,
+    digest,
+    earlier_digest,
+)
 
 NOW = datetime(2026, 11, 22, 10, 0, 0)
 
@@ -175,3 +184,25 @@ def test_a_document_json_cannot_carry_is_an_error_of_its_item_alone(
     assert [i.id for i in diff.changed] == ["1"]
     entity, message = diff.unexportable["2"]
     assert entity == 2 and message.startswith(reason)
+
+
+def test_an_item_stored_with_the_earlier_hash_is_unchanged_and_gets_todays_hash() -> None:
+    """Upgrading changes the hash function once: unchanged items are not resent for it."""
+    doc, gone = Document(1, "1", {"name": "a"}), Document(2, "2", {"name": "b"})
+    earlier = earlier_digest(canonical(doc.data))
+    stored = {
+        "1": StoredItem(1, earlier, False, ItemStatus.SENT, sent_hash=earlier),
+        "2": StoredItem(2, earlier_digest(NULL), True, ItemStatus.SENT),
+    }
+    diff = classify([doc], stored, NOW)
+    assert diff.changed == [] and diff.skipped == 1
+    today = digest(canonical(doc.data))
+    assert diff.rehashed == {"1": (today, today), "2": (digest(NULL), None)}
+    assert gone.id not in {i.id for i in diff.changed}
+
+
+def test_a_document_built_by_the_database_with_a_nan_is_unexportable() -> None:
+    built = Built(1, "1", None, b'{"v":[{"p":1.5},{"p":\x01-Infinity}]}', "h")
+    diff = compare([built], {}, NOW)
+    assert diff.changed == []
+    assert diff.unexportable["1"][1].startswith("v[1].p is -inf: NaN and infinite")

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 from sqlalchemy.engine import Connection
 
+from feeds.commerce.builders import build_products
 from feeds.commerce.feeds import FEEDS as COMMERCE_FEEDS
-from feeds.commerce.feeds import build_products
 from feeds.definitions import Document, Keys
 
 while_reading: list[Callable[[], None]] = []
@@ -29,4 +29,7 @@ def _build(conn: Connection, keys: Keys) -> Iterator[Document]:
         yield from documents
 
 
-FEEDS = [replace(feed, build=_build) for feed in COMMERCE_FEEDS if feed.name == "products"]
+# A Python builder (query=None): the hook runs between reading the rows and building the documents.
+FEEDS = [
+    replace(feed, build=_build, query=None) for feed in COMMERCE_FEEDS if feed.name == "products"
+]

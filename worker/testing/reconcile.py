@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from feeds.context import Context
 from feeds.definitions import Feed, ItemStatus, RunStatus
-from feeds.pipeline.batch import build_documents
+from feeds.pipeline.build import build_documents
 from feeds.pipeline.diff import NULL, UnexportableValue, canonical, digest
 from feeds.pipeline.indexer import entity_batches
 from feeds.state.tables import items, sync_errors, sync_runs
