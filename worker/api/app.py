@@ -74,4 +74,5 @@ def create_app(
     from worker.api import dashboard
 
     app.include_router(dashboard.router)
+    app.include_router(dashboard.drilldown_router)
     return app

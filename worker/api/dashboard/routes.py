@@ -101,8 +101,15 @@ def dashboard(request: Request, query: Annotated[DashboardQuery, Query()]) -> Re
 
 
 @router.get("/errors.csv")
-def errors_csv(request: Request, feed: str | None = None, category: str | None = None) -> Response:
-    """Export CSV: the API's CSV for the signed-in admin (the API itself takes only Bearer keys)."""
+def errors_csv(
+    request: Request,
+    feed: str | None = None,
+    category: str | None = None,
+    run_id: str | None = None,
+    include_resolved: str | None = None,
+) -> Response:
+    """Export CSV: the API's CSV for the signed-in admin (the API itself takes only Bearer keys);
+    a run's page exports every error of that run, resolved ones too."""
     ctx = get_context(request)
     session = admin_session(request, ctx)
     if not isinstance(session, Session):
@@ -112,7 +119,13 @@ def errors_csv(request: Request, feed: str | None = None, category: str | None =
         chosen = choice("category", category or None, CATEGORIES)
     except NotAccepted:
         return message_page(request, "Unknown filter", "No such feed or category.", session, 400)
-    return csv_download(ctx, chosen_feed, ErrorCategory(chosen) if chosen else None)
+    return csv_download(
+        ctx,
+        chosen_feed,
+        ErrorCategory(chosen) if chosen else None,
+        include_resolved=include_resolved in ("1", "true"),
+        run_id=(run_id or None) and run_id[:32],
+    )
 
 
 @router.post("/resync", response_class=HTMLResponse)
