@@ -44,7 +44,7 @@ def feed_health(
         states = indexer_state.all_states(conn)
         unbuilt = feed_items.pending_rebuilds(conn)
         counts = item_lookup.status_counts(conn)
-        stuck = item_lookup.stuck_counts(conn, now - rules.stuck_after)
+        stuck = item_lookup.stuck_counts(conn, [f.name for f in feeds], now - rules.stuck_after)
         last_success = {f.name: read_model.latest_run(conn, f.name, SUCCEEDED) for f in feeds}
         last_finished = {f.name: read_model.latest_run(conn, f.name, ENDED) for f in feeds}
     pending: dict[str, tuple[int, float | None]] = {}
