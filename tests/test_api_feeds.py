@@ -231,3 +231,38 @@ def test_a_legacy_feed_keeps_the_document_as_last_built(
         exporter.export_pending(ctx_of(client), ctx_of(client).registry.get("books"))
         [books] = client.get("/sync/feeds").json()["results"]
         assert books["items"]["200"] == 12
+
+
+def test_item_counts_are_kept_until_a_run_starts_ends_or_is_removed(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from feeds.clock import utcnow
+    from feeds.history.feed_health import StatusCounts
+    from feeds.state.tables import items, sync_runs
+
+    ctx = library_context(db_url, destination.url, tmp_path)
+    indexer.reindex(ctx, ctx.registry.get("books"))
+    counts = StatusCounts()
+    now = utcnow()
+    with ctx.db.connect() as conn:
+        assert counts.read(conn, now) == {"books": {200: 12}}
+    with ctx.db.begin() as conn:  # a write no run made: not seen, as the pipeline never does it
+        conn.execute(items.update().where(items.c.id == "book-1").values(status=400))
+    with ctx.db.connect() as conn:
+        assert counts.read(conn, now) == {"books": {200: 12}}
+    with ctx.db.begin() as conn:  # a run starts: counted again
+        conn.execute(
+            sync_runs.insert().values(
+                id="r1", feed="books", operation="full_sync", status="running", started_at=now
+            )
+        )
+    with ctx.db.connect() as conn:
+        assert counts.read(conn, now) == {"books": {200: 11, 400: 1}}
+        conn.execute(items.update().where(items.c.id == "book-2").values(status=400))
+        conn.commit()
+        # While a run runs, the counts are at most 30 s old.
+        assert counts.read(conn, now + timedelta(seconds=29)) == {"books": {200: 11, 400: 1}}
+        assert counts.read(conn, now + timedelta(seconds=30)) == {"books": {200: 10, 400: 2}}
+    ctx.close()

@@ -336,3 +336,21 @@ def item_errors(conn: Connection, feed: str, item_id: str, limit: int = 50) -> l
         .limit(limit)
     )
     return _errors(conn.execute(query).mappings())
+
+
+@dataclass(frozen=True)
+class RunsFingerprint:
+    """What changes whenever a run starts, ends or is removed (see `feed_health.StatusCounts`)."""
+
+    runs: int
+    running: int
+    newest_start: datetime | None
+
+
+def runs_fingerprint(conn: Connection) -> RunsFingerprint:
+    c = sync_runs.c
+    running = func.sum(case((c.status == "running", 1), else_=0))
+    runs, now_running, newest = conn.execute(
+        select(func.count(), running, func.max(c.started_at))
+    ).one()
+    return RunsFingerprint(int(runs), int(now_running or 0), newest)

@@ -136,7 +136,8 @@ ItemStatusParam = Annotated[
 def list_feed_health(request: Request, key: Admin) -> FeedHealthList:
     ctx = get_context(request)
     now = utcnow()
-    results = [health_out(h.snapshot, h.verdict, now) for h in feed_health(ctx, now)]
+    found = feed_health(ctx, now, counts=request.app.state.status_counts)
+    results = [health_out(h.snapshot, h.verdict, now) for h in found]
     return FeedHealthList(results=results, generated_at=iso_time(now) or "", message="success")
 
 

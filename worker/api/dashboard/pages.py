@@ -50,7 +50,8 @@ def render_dashboard(
     feeds = ctx.registry.names()
     now = utcnow()
     filters, filter_problems = parse_filters(params, feeds, now.date())
-    health = feed_health(ctx, now)  # closes the runs of dead processes first
+    # Closes the runs of dead processes first; the item counts are kept between pages.
+    health = feed_health(ctx, now, counts=request.app.state.status_counts)
     with ctx.db.connect() as conn:
         page = run_page(conn, filters)
         cards = error_cards(conn, filters.feed)
