@@ -231,6 +231,8 @@ def test_a_legacy_feed_keeps_the_document_as_last_built(
         exporter.export_pending(ctx_of(client), ctx_of(client).registry.get("books"))
         [books] = client.get("/sync/feeds").json()["results"]
         assert books["items"]["200"] == 12
+        [report] = client.get("/sync/items", params={"q": "book-3"}).json()["results"]
+        assert report["item"]["status"] == "200" and report["document"]["title"] == "Book 3"
 
 
 def test_item_counts_are_kept_until_a_run_starts_ends_or_is_removed(
