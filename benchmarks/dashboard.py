@@ -102,6 +102,7 @@ def run(db_url: str, tmp: str, args: argparse.Namespace) -> None:
             ("/dashboard/feeds/products/items?status=400", {}),
             (f"/dashboard/runs/{run_id}", {}),
             ("/dashboard/items?q=product-500000", {}),
+            ("/dashboard/trends", {}),
         ]
         for path, headers in pages:
             timed(client, path, headers, args.repeat, lambda: None)

@@ -77,6 +77,7 @@ def test_the_openapi_document_describes_every_endpoint(api_schema: schemathesis.
         "/sync/items",
         "/sync/runs",
         "/sync/runs/{run_id}",
+        "/sync/trends",
         "/sync/errors",
         "/sync/errors.csv",
         "/sync/errors/resync",

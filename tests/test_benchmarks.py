@@ -35,5 +35,11 @@ def test_the_dashboard_benchmark_times_every_page_of_the_operators_view() -> Non
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "seeded 2,000 items, 10,080 runs on sqlite" in done.stdout
-    for page in ("/dashboard ", "/sync/feeds", "/dashboard/runs/", "/dashboard/items?q="):
+    for page in (
+        "/dashboard ",
+        "/sync/feeds",
+        "/dashboard/runs/",
+        "/dashboard/items?q=",
+        "/dashboard/trends",
+    ):
         assert page in done.stdout, done.stdout

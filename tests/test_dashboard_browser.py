@@ -348,7 +348,18 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
             page.keyboard.press("Enter")
             expect(page.locator("section.item-report h2")).to_contain_text("book-9")
             expect(page.locator(".item-status")).to_have_text("2 (retryable)")
+            # Trends: server-side SVG charts, all feeds and each, with a text summary.
+            page.goto(f"{base}/dashboard")
+            page.click("#trends-link")
+            chart = page.locator("#trend-all-hour svg.chart").first
+            expect(chart).to_have_attribute(
+                "aria-label", "All feeds, per hour, last 24 hours: 37 synced, 3 failed, 0 skipped"
+            )
+            expect(page.locator("#trend-all-day figure[data-feed=books]")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
+
             # Keyboard focus is visible: the search field takes the focus ring.
+            page.goto(f"{base}/dashboard")
             page.focus("#lookup-q")
             outline = page.eval_on_selector("#lookup-q", "e => getComputedStyle(e).outlineStyle")
             assert outline != "none"

@@ -107,9 +107,10 @@ def list_runs(
     operation: str | None = None,
     status: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 50,
 ) -> list[RunRow]:
-    """Runs, newest first, filtered."""
+    """Runs, newest first, filtered (started in [since, until))."""
     c = sync_runs.c
     query = select(sync_runs).order_by(c.started_at.desc(), c.id.desc()).limit(limit)
     for column, value in ((c.feed, feed), (c.operation, operation), (c.status, status)):
@@ -117,6 +118,8 @@ def list_runs(
             query = query.where(column == value)
     if since is not None:
         query = query.where(c.started_at >= since)
+    if until is not None:
+        query = query.where(c.started_at < until)
     return _runs(conn.execute(query).mappings())
 
 
