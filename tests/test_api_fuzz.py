@@ -74,6 +74,8 @@ def test_the_openapi_document_describes_every_endpoint(api_schema: schemathesis.
         "/cdi/integrations/{integration_id}/job_sync_status",
         "/sync/feeds",
         "/sync/feeds/{feed}/items",
+        "/sync/feeds/{feed}/actions",
+        "/sync/audit",
         "/sync/items",
         "/sync/runs",
         "/sync/runs/{run_id}",

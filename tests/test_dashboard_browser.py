@@ -358,6 +358,22 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
             expect(page.locator("#trend-all-day figure[data-feed=books]")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
 
+            # Suspend the feed from its health row: the row says so, the audit list names the key.
+            page.goto(f"{base}/dashboard")
+            row = page.locator("#health tr[data-feed=books]")
+            row.get_by_label("Action on books").select_option("suspend")
+            row.get_by_label("Apply the action to books").click()
+            expect(page.locator("#message")).to_have_text(
+                "Index status for Indexer 'Book Feed' was changed from 'valid' to 'suspended'."
+            )
+            expect(row.locator(".indexer-status")).to_have_text("Suspended")
+            expect(row.locator(".reasons")).to_contain_text("The indexer is suspended")
+            page.screenshot(path=str(ARTIFACTS / "feed-suspended.png"), full_page=True)
+            page.click("#audit-link")
+            expect(page.locator("table.audit tbody tr")).to_have_count(1)
+            expect(page.locator("table.audit .key-name")).to_contain_text("operator")
+            expect(page.locator("table.audit .action")).to_have_text("suspend")
+
             # Keyboard focus is visible: the search field takes the focus ring.
             page.goto(f"{base}/dashboard")
             page.focus("#lookup-q")

@@ -78,4 +78,5 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(dashboard.drilldown_router)
     app.include_router(dashboard.trends_router)
+    app.include_router(dashboard.actions_router)
     return app

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from feeds.context import Context
 from feeds.errors import FeedsyncError
 from feeds.export.protocol import ErrorCategory
+from feeds.history import audit
 from feeds.pipeline.resync import MAX_RESYNC_ERRORS, resync_errors
 from worker.api import session as sessions
 from worker.api.admin.sync_errors import csv_download
@@ -97,7 +98,19 @@ def dashboard(request: Request, query: Annotated[DashboardQuery, Query()]) -> Re
     if not isinstance(session, Session):
         return session
     notices = resync_notice(query.resynced or "", query.cleared or "")
+    notices += acted_notice(ctx, query.acted or "")
     return render_dashboard(request, ctx, session, query.sent(), notices=notices)
+
+
+def acted_notice(ctx: Context, acted: str) -> list[str]:
+    """The outcome of an action, shown once on the page its form redirects to: read from the
+    audit log by id, so that a URL cannot put words on the page."""
+    entry_id = number(acted)
+    if entry_id is None:
+        return []
+    with ctx.db.connect() as conn:
+        done = audit.entry(conn, entry_id)
+    return [] if done is None else [done.outcome]
 
 
 @router.get("/errors.csv")
