@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import (
     and_,
+    case,
     func,
     or_,
     select,
@@ -40,6 +41,13 @@ class RunRow:
     last_timestamp_synced: datetime | None
     message: str | None
     owner: str | None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end; None while it runs."""
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
 
 
 @dataclass(frozen=True)
@@ -99,9 +107,10 @@ def list_runs(
     operation: str | None = None,
     status: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 50,
 ) -> list[RunRow]:
-    """Runs, newest first, filtered."""
+    """Runs, newest first, filtered (started in [since, until))."""
     c = sync_runs.c
     query = select(sync_runs).order_by(c.started_at.desc(), c.id.desc()).limit(limit)
     for column, value in ((c.feed, feed), (c.operation, operation), (c.status, status)):
@@ -109,6 +118,8 @@ def list_runs(
             query = query.where(column == value)
     if since is not None:
         query = query.where(c.started_at >= since)
+    if until is not None:
+        query = query.where(c.started_at < until)
     return _runs(conn.execute(query).mappings())
 
 
@@ -276,3 +287,73 @@ def error_summary(
         CategorySummary(str(cat), int(n), int(records.get(cat, 0))) for cat, n in errors.items()
     ]
     return sorted(rows, key=lambda s: (-s.errors, s.category))
+
+
+def latest_run(conn: Connection, feed: str, statuses: Collection[str]) -> RunRow | None:
+    """The newest run of `feed` whose status is one of `statuses` (walks the feed's run index)."""
+    c = sync_runs.c
+    query = (
+        select(sync_runs)
+        .where(c.feed == feed, c.status.in_(list(statuses)))
+        .order_by(c.started_at.desc(), c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).mappings().first()
+    return None if row is None else RunRow(**row)
+
+
+def runs_by_ids(conn: Connection, run_ids: Collection[str]) -> list[RunRow]:
+    """The runs with these ids that are still recorded, newest first."""
+    if not run_ids:
+        return []
+    c = sync_runs.c
+    query = select(sync_runs).where(c.id.in_(list(run_ids))).order_by(c.started_at.desc(), c.id)
+    return _runs(conn.execute(query).mappings())
+
+
+@dataclass(frozen=True)
+class RunCategory:
+    category: str
+    errors: int  # every error the run recorded in this category
+    current: int  # of them, those not resolved since
+
+
+def run_error_categories(conn: Connection, run_id: str) -> list[RunCategory]:
+    """The errors one run recorded, per category, resolved or not; the largest category first."""
+    c = sync_errors.c
+    unresolved = func.sum(case((c.resolved.is_(False), 1), else_=0))
+    query = (
+        select(c.category, func.count(), unresolved).where(c.run_id == run_id).group_by(c.category)
+    )
+    rows = [RunCategory(str(cat), int(n), int(cur or 0)) for cat, n, cur in conn.execute(query)]
+    return sorted(rows, key=lambda r: (-r.errors, r.category))
+
+
+def item_errors(conn: Connection, feed: str, item_id: str, limit: int = 50) -> list[ErrorRow]:
+    """The errors recorded for one item (resolved ones too), newest first."""
+    c = sync_errors.c
+    query = (
+        select(sync_errors)
+        .where(c.feed == feed, c.item_id == item_id)
+        .order_by(c.last_seen.desc(), c.id.desc())
+        .limit(limit)
+    )
+    return _errors(conn.execute(query).mappings())
+
+
+@dataclass(frozen=True)
+class RunsFingerprint:
+    """What changes whenever a run starts, ends or is removed (see `feed_health.StatusCounts`)."""
+
+    runs: int
+    running: int
+    newest_start: datetime | None
+
+
+def runs_fingerprint(conn: Connection) -> RunsFingerprint:
+    c = sync_runs.c
+    running = func.sum(case((c.status == "running", 1), else_=0))
+    runs, now_running, newest = conn.execute(
+        select(func.count(), running, func.max(c.started_at))
+    ).one()
+    return RunsFingerprint(int(runs), int(now_running or 0), newest)

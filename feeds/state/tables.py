@@ -303,3 +303,24 @@ class JobRunRow(Base):
 
 
 job_runs = cast(Table, JobRunRow.__table__)
+
+
+class AuditRow(Base):
+    """One operator action (dashboard or API): when, by which key, on which feed, with what outcome."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime)
+    key_id: Mapped[int] = mapped_column(BigInteger)
+    key_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    feed: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[str] = mapped_column(Text)
+
+
+audit_log = cast(Table, AuditRow.__table__)

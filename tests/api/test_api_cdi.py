@@ -231,6 +231,7 @@ def test_job_sync_status_lists_runs_newest_first_in_iso_8601(client: TestClient)
         f"2026-11-23T08:0{n}:00.000Z" for n in (4, 3, 2, 1, 0)
     ]
     assert body["results"][0] == {
+        "run_id": "prod004",  # its detail: GET /sync/runs/prod004
         "job_status": "error",  # a rolled-back run is reported as an error
         "sync_start_time": "2026-11-23T08:04:00.000Z",
         "sync_finish_time": "2026-11-23T08:04:30.000Z",
@@ -264,6 +265,7 @@ def test_a_running_job_has_no_finish_time(client: TestClient) -> None:
     )
     assert response.json()["results"] == [
         {
+            "run_id": "r1",
             "job_status": "running",
             "sync_start_time": "2026-11-23T08:00:00.250Z",
             "sync_finish_time": None,

@@ -270,3 +270,114 @@ def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
             expect(page).to_have_url(f"{base}/dashboard/login")
         finally:
             browser.close()
+
+
+def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_browser(
+    lib: Context, destination: DestinationServer
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    books = lib.registry.get("books")
+    destination.reject(["book-3", "book-4"], code="MISSING_ASSOCIATION", message="no author")
+    destination.omit(["book-9"])  # left out of the answer: retryable, status 2
+    indexer.reindex(lib, books)
+    destination.clear_faults()
+    with lib.source.begin() as conn:  # a change still waiting in the changelog: backlog 1
+        conn.execute(text("UPDATE books SET title = 'Pending' WHERE book_no = 1"))
+    _, admin_key = apikeys.create_key(lib.db, "operator", ["sync.admin"])
+
+    with serving(create_app(lib.settings)) as base, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, accept_downloads=True
+            )
+            page = context.new_page()
+            page.goto(f"{base}/dashboard/login")
+            page.fill("#api_key", admin_key)
+            page.keyboard.press("Enter")
+            expect(page).to_have_url(f"{base}/dashboard")
+
+            # Feed health first: amber for the rejections, the counts per item status, backlog 1.
+            row = page.locator("#health tr[data-feed=books]")
+            expect(row.locator(".health-badge")).to_have_text("amber")
+            expect(row.locator(".reasons")).to_contain_text("2 items rejected by the destination")
+            expect(row.locator(".indexer-status")).to_have_text("Ready")
+            expect(row.locator(".backlog")).to_have_text("1")
+            expect(row.locator(".count-200")).to_have_text("37")
+            expect(row.locator(".count-2")).to_have_text("1")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-health.png"), full_page=True)
+
+            # A count is a link to those items.
+            row.get_by_label("2 rejected items of books").click()
+            expect(page).to_have_url(f"{base}/dashboard/feeds/books/items?status=400")
+            expect(page.locator("h1")).to_contain_text("items in status 400 (rejected)")
+            expect(page.locator("table.items td.record a")).to_have_text(["book-3", "book-4"])
+
+            # From an item to the item lookup, and from there to the run that recorded its error.
+            page.locator("table.items td.record a").first.click()
+            report = page.locator("section.item-report")
+            expect(report.locator(".item-status")).to_have_text("400 (rejected)")
+            expect(report.locator(".item-error")).to_contain_text("MISSING_ASSOCIATION: no author")
+            expect(report.locator(".document-missing")).to_contain_text("Not kept")
+            page.screenshot(path=str(ARTIFACTS / "item-lookup.png"), full_page=True)
+            report.locator(".item-runs a").first.click()
+            expect(page.locator("h1")).to_have_text("Run of books: full_sync")
+            expect(page.locator("#run-status")).to_have_text("partial")
+            expect(page.locator("#run-counters td")).to_have_text(
+                ["40", "0", "0", "3", "0", "37", "3"]
+            )
+            expect(page.locator("tr[data-category=associations] td")).to_have_text(
+                ["Associations", "2", "2"]
+            )
+            with page.expect_download() as download_info:
+                page.click("#run-csv")
+            exported = list(
+                csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text()))
+            )
+            assert sorted(r["item_id"] for r in exported) == ["book-3", "book-4", "book-9"]
+            page.screenshot(path=str(ARTIFACTS / "run-detail.png"), full_page=True)
+
+            # Back on the dashboard, a run row opens the same page; the search box finds by key.
+            page.goto(f"{base}/dashboard")
+            page.locator("table.runs a.run-link").first.click()
+            expect(page.locator("#run-status")).to_have_text("partial")
+            page.goto(f"{base}/dashboard")
+            page.get_by_label("Find an item (id or entity key, any feed)").fill("9")
+            page.keyboard.press("Enter")
+            expect(page.locator("section.item-report h2")).to_contain_text("book-9")
+            expect(page.locator(".item-status")).to_have_text("2 (retryable)")
+            # Trends: server-side SVG charts, all feeds and each, with a text summary.
+            page.goto(f"{base}/dashboard")
+            page.click("#trends-link")
+            chart = page.locator("#trend-all-hour svg.chart").first
+            expect(chart).to_have_attribute(
+                "aria-label", "All feeds, per hour, last 24 hours: 37 synced, 3 failed, 0 skipped"
+            )
+            expect(page.locator("#trend-all-day figure[data-feed=books]")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
+
+            # Suspend the feed from its health row: the row says so, the audit list names the key.
+            page.goto(f"{base}/dashboard")
+            row = page.locator("#health tr[data-feed=books]")
+            row.get_by_label("Action on books").select_option("suspend")
+            row.get_by_label("Apply the action to books").click()
+            expect(page.locator("#message")).to_have_text(
+                "Index status for Indexer 'Book Feed' was changed from 'valid' to 'suspended'."
+            )
+            expect(row.locator(".indexer-status")).to_have_text("Suspended")
+            expect(row.locator(".reasons")).to_contain_text("The indexer is suspended")
+            page.screenshot(path=str(ARTIFACTS / "feed-suspended.png"), full_page=True)
+            page.click("#audit-link")
+            expect(page.locator("table.audit tbody tr")).to_have_count(1)
+            expect(page.locator("table.audit .key-name")).to_contain_text("operator")
+            expect(page.locator("table.audit .action")).to_have_text("suspend")
+
+            # Keyboard focus is visible: the search field takes the focus ring.
+            page.goto(f"{base}/dashboard")
+            page.focus("#lookup-q")
+            outline = page.eval_on_selector("#lookup-q", "e => getComputedStyle(e).outlineStyle")
+            assert outline != "none"
+        finally:
+            browser.close()

@@ -673,3 +673,48 @@ def test_sync_status_refuses_a_bad_option_with_one_sentence_before_opening_the_d
     out, err = capsys.readouterr()
     assert (exited.value.code, out, err) == (1, "", sentence + "\n")
     assert list(bare_env.iterdir()) == []
+
+
+def test_sync_status_until_bounds_the_start_time_and_a_bare_date_includes_that_day(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime
+
+    import orjson
+
+    from config.context import open_context
+    from config.settings import load_settings
+    from feeds.state.tables import sync_runs
+
+    ctx = open_context(load_settings(cli_env))
+    with ctx.db.begin() as conn:
+        conn.execute(
+            sync_runs.insert(),
+            [
+                {
+                    "id": run_id,
+                    "feed": "products",
+                    "operation": "partial_sync",
+                    "status": "success",
+                    "started_at": started,
+                    "finished_at": started,
+                }
+                for run_id, started in (
+                    ("a", datetime(2026, 11, 20, 9, 0)),
+                    ("b", datetime(2026, 11, 21, 23, 59)),
+                    ("c", datetime(2026, 11, 22, 0, 0)),
+                )
+            ],
+        )
+    ctx.close()
+
+    def ids(*argv: str) -> list[str]:
+        assert main(["sync:status", "--json", *argv]) == 0
+        return [orjson.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+
+    assert ids("--until", "2026-11-21") == ["b", "a"]
+    assert ids("--until", "2026-11-21T23:59:00Z") == ["a"]
+    assert ids("--since", "2026-11-21", "--until", "2026-11-22") == ["c", "b"]
+    with pytest.raises(SystemExit):
+        main(["sync:status", "--until", "soon"])
+    assert "Argument --until: 'soon' is not a date" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from config.context import open_context
 from config.settings import Settings, load_settings
+from feeds.history.feed_health import StatusCounts
 from worker.api import admin, apikeys, cdi, errors
 from worker.api.ratelimit import RateLimiter
 from worker.sync_requests import BackgroundSync, SyncTrigger
@@ -60,6 +61,7 @@ def create_app(
     app.state.trigger = trigger
     app.state.limiter = RateLimiter(ctx.db, clock) if clock else RateLimiter(ctx.db)
     app.state.cursor_secret = apikeys.shared_secret(ctx.db, CURSOR_SECRET)
+    app.state.status_counts = StatusCounts()  # the feed-health item counts, kept between pages
 
     errors.install(app)
 
@@ -74,4 +76,7 @@ def create_app(
     from worker.api import dashboard
 
     app.include_router(dashboard.router)
+    app.include_router(dashboard.drilldown_router)
+    app.include_router(dashboard.trends_router)
+    app.include_router(dashboard.actions_router)
     return app

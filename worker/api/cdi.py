@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
 from feeds.context import Context
@@ -53,6 +53,7 @@ class IntegrationList(BaseModel):
 
 
 class JobOut(BaseModel):
+    run_id: str = Field(description="the sync run: its detail is GET /sync/runs/{run_id}")
     job_status: str
     sync_start_time: str
     sync_finish_time: str | None
@@ -295,6 +296,7 @@ def _integration(i: Integration) -> IntegrationOut:
 
 def _job(row: RunRow) -> JobOut:
     return JobOut(
+        run_id=row.id,
         job_status=integrations.job_status(row.status),
         sync_start_time=_time(row.started_at) or "",
         sync_finish_time=_time(row.finished_at),

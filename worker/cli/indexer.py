@@ -11,23 +11,15 @@ from config.settings import Settings
 from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus
 from feeds.errors import FeedsyncError, LockedError, one_line
+from feeds.history.feed_health import view_status
+from feeds.history.health import MODE_LABEL, STATUS_LABEL
 from feeds.history.runs import Counts
 from feeds.pipeline import indexer
-from feeds.pipeline.run import lock_name
 from feeds.state import feed_items as store
 from feeds.state import indexer_state
-from feeds.state.locks import is_locked
 from feeds.tracking import changelog
 from worker.cli.output import say
 from worker.cli.table import render
-
-MODE_LABEL = {IndexerMode.REALTIME: "Update on Save", IndexerMode.SCHEDULE: "Update by Schedule"}
-STATUS_LABEL = {
-    IndexerStatus.VALID: "Ready",
-    IndexerStatus.INVALID: "Reindex required",
-    IndexerStatus.WORKING: "Processing",
-    IndexerStatus.SUSPENDED: "Suspended",
-}
 
 
 def register(sub: Any) -> None:
@@ -152,7 +144,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         if state.mode is IndexerMode.SCHEDULE or unbuilt:
             with ctx.source.connect() as src:
                 pending = changelog.backlog(src, feed, state.version_id) + unbuilt
-            schedule_status = f"{_view_status(ctx, feed, state.status)} ({pending} in backlog)"
+            schedule_status = f"{view_status(ctx, feed, state.status)} ({pending} in backlog)"
             schedule_updated = state.updated_at.strftime("%Y-%m-%d %H:%M:%S")
         rows.append(
             [
@@ -168,14 +160,6 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         render(["ID", "Title", "Status", "Update On", "Schedule Status", "Schedule Updated"], rows)
     )
     return 0
-
-
-def _view_status(ctx: Context, feed: Feed, status: IndexerStatus) -> str:
-    """The changelog view's state, as Magento's mview names it: `suspended` while the indexer is
-    (partial syncs leave it alone), `working` while a sync holds the feed, else `idle`."""
-    if status is IndexerStatus.SUSPENDED:
-        return "suspended"
-    return "working" if is_locked(ctx.db, lock_name(feed)) else "idle"
 
 
 def reindex(args: argparse.Namespace, settings: Settings) -> int:

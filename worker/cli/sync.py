@@ -26,6 +26,11 @@ def register(sub: Any) -> None:
     p.add_argument("--operation", choices=[o.value for o in Operation])
     p.add_argument("--status", choices=[s.value for s in RunStatus])
     p.add_argument("--since", type=_date, help="YYYY-MM-DD or an ISO 8601 time (UTC)")
+    p.add_argument(
+        "--until",
+        type=_end,
+        help="runs started before: an ISO 8601 time (UTC), or YYYY-MM-DD (that day included)",
+    )
     p.add_argument("--limit", type=positive, default=50, help="at most this many runs")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=status)
@@ -66,6 +71,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
             operation=args.operation,
             status=args.status,
             since=args.since,
+            until=args.until,
             limit=args.limit,
         )
     if args.json:
@@ -125,5 +131,13 @@ def _cell(value: object) -> object:
 def _date(text: str) -> datetime:
     try:
         return read_model.parse_moment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _end(text: str) -> datetime:
+    """The end of a range: a bare date includes that day, as `GET /sync/runs?until=` reads it."""
+    try:
+        return read_model.parse_moment(text, end_of_day=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

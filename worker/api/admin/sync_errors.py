@@ -116,7 +116,7 @@ def list_errors(
     ]
     return ErrorList(
         categories=categories,
-        results=[_error(r) for r in rows],
+        results=[error_out(r) for r in rows],
         total=total,
         limit=limit,
         offset=offset,
@@ -191,7 +191,7 @@ def resync_selected_errors(request: Request, body: ResyncIn, key: Admin) -> Resy
     )
 
 
-def _error(row: ErrorRow) -> ErrorOut:
+def error_out(row: ErrorRow) -> ErrorOut:
     return ErrorOut.model_validate(
         {
             **asdict(row),

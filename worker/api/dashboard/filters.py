@@ -31,6 +31,7 @@ class DashboardQuery(BaseModel):
     page: str | None = None
     resynced: str | None = None  # the outcome of a resync, shown once after its redirect
     cleared: str | None = None
+    acted: str | None = None  # the audit entry of an action, shown once after its redirect
 
     def sent(self) -> dict[str, str]:
         """The parameters that were sent, by their names in the URL."""

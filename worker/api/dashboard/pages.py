@@ -14,7 +14,8 @@ from fastapi.templating import Jinja2Templates
 from feeds.clock import utcnow
 from feeds.context import Context
 from feeds.export import budget
-from feeds.history import runs
+from feeds.history.feed_health import feed_health
+from feeds.history.health import ITEM_STATUS_LABEL, ITEM_STATUSES, age, lag_text, status_key
 from feeds.history.integrations import public_destination
 from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS
 from worker.api.apikeys import Permission
@@ -26,6 +27,14 @@ from worker.api.session import Session
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 
 ADMIN_PERMISSION = Permission.SYNC_ADMIN
+# What every template may use: the item statuses in their order, their URL keys and names, ages.
+SHARED: dict[str, Any] = {
+    "item_statuses": ITEM_STATUSES,
+    "status_key": status_key,
+    "status_label": ITEM_STATUS_LABEL,
+    "age": age,
+    "lag_text": lag_text,
+}
 
 
 def render_dashboard(
@@ -39,8 +48,10 @@ def render_dashboard(
 ) -> Response:
     """The sync-status page for the filters in `params`, with notices and problems on top."""
     feeds = ctx.registry.names()
-    filters, filter_problems = parse_filters(params, feeds, utcnow().date())
-    runs.close_abandoned(ctx.db)  # never show a run of a dead process as running
+    now = utcnow()
+    filters, filter_problems = parse_filters(params, feeds, now.date())
+    # Closes the runs of dead processes first; the item counts are kept between pages.
+    health = feed_health(ctx, now, counts=request.app.state.status_counts)
     with ctx.db.connect() as conn:
         page = run_page(conn, filters)
         cards = error_cards(conn, filters.feed)
@@ -49,6 +60,8 @@ def render_dashboard(
         "dashboard.html",
         {
             "session": session,
+            "now": now,
+            "health": health,
             "filters": filters,
             "page": page,
             "cards": cards,
@@ -71,7 +84,7 @@ def page_response(
 ) -> Response:
     nonce = secrets.token_urlsafe(16)
     response = templates.TemplateResponse(
-        request, template, {**context, "nonce": nonce}, status_code=status_code
+        request, template, {**SHARED, **context, "nonce": nonce}, status_code=status_code
     )
     # The pages hold live data and a form token: never cached, never framed (no clickjacking),
     # and only the page's own script runs.

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from feeds.context import Context
 from feeds.errors import FeedsyncError
 from feeds.export.protocol import ErrorCategory
+from feeds.history import audit
 from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_errors
 from worker.api import session as sessions
 from worker.api.admin.sync_errors import csv_download
@@ -97,12 +98,31 @@ def dashboard(request: Request, query: Annotated[DashboardQuery, Query()]) -> Re
     if not isinstance(session, Session):
         return session
     notices = resync_notice(query.resynced or "", query.cleared or "")
+    notices += acted_notice(ctx, query.acted or "")
     return render_dashboard(request, ctx, session, query.sent(), notices=notices)
 
 
+def acted_notice(ctx: Context, acted: str) -> list[str]:
+    """The outcome of an action, shown once on the page its form redirects to: read from the
+    audit log by id, so that a URL cannot put words on the page."""
+    entry_id = number(acted)
+    if entry_id is None:
+        return []
+    with ctx.db.connect() as conn:
+        done = audit.entry(conn, entry_id)
+    return [] if done is None else [done.outcome]
+
+
 @router.get("/errors.csv")
-def errors_csv(request: Request, feed: str | None = None, category: str | None = None) -> Response:
-    """Export CSV: the API's CSV for the signed-in admin (the API itself takes only Bearer keys)."""
+def errors_csv(
+    request: Request,
+    feed: str | None = None,
+    category: str | None = None,
+    run_id: str | None = None,
+    include_resolved: str | None = None,
+) -> Response:
+    """Export CSV: the API's CSV for the signed-in admin (the API itself takes only Bearer keys);
+    a run's page exports every error of that run, resolved ones too."""
     ctx = get_context(request)
     session = admin_session(request, ctx)
     if not isinstance(session, Session):
@@ -112,7 +132,13 @@ def errors_csv(request: Request, feed: str | None = None, category: str | None =
         chosen = choice("category", category or None, CATEGORIES)
     except NotAccepted:
         return message_page(request, "Unknown filter", "No such feed or category.", session, 400)
-    return csv_download(ctx, chosen_feed, ErrorCategory(chosen) if chosen else None)
+    return csv_download(
+        ctx,
+        chosen_feed,
+        ErrorCategory(chosen) if chosen else None,
+        include_resolved=include_resolved in ("1", "true"),
+        run_id=(run_id or None) and run_id[:32],
+    )
 
 
 @router.post("/resync", response_class=HTMLResponse)
