@@ -14,8 +14,8 @@ from feeds.context import Context
 from feeds.definitions import Feed, IndexerMode, IndexerStatus
 from feeds.errors import LockedError
 from feeds.state import indexer_state
-from tests.conftest import bearer, make_api_key
 from tests.api.test_dashboard import csrf, login
+from tests.conftest import bearer, make_api_key
 from worker.api.app import create_app
 
 

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from feeds.context import Context
 from feeds.history import read_model
 from feeds.pipeline import indexer
-from tests.conftest import library_context
 from tests.api.test_dashboard import login, make_app
+from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 
 

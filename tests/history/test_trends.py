@@ -16,8 +16,8 @@ from feeds.context import Context
 from feeds.history import trends
 from feeds.history.trends import Bucket, Step
 from feeds.state.tables import sync_runs
-from tests.conftest import bearer, make_api_key
 from tests.api.test_dashboard import login
+from tests.conftest import bearer, make_api_key
 from worker.api.app import create_app
 from worker.api.dashboard.charts import stacked_bars
 

@@ -12,12 +12,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from feeds.definitions import IndexerMode
 from feeds.errors import FeedsyncError
 from feeds.history import audit
-from worker.api import session as sessions
 from worker.api.actions import Action, ActionRequest, perform
 from worker.api.auth import get_context
 from worker.api.dashboard.filters import number
 from worker.api.dashboard.pages import message_page, page_response
-from worker.api.dashboard.routes import admin_session
+from worker.api.dashboard.routes import admin_form, admin_session
 from worker.api.errors import status_for
 from worker.api.session import Session
 
@@ -44,16 +43,9 @@ def feed_action(
     action: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = get_context(request)
-    session = admin_session(request, ctx)
+    session = admin_form(request, ctx, csrf_token)
     if not isinstance(session, Session):
         return session
-    if not sessions.csrf_ok(session, csrf_token):
-        log.warning("dashboard.csrf_refused", key_id=session.key.id)
-        message = (
-            "This form is out of date or did not come from the dashboard; "
-            "reload the dashboard and try again."
-        )
-        return message_page(request, "Form expired", message, session, 403)
     if feed not in ctx.registry.names() or action not in CHOICES:
         message = f"There is no action {action!r} on a feed {feed!r}; reload the dashboard."
         return message_page(request, "Unknown action", message, session, 400)

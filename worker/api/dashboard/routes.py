@@ -91,6 +91,21 @@ def admin_session(request: Request, ctx: Context) -> Session | Response:
     return session
 
 
+def admin_form(request: Request, ctx: Context, csrf_token: str) -> Session | Response:
+    """The admin's session for a form they posted from the dashboard, or the answer refusing it."""
+    session = admin_session(request, ctx)
+    if not isinstance(session, Session):
+        return session
+    if not sessions.csrf_ok(session, csrf_token):
+        log.warning("dashboard.csrf_refused", key_id=session.key.id)
+        message = (
+            "This form is out of date or did not come from the dashboard; "
+            "reload the dashboard and try again."
+        )
+        return message_page(request, "Form expired", message, session, 403)
+    return session
+
+
 @router.get("", response_class=HTMLResponse)
 def dashboard(request: Request, query: Annotated[DashboardQuery, Query()]) -> Response:
     ctx = get_context(request)
@@ -149,16 +164,9 @@ def resync(
     back: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = get_context(request)
-    session = admin_session(request, ctx)
+    session = admin_form(request, ctx, csrf_token)
     if not isinstance(session, Session):
         return session
-    if not sessions.csrf_ok(session, csrf_token):
-        log.warning("dashboard.csrf_refused", key_id=session.key.id)
-        message = (
-            "This form is out of date or did not come from the dashboard; "
-            "reload the dashboard and try again."
-        )
-        return message_page(request, "Form expired", message, session, 403)
     filters = {k: v for k, v in parse_qsl(back) if k in BACK_PARAMETERS}
     selected = error_id or []
     problem, status = None, 400
