@@ -17,11 +17,6 @@ from feeds.commerce.queries import (
 )
 from feeds.definitions import Feed, Watch
 
-# --- the same feeds as queries: the database builds each document and its hash -------------------
-# Each gives, per item, the entity, the item id, the `updated_at` the run reports and the document
-# as canonical JSON text: byte for byte what the builders above give (tests/commerce/test_commerce.py).
-
-
 FEEDS: list[Feed] = [
     Feed(
         name="products",
