@@ -59,6 +59,7 @@ from typing import Any
 
 import httpx
 
+from config.settings import ENV_VARIABLES
 from feeds.state import indexer_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,20 +75,7 @@ FULL = {"faults": 50_000, "backlog": 1_000_000, "seconds": 60, "minutes": 3}
 QUICK = {"faults": 5_000, "backlog": 50_000, "seconds": 10, "minutes": 1}
 # Feedsync's settings, read from the environment: unset here, so that every process runs on the
 # defaults whatever the shell exports (the scenarios set what they need and say so).
-SETTINGS_VARIABLES = (
-    "DATABASE_URL",
-    "SOURCE_DATABASE_URL",
-    "BROKER_URL",
-    "EXPORT_URL",
-    "EXPORT_TOKEN",
-    "EXPORT_TIMEOUT_S",
-    "EXPORT_BATCH_SIZE",
-    "EXPORT_DAILY_CALL_ALLOCATION",
-    "EXPORT_DAILY_CALL_LIMIT",
-    "FEEDSYNC_CONFIG",
-    "METRICS_PORT",
-    "REALTIME_POLL_S",
-)
+SETTINGS_VARIABLES = ENV_VARIABLES
 DEFAULT_TIMEOUT_S = 30.0  # EXPORT_TIMEOUT_S
 PRODUCTS_INDEXER = "catalog_data_exporter_products"
 TOUCH_CHUNK = 100_000

@@ -46,6 +46,10 @@ class _Env(BaseSettings):
     REALTIME_POLL_S: float = Field(default=0.25, gt=0, le=60)
 
 
+# Every environment variable Feedsync reads: what a clean environment for a test or benchmark unsets.
+ENV_VARIABLES: tuple[str, ...] = tuple(_Env.model_fields)
+
+
 class Settings(BaseModel):
     """All settings, validated. Build with `load_settings()`."""
 

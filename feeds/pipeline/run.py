@@ -27,7 +27,7 @@ from feeds.export.delivery import Delivery
 from feeds.history import runs
 from feeds.history.runs import Counts
 from feeds.state import database
-from feeds.state.locks import Lock
+from feeds.state.locks import Lock, hold
 
 log = structlog.get_logger("feeds.sync")
 
@@ -222,16 +222,9 @@ def feed_lock(
 
     Waits up to `wait_s` for it (a partial sync holds it for seconds), then raises FeedBusy.
     """
-    lock = Lock(ctx.db, lock_name(feed))
-    deadline = time.monotonic() + wait_s
-    while not lock.acquire():
-        if time.monotonic() >= deadline:
-            raise FeedBusy(busy or f"{feed.title} index is locked by another reindex process.")
-        time.sleep(0.2)
-    try:
+    refusal = FeedBusy(busy or f"{feed.title} index is locked by another reindex process.")
+    with hold(ctx.db, lock_name(feed), wait_s=wait_s, busy=refusal) as lock:
         yield lock
-    finally:
-        lock.release()
 
 
 @contextmanager

@@ -177,11 +177,22 @@ def process_alive(pid: int) -> bool:
 
 
 @contextmanager
-def hold(engine: Engine, name: str, ttl_s: float | None = None) -> Iterator[Lock]:
-    """Hold the lock for the block, or raise LockedError at once if another process has it."""
+def hold(
+    engine: Engine,
+    name: str,
+    ttl_s: float | None = None,
+    *,
+    wait_s: float = 0.0,
+    busy: LockedError | None = None,
+) -> Iterator[Lock]:
+    """Hold the lock for the block; when another process has it, wait up to `wait_s` for it, then
+    raise `busy` (a LockedError naming the lock by default)."""
     lock = Lock(engine, name, ttl_s)
-    if not lock.acquire():
-        raise LockedError(f"{name} is locked by another process.")
+    deadline = time.monotonic() + wait_s
+    while not lock.acquire():
+        if time.monotonic() >= deadline:
+            raise busy or LockedError(f"{name} is locked by another process.")
+        time.sleep(0.2)
     try:
         yield lock
     finally:

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, MetaData, create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from config.settings import load_settings
+from config.settings import ENV_VARIABLES, load_settings
 from feeds.context import Context
 from feeds.definitions import Feed
 from feeds.history.integrations import integration_id
@@ -32,21 +32,7 @@ from worker.cli import main
 
 pytestmark = [pytest.mark.resilience]
 
-SETTINGS = (
-    "DATABASE_URL",
-    "SOURCE_DATABASE_URL",
-    "BROKER_URL",
-    "EXPORT_URL",
-    "EXPORT_TOKEN",
-    "EXPORT_TIMEOUT_S",
-    "EXPORT_BATCH_SIZE",
-    "EXPORT_DAILY_CALL_ALLOCATION",
-    "EXPORT_DAILY_CALL_LIMIT",
-    "FEEDSYNC_CONFIG",
-    "LOG_FORMAT",
-    "METRICS_PORT",
-    "REALTIME_POLL_S",
-)
+SETTINGS = ENV_VARIABLES
 UNKNOWN_INDEXER = "The following requested index types are not supported: "
 
 
