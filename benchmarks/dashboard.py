@@ -162,6 +162,9 @@ def seed(engine: Engine, items: int, days: int, feeds: list[str]) -> None:
         "SELECT n FROM c) AS s"
     )
     now = "CURRENT_TIMESTAMP"
+    digest = (
+        "decode(md5(n::text), 'hex')" if engine.dialect.name == "postgresql" else "randomblob(16)"
+    )
     status = (
         "CASE WHEN n % 200 < 190 THEN 200 WHEN n % 200 < 194 THEN 400 WHEN n % 200 < 196 THEN 2 "
         "WHEN n % 200 = 196 THEN 0 WHEN n % 200 = 197 THEN -1 ELSE NULL END"
@@ -171,7 +174,7 @@ def seed(engine: Engine, items: int, days: int, feeds: list[str]) -> None:
             text(
                 "INSERT INTO feed_items (feed, id, entity_key, hash, deleted, modified_at, status, "
                 "sent_hash, attempts, error_code, error_message, updated_at) "
-                f"SELECT 'products', 'product-' || n, n, 'h' || n, false, {now}, {status}, NULL, "
+                f"SELECT 'products', 'product-' || n, n, {digest}, false, {now}, {status}, NULL, "
                 f"CASE WHEN n % 200 >= 190 THEN 1 ELSE 0 END, NULL, NULL, {now} "
                 f"FROM {numbers.format(n=items)}"
             )

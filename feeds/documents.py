@@ -188,6 +188,11 @@ def body_bytes(dialect: str, body: Expression) -> Expression:
     return cast(body, LargeBinary)
 
 
-def content_hash(dialect: str, body: Expression) -> ColumnElement[str]:
-    """The item hash of a JSON text, computed by the database: md5, hex (see `diff.digest`)."""
-    return func.md5(body)
+def content_hash(dialect: str, body: Expression) -> ColumnElement[bytes]:
+    """The item hash of a JSON text, computed by the database: the 16 bytes of its md5, as the
+    feed table stores them (see `diff.digest`)."""
+    if dialect == "postgresql":
+        return func.decode(func.md5(body), _sql_text("hex"), type_=LargeBinary)
+    return func.md5_digest(
+        body, type_=LargeBinary
+    )  # registered on SQLite connections (state.database)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import column, select, table
+from sqlalchemy import column, select, table, type_coerce
 from sqlalchemy.exc import DBAPIError
 
 from feeds.context import Context
@@ -15,6 +15,7 @@ from feeds.documents import Json, body_bytes, content_hash
 from feeds.errors import one_line
 from feeds.pipeline.diff import Built
 from feeds.state import feed_items as store
+from feeds.state.tables import Digest
 
 log = structlog.get_logger("feeds.pipeline.build")
 D = TypeVar("D", Document, Built)
@@ -33,7 +34,7 @@ def _built_at_source(ctx: Context, feed: Feed, keys: Keys) -> list[Built] | None
                 documents.c.id,
                 documents.c.updated_at,
                 body_bytes(dialect, documents.c.body),
-                content_hash(dialect, documents.c.body),
+                type_coerce(content_hash(dialect, documents.c.body), Digest()),
             ).order_by(documents.c.entity, documents.c.id)
             return [Built(*row) for row in src.execute(query)]
     except DBAPIError as exc:

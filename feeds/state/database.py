@@ -85,6 +85,7 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         cursor.close()
         # What PostgreSQL has built in: the hash of the documents the database builds.
         dbapi_connection.create_function("md5", 1, _md5, deterministic=True)
+        dbapi_connection.create_function("md5_digest", 1, _md5_digest, deterministic=True)
 
     return engine
 
@@ -94,6 +95,14 @@ def _md5(text: str | bytes | None) -> str | None:
         return None
     data = text.encode() if isinstance(text, str) else text
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _md5_digest(text: str | bytes | None) -> bytes | None:
+    """md5 as the 16 bytes the feed table stores (what PostgreSQL's decode(md5(x), 'hex') gives)."""
+    if text is None:
+        return None
+    data = text.encode() if isinstance(text, str) else text
+    return hashlib.md5(data, usedforsecurity=False).digest()
 
 
 def _log_reconnections(engine: Engine) -> None:

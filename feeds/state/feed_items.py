@@ -21,6 +21,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -29,7 +30,7 @@ from feeds.clock import utcnow
 from feeds.definitions import ItemStatus, Keys, StoredItem
 from feeds.documents import body_bytes, content_hash
 from feeds.state.database import insert_for
-from feeds.state.tables import items, rebuilds
+from feeds.state.tables import Digest, items, rebuilds, sent_hash_of
 
 # --- indexer state -------------------------------------------------------------------------
 
@@ -40,9 +41,9 @@ from feeds.state.tables import items, rebuilds
 def stored_items(conn: Connection, feed: str, keys: Keys) -> dict[str, StoredItem]:
     """The feed-table rows of the entities in `keys` (a key range also covers entities gone from the source)."""
     c = items.c
-    query = select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, c.sent_hash).where(
-        c.feed == feed, keys.match(c.entity_key)
-    )
+    query = select(
+        c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, sent_hash_of()
+    ).where(c.feed == feed, keys.match(c.entity_key))
     return {
         item_id: StoredItem(entity, hashed, bool(deleted), status, attempts, sent)
         for item_id, entity, hashed, deleted, status, attempts, sent in conn.execute(query)
@@ -98,10 +99,21 @@ class ItemRecord:
     next_attempt_at: datetime | None = None
 
 
+# The order of the values `record_items` writes: the table's own (see FeedItemRow).
 _COLUMNS = [c.name for c in items.columns]
-# A failed send of a newer version keeps the hash the destination last accepted.
+assert _COLUMNS == [
+    "entity_key", "modified_at", "updated_at", "next_attempt_at", "status", "attempts", "deleted",
+    "feed", "id", "hash", "sent_hash", "error_code", "error_category", "error_message", "payload",
+]  # fmt: skip
+_SENT = int(ItemStatus.SENT)
+# A failed send of a newer version keeps the hash the destination last accepted: the stored sent
+# hash, or the hash itself while the item was in status 200. In status 200 none is stored.
+_KEEP_SENT = (
+    f"CASE WHEN excluded.status = {_SENT} THEN NULL ELSE COALESCE(feed_items.sent_hash, "
+    f"CASE WHEN feed_items.status = {_SENT} THEN feed_items.hash END) END"
+)
 _CHANGING = ", ".join(
-    f"{c} = COALESCE(excluded.{c}, feed_items.{c})" if c == "sent_hash" else f"{c} = excluded.{c}"
+    f"{c} = {_KEEP_SENT}" if c == "sent_hash" else f"{c} = excluded.{c}"
     for c in _COLUMNS
     if c not in ("feed", "id")
 )
@@ -132,21 +144,21 @@ def record_items(conn: Connection, feed: str, records: Sequence[ItemRecord]) -> 
         status = None if r.status is None else int(r.status)
         rows.append(
             (
+                r.entity,
+                modified,
+                now,
+                None if r.next_attempt_at is None else when(r.next_attempt_at),
+                status,
+                r.attempts,
+                int(r.deleted) if on_sqlite else r.deleted,
                 feed,
                 r.id,
-                r.entity,
-                r.hash,
-                int(r.deleted) if on_sqlite else r.deleted,
-                modified,
-                status,
-                r.hash if r.status is ItemStatus.SENT else None,
-                r.attempts,
-                None if r.next_attempt_at is None else when(r.next_attempt_at),
+                bytes.fromhex(r.hash),
+                None,  # the sent hash: implied by status 200, else kept by the upsert
                 r.error_code,
                 r.error_category,
                 r.error_message,
                 r.payload,
-                now,
             )
         )
     if on_sqlite:
@@ -161,7 +173,10 @@ def rehash(conn: Connection, feed: str, hashes: Mapping[str, tuple[str, str | No
     conn.execute(
         items.update()
         .where(c.feed == feed, c.id == bindparam("item_id"))
-        .values(hash=bindparam("new_hash"), sent_hash=bindparam("new_sent")),
+        .values(
+            hash=bindparam("new_hash"),
+            sent_hash=case((c.status == _SENT, None), else_=bindparam("new_sent", type_=Digest())),
+        ),
         [
             {"item_id": item_id, "new_hash": hashed, "new_sent": sent}
             for item_id, (hashed, sent) in hashes.items()
@@ -313,12 +328,15 @@ def compare_built(
     c = items.c
     documents = built.cte("documents").prefix_with("MATERIALIZED")
     hashed = (
-        select(documents, content_hash(dialect, documents.c.body).label("hash"))
+        select(
+            documents,
+            type_coerce(content_hash(dialect, documents.c.body), Digest()).label("hash"),
+        )
         .cte("hashed")
         .prefix_with("MATERIALIZED")
     )
     stored = (
-        select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, c.sent_hash)
+        select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, sent_hash_of())
         .where(c.feed == feed, keys.match(c.entity_key))
         .subquery("stored")
     )

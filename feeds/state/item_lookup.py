@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from feeds.definitions import ItemStatus
-from feeds.state.tables import items
+from feeds.state.tables import items, sent_hash_of
 
 # The statuses an item waits in for the pipeline to try again: a resend (2) or a rebuild (0).
 WAITING = (int(ItemStatus.RETRYABLE), int(ItemStatus.APP_ERROR))
@@ -38,7 +38,9 @@ class ItemRow:
     updated_at: datetime
 
 
-_SHOWN = [c for c in items.columns if c.name != "payload"]
+_SHOWN = [
+    sent_hash_of() if c.name == "sent_hash" else c for c in items.columns if c.name != "payload"
+]
 
 
 def _row(row: RowMapping) -> ItemRow:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -13,11 +13,20 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Table,
     Text,
+    TypeDecorator,
+    case,
+    func,
+    type_coerce,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+
+from feeds.definitions import ItemStatus
 
 
 class Base(DeclarativeBase):
@@ -48,8 +57,27 @@ class IndexerState(Base):
     mode_updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class Digest(TypeDecorator[str]):
+    """A 128-bit hash kept as its 16 bytes (half of hex text) and handled as hex everywhere else."""
+
+    impl = LargeBinary(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else bytes.fromhex(value)
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> str | None:
+        return None if value is None else bytes(value).hex()
+
+
 class FeedItemRow(Base):
-    """The feed table: one row per feed item id, with its last hash and export status."""
+    """The feed table: one row per feed item id, with its last hash and export status.
+
+    Laid out small (docs/performance.md): fixed-width columns first, widest first, so PostgreSQL
+    pads nothing; hashes as 16 bytes; `sent_hash` only while it differs from what the status
+    implies — an item in status 200 holds the version it was last sent, so its sent hash is its
+    hash and is not stored (read it through `sent_hash_of`).
+    """
 
     __tablename__ = "feed_items"
     __table_args__ = (
@@ -57,22 +85,23 @@ class FeedItemRow(Base):
         Index("ix_feed_items_status", "feed", "status"),
     )
 
+    entity_key: Mapped[int] = mapped_column(BigInteger)
+    modified_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     feed: Mapped[str] = mapped_column(String(100), primary_key=True)
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    entity_key: Mapped[int] = mapped_column(BigInteger)
-    hash: Mapped[str] = mapped_column(String(32))
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
-    modified_at: Mapped[datetime] = mapped_column(DateTime)
-    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    sent_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    hash: Mapped[str] = mapped_column(Digest)
+    # The hash the destination last accepted, kept only when the status does not imply it.
+    sent_hash: Mapped[str | None] = mapped_column(Digest, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
     error_category: Mapped[str | None] = mapped_column(String(40), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Legacy export mode only: the canonical JSON of `data`, kept until sent.
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class FeedRebuild(Base):
@@ -104,6 +133,13 @@ states = cast(Table, IndexerState.__table__)
 
 
 items = cast(Table, FeedItemRow.__table__)
+
+
+def sent_hash_of(table: Any = items) -> ColumnElement[str]:
+    """The hash the destination last accepted: stored, or the item's own hash in status 200."""
+    c = table.c
+    implied = case((c.status == int(ItemStatus.SENT), c.hash), else_=None)
+    return type_coerce(func.coalesce(c.sent_hash, implied), Digest()).label("sent_hash")
 
 
 locks = cast(Table, LockRow.__table__)

@@ -551,6 +551,6 @@ def test_documents_built_by_the_database_are_the_python_builders_bytes(
             ).all()
         built = {r.id: (r.entity, r.body.encode(), r.updated_at) for r in rows}
         assert expected and built == expected
-        assert all(r.hash == digest(r.body.encode()) for r in rows)
+        assert all(bytes(r.hash).hex() == digest(r.body.encode()) for r in rows)
     finally:
         engine.dispose()
