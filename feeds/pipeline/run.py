@@ -64,7 +64,7 @@ class Run:
         """Renew before recording what was sent: one round may wait on the destination (timeout,
         Retry-After) long enough to outlast a lock renewed only per collected batch."""
         if self.lock is not None:
-            self.lock.renew()
+            self.lock.renew_if_due()
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:

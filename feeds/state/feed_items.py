@@ -8,7 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    DateTime,
+    LargeBinary,
     Select,
     String,
     and_,
@@ -17,11 +20,13 @@ from sqlalchemy import (
     case,
     false,
     func,
+    literal,
     not_,
     or_,
     select,
     true,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -303,6 +308,8 @@ class Compared:
 
     built: list[tuple[int, str, datetime | None, bytes, str]]
     stored: dict[str, StoredItem]
+    # Built ids that the feed table records for an entity outside the batch: id → that entity.
+    owners: dict[str, int]
     skipped: int
     newest_update: datetime | None
 
@@ -335,57 +342,78 @@ def compare_built(
         .cte("hashed")
         .prefix_with("MATERIALIZED")
     )
-    stored = (
-        select(c.id, c.entity_key, c.hash, c.deleted, c.status, c.attempts, sent_hash_of())
-        .where(c.feed == feed, keys.match(c.entity_key))
-        .subquery("stored")
+    # The built items with their stored rows (through the primary key), then the stored rows of
+    # the same entities that were not built again: two indexed halves. (A FULL JOIN of the two
+    # sets has no index on either side: SQLite compared a batch in O(n²).)
+    in_keys = and_(c.feed == feed, keys.match(c.entity_key))
+    stored_columns = (
+        c.id.label("stored_id"),
+        c.entity_key,
+        c.hash.label("stored_hash"),
+        c.deleted,
+        c.status,
+        c.attempts,
+        sent_hash_of(),
     )
-    settled: ColumnElement[bool] = stored.c.status.in_([int(s) for s in _SETTLED])
+    elsewhere = items.alias("elsewhere")
+    owner = (
+        select(elsewhere.c.entity_key)
+        .where(elsewhere.c.feed == feed, elsewhere.c.id == hashed.c.id)
+        .scalar_subquery()
+    )
+    with_stored = select(
+        hashed.c.entity,
+        hashed.c.id,
+        hashed.c.updated_at,
+        body_bytes(dialect, hashed.c.body).label("body"),
+        hashed.c.hash,
+        *stored_columns,
+        # The entity another batch's row of this id belongs to: the id is then taken (see
+        # build._usable_ids), known here without another query. A primary-key lookup per new id.
+        case((c.id.is_(None), owner), else_=None).label("owner"),
+    ).select_from(hashed.outerjoin(items, and_(in_keys, c.id == hashed.c.id)))
+    built_ids = select(hashed.c.id).where(hashed.c.id.is_not(None))
+    gone = select(
+        literal(None, BigInteger).label("entity"),
+        literal(None, String).label("id"),
+        literal(None, DateTime).label("updated_at"),
+        literal(None, LargeBinary).label("body"),
+        literal(None, Digest()).label("hash"),
+        *stored_columns,
+        literal(None, BigInteger).label("owner"),
+    ).where(in_keys, c.id.not_in(built_ids))
+    pairs = union_all(with_stored, gone).subquery("pairs")
+    p = pairs.c
+    settled: ColumnElement[bool] = p.status.in_([int(s) for s in _SETTLED])
     if not sending:
         settled = or_(settled, true())
     asked = (
         true()
         if resend_all
-        else (
-            or_(hashed.c.id.in_(list(resend)), stored.c.id.in_(list(resend))) if resend else false()
-        )
+        else (or_(p.id.in_(list(resend)), p.stored_id.in_(list(resend))) if resend else false())
     )
     unchanged = and_(
-        hashed.c.id.is_not(None),
-        stored.c.hash == hashed.c.hash,
-        stored.c.deleted == false(),
+        p.id.is_not(None),
+        p.stored_hash == p.hash,
+        p.deleted == false(),
         settled,
         not_(asked),
     )
-    tombstone = and_(hashed.c.id.is_(None), stored.c.deleted == true(), settled, not_(asked))
-    joined = (
-        select(
-            hashed.c.entity,
-            hashed.c.id,
-            hashed.c.updated_at,
-            body_bytes(dialect, hashed.c.body).label("body"),
-            hashed.c.hash,
-            stored.c.id.label("stored_id"),
-            stored.c.entity_key,
-            stored.c.hash.label("stored_hash"),
-            stored.c.deleted,
-            stored.c.status,
-            stored.c.attempts,
-            stored.c.sent_hash,
-            # NULL (no stored row) is no skip: CASE makes it false.
-            case((or_(unchanged, tombstone), 1), else_=0).label("skip"),
-            func.sum(case((unchanged, 1), else_=0)).over().label("skipped"),
-            func.max(hashed.c.updated_at).over().label("newest"),
-            func.row_number().over().label("n"),
-        )
-        .select_from(hashed.join(stored, stored.c.id == hashed.c.id, full=True))
-        .subquery("joined")
-    )
+    tombstone = and_(p.id.is_(None), p.deleted == true(), settled, not_(asked))
+    joined = select(
+        pairs,
+        # NULL (no stored row) is no skip: CASE makes it false.
+        case((or_(unchanged, tombstone), 1), else_=0).label("skip"),
+        func.sum(case((unchanged, 1), else_=0)).over().label("skipped"),
+        func.max(p.updated_at).over().label("newest"),
+        func.row_number().over().label("n"),
+    ).subquery("joined")
     j = joined.c
     query = select(joined).where(or_(j.skip == 0, j.n == 1))
     rows = conn.execute(query).all()
     built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
     stored_rows: dict[str, StoredItem] = {}
+    owners: dict[str, int] = {}
     skipped = 0
     newest: datetime | None = None
     for row in rows:
@@ -394,6 +422,8 @@ def compare_built(
             continue
         if row.id is not None:
             built_rows.append((row.entity, row.id, row.updated_at, bytes(row.body), row.hash))
+            if row.owner is not None:
+                owners[row.id] = row.owner
         if row.stored_id is not None:
             stored_rows[row.stored_id] = StoredItem(
                 row.entity_key,
@@ -405,7 +435,7 @@ def compare_built(
             )
     if isinstance(newest, str):  # SQLite: a window's result has no type to convert it by
         newest = datetime.fromisoformat(newest)
-    return Compared(built_rows, stored_rows, skipped, newest)
+    return Compared(built_rows, stored_rows, owners, skipped, newest)
 
 
 _SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)

@@ -102,6 +102,13 @@ class Lock:
             )
         self.valid_until = started + self.ttl.total_seconds()
 
+    def renew_if_due(self) -> None:
+        """Renew once half the lease is used up. With more left, no other process can hold it (one
+        takes only an expired lock, or one whose holder died), and a renewal is a committed write:
+        ~4 ms on PostgreSQL, a tenth of a full sync's time when done every round."""
+        if time.monotonic() >= self.valid_until - self.ttl.total_seconds() / 2:
+            self.renew()
+
     def release(self) -> None:
         """Free the lock. While the database cannot be reached (a restart), try again until the
         lock would expire anyway: left held, it would keep its feed from every run until then."""
