@@ -73,7 +73,7 @@ class Digest(TypeDecorator[str]):
 class FeedItemRow(Base):
     """The feed table: one row per feed item id, with its last hash and export status.
 
-    Laid out small (docs/performance.md): fixed-width columns first, widest first, so PostgreSQL
+    Laid out small (docs/concepts.md): fixed-width columns first, widest first, so PostgreSQL
     pads nothing; hashes as 16 bytes; `sent_hash` only while it differs from what the status
     implies — an item in status 200 holds the version it was last sent, so its sent hash is its
     hash and is not stored (read it through `sent_hash_of`).
