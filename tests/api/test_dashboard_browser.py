@@ -129,6 +129,16 @@ def lib(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator
     ctx.close()
 
 
+def reload_until(page: Any, done: Any, timeout_s: float = 20) -> None:
+    """Reload the page until `done()` holds: for work the dashboard queued in the background."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{page.url} did not show the queued work done")
+        time.sleep(0.2)
+        page.reload()
+
+
 def column(page: Any, index: int) -> list[str]:
     """The text of one column of the runs table (0 = start)."""
     return [
@@ -263,6 +273,16 @@ def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
 
+            # Resync every error of a category of a feed: queued, run in the background, cleared.
+            destination.reset()
+            page.get_by_role("button", name="Resync all 1 property values error of books").click()
+            expect(page.locator("#message")).to_have_text(
+                "A resync of the 1 current property_values error of books was queued: "
+                "1 resync_errors run of at most 100; they show in Sync runs as they start."
+            )
+            reload_until(page, lambda: page.locator("#card-property_values").count() == 0)
+            assert destination.accepted_ids("books") == {"book-7"}
+
             # Log out: the session is gone.
             page.click("header button.link")
             expect(page).to_have_url(f"{base}/dashboard/login")
@@ -369,10 +389,26 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
             expect(row.locator(".indexer-status")).to_have_text("Suspended")
             expect(row.locator(".reasons")).to_contain_text("The indexer is suspended")
             page.screenshot(path=str(ARTIFACTS / "feed-suspended.png"), full_page=True)
+
+            # A full resync from the health row: every item is sent again, in the background.
+            destination.reset()
+            row.get_by_label("Action on books").select_option("resume")
+            row.get_by_label("Apply the action to books").click()
+            row.get_by_label("Action on books").select_option("resync")
+            row.get_by_label("Apply the action to books").click()
+            expect(page.locator("#message")).to_contain_text(
+                "A full resync of Book Feed was queued"
+            )
+            reload_until(page, lambda: len(destination.accepted_ids("books")) == 40)
+            reload_until(
+                page, lambda: column(page, 3)[0] == "full_sync" and column(page, 4)[0] == "success"
+            )
             page.click("#audit-link")
-            expect(page.locator("table.audit tbody tr")).to_have_count(1)
-            expect(page.locator("table.audit .key-name")).to_contain_text("operator")
-            expect(page.locator("table.audit .action")).to_have_text("suspend")
+            expect(page.locator("table.audit tbody tr")).to_have_count(3)
+            expect(page.locator("table.audit .key-name").first).to_contain_text("operator")
+            expect(page.locator("table.audit .action")).to_have_text(
+                ["resync", "resume", "suspend"]
+            )
 
             # Keyboard focus is visible: the search field takes the focus ring.
             page.goto(f"{base}/dashboard")

@@ -47,12 +47,14 @@ class ErrorCard:
     records: int
     resolution: str
     items: list[ErrorRow] = field(default_factory=list)
+    feeds: list[tuple[str, int]] = field(default_factory=list)  # current errors per feed
 
 
 def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
     """The current errors per category: counts of errors and affected records, what to do, and the
     most recent records (the CSV export has them all)."""
     cards = []
+    per_feed = read_model.error_feeds(conn, feed=feed)
     for summary in read_model.error_summary(conn, feed=feed):
         items, _ = read_model.errors_page(
             conn, feed=feed, category=summary.category, limit=RECORDS_PER_CARD
@@ -66,6 +68,7 @@ def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
                 summary.records,
                 guide.resolution,
                 items,
+                per_feed.get(summary.category, []),
             )
         )
     return cards
