@@ -324,3 +324,18 @@ class AuditRow(Base):
 
 
 audit_log = cast(Table, AuditRow.__table__)
+
+
+class RuntimeSettingRow(Base):
+    """A setting changed at runtime for the whole fleet (e.g. the daily API-call allocation): its
+    JSON value, when and by which key. No row: the environment's value is in force."""
+
+    __tablename__ = "runtime_settings"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+runtime_settings = cast(Table, RuntimeSettingRow.__table__)

@@ -32,6 +32,7 @@ from feeds.context import Context
 from feeds.pipeline import indexer
 from feeds.state.tables import sync_runs
 from tests.conftest import IN_CI, library_context
+from tests.notify.test_notifications import WebhookReceiver
 from worker.api import apikeys
 from worker.api.app import create_app
 from worker.testing.destination_server import DestinationServer
@@ -282,6 +283,34 @@ def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
             )
             reload_until(page, lambda: page.locator("#card-property_values").count() == 0)
             assert destination.accepted_ids("books") == {"book-7"}
+
+            # Settings for every worker: the allocation (a bad value says what is accepted), the
+            # notifications, and a test notification to a real webhook; labelled fields.
+            allocation_field = page.get_by_label("Calls per 24 hours (empty: unlimited)")
+            expect(allocation_field).to_have_value("20")
+            allocation_field.fill("twenty")
+            page.get_by_role("button", name="Save allocation").click()
+            expect(page.locator("#message")).to_contain_text(
+                "The daily API-call allocation 'twenty' is not accepted; accepted: a whole number"
+            )
+            page.get_by_label("Calls per 24 hours (empty: unlimited)").fill("5000")
+            page.get_by_role("button", name="Save allocation").click()
+            expect(page.locator("#message")).to_have_text(
+                "The daily API-call allocation is now 5,000 calls a day, for every worker."
+            )
+            expect(page.locator("#usage .usage-allocation")).to_have_text("5,000")
+            with WebhookReceiver() as hook:
+                page.get_by_label("Send", exact=True).select_option("daily")
+                page.get_by_label("Webhook URL (JSON POSTs)").fill(hook.url)
+                page.get_by_role("button", name="Save notifications").click()
+                expect(page.locator("#message")).to_have_text(
+                    "Notification settings saved: daily to " + hook.url.split("/")[2] + "."
+                )
+                page.get_by_role("button", name="Send a test notification").click()
+                expect(page.locator("#message")).to_contain_text("A test notification was sent")
+                assert [body["type"] for body in hook.bodies] == ["test"]
+            page.locator("#settings").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
 
             # Log out: the session is gone.
             page.click("header button.link")

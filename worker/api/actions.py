@@ -143,3 +143,18 @@ def _record(
             detail=detail,
             outcome=outcome,
         )
+
+
+def record_setting(ctx: Context, key: ApiKey, action: str, detail: str | None, outcome: str) -> int:
+    """Record a fleet-wide settings change (no feed) in the audit log; returns the entry's id."""
+    log.info("settings.changed", action=action, key_id=key.id)
+    with ctx.db.begin() as conn:
+        return audit.record(
+            conn,
+            key_id=key.id,
+            key_name=key.name,
+            action=action,
+            feed="",
+            detail=detail,
+            outcome=outcome,
+        )

@@ -13,11 +13,13 @@ from fastapi.templating import Jinja2Templates
 
 from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.export import budget
+from feeds.export import allocation, budget
 from feeds.history.feed_health import feed_health
 from feeds.history.health import ITEM_STATUS_LABEL, ITEM_STATUSES, age, lag_text, status_key
 from feeds.history.integrations import public_destination
+from feeds.notify.settings import Frequency, current_settings
 from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS
+from feeds.state.runtime_settings import CACHE_S
 from worker.api.apikeys import Permission
 from worker.api.dashboard.filters import number, parse_filters
 from worker.api.dashboard.queries import error_cards, run_page
@@ -27,6 +29,12 @@ from worker.api.session import Session
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 
 ADMIN_PERMISSION = Permission.SYNC_ADMIN
+FREQUENCY_LABEL = {
+    Frequency.OFF: "Off",
+    Frequency.IMMEDIATELY: "Immediately (each new error category or failed run)",
+    Frequency.DAILY: "Daily digest",
+    Frequency.WEEKLY: "Weekly digest",
+}
 # What every template may use: the item statuses in their order, their URL keys and names, ages.
 SHARED: dict[str, Any] = {
     "item_statuses": ITEM_STATUSES,
@@ -74,6 +82,10 @@ def render_dashboard(
             "shown_url": public_destination,
             "max_resync": MAX_RESYNC_ERRORS,
             "csv_url": "/dashboard/errors.csv",
+            "allocation": allocation.current(ctx),
+            "settings_cache_s": int(CACHE_S),
+            "notifications": current_settings(ctx),
+            "frequencies": FREQUENCY_LABEL,
         },
         status_code=status_code,
     )
