@@ -131,6 +131,30 @@ def usage_by_destination(ctx: Context) -> list[Usage]:
     return [usage(ctx, destination) for destination in destinations]
 
 
+def calls_per_hour(
+    ctx: Context, destination: str, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """API calls to `destination` per hour (UTC) over the 24-hour window, oldest hour first, empty
+    hours included: the hour holding the window's first minute to the current one (24 or 25
+    hours), so that the hours add up to the window's count."""
+    now = now or clock()
+    start = window_start(now)
+    first = start.replace(minute=0)
+    hours = int((minute_of(now) - first) / timedelta(hours=1)) + 1
+    per_hour = {first + timedelta(hours=n): 0 for n in range(hours)}
+    with ctx.db.connect() as conn:
+        rows = conn.execute(
+            select(buckets.c.minute, buckets.c.calls).where(
+                buckets.c.destination == destination, buckets.c.minute >= start
+            )
+        )
+        for minute, calls in rows:
+            hour = minute.replace(minute=0, second=0, microsecond=0)
+            if hour in per_hour:
+                per_hour[hour] += calls
+    return list(per_hour.items())
+
+
 def exhausted(ctx: Context, feed: Feed) -> str | None:
     """Why nothing can be sent to the feed's destination now, or None when calls are left."""
     name = ctx.plan.feed(feed.name).destination

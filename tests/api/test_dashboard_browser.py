@@ -257,6 +257,12 @@ def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
             )
             expect(gauge.locator(".usage-allocation")).to_have_text("20")
             expect(gauge.locator(".usage-limit")).to_have_text("1,000")
+            # The same calls per hour, as a server-side SVG chart under the gauge.
+            total = calls + len(destination.requests)
+            expect(gauge.locator("svg.calls-chart")).to_have_attribute(
+                "aria-label",
+                re.compile(rf"last 24 hours: {total} calls, at most {total} in an hour$"),
+            )
 
             # Export CSV (authenticated by the session cookie): the current errors.
             with page.expect_download() as download_info:
@@ -405,6 +411,9 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
                 "aria-label", "All feeds, per hour, last 24 hours: 37 synced, 3 failed, 0 skipped"
             )
             expect(page.locator("#trend-all-day figure[data-feed=books]")).to_be_visible()
+            expect(page.locator("#trend-calls svg.calls-chart")).to_have_attribute(
+                "aria-label", re.compile(r"last 24 hours: 4 calls, at most 4 in an hour$")
+            )
             page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
 
             # Suspend the feed from its health row: the row says so, the audit list names the key.

@@ -18,6 +18,11 @@ from worker.api.auth import get_context
 router = APIRouter()
 
 
+class HourOut(BaseModel):
+    start: str
+    calls: int
+
+
 class UsageOut(BaseModel):
     destination: str
     counted: bool
@@ -30,6 +35,10 @@ class UsageOut(BaseModel):
     window_start: str
     next_free_at: str | None
     resumes_at: str | None
+    calls_per_hour: list[HourOut] = Field(
+        description="calls per hour (UTC) over the 24-hour window, oldest first; [] for a file "
+        "destination"
+    )
 
 
 class AllocationOut(BaseModel):
@@ -94,6 +103,14 @@ def _usage(ctx: Context) -> UsageList:
                     "window_start": iso_time(current.window_start),
                     "next_free_at": iso_time(current.next_free_at),
                     "resumes_at": iso_time(current.resumes_at),
+                    "calls_per_hour": [
+                        {"start": iso_time(start), "calls": calls}
+                        for start, calls in (
+                            budget.calls_per_hour(ctx, current.destination)
+                            if current.counted
+                            else []
+                        )
+                    ],
                 }
             )
         )

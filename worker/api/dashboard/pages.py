@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from feeds.clock import utcnow
 from feeds.context import Context
@@ -21,6 +22,7 @@ from feeds.notify.settings import Frequency, current_settings
 from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS
 from feeds.state.runtime_settings import CACHE_S
 from worker.api.apikeys import Permission
+from worker.api.dashboard.charts import call_bars
 from worker.api.dashboard.filters import number, parse_filters
 from worker.api.dashboard.queries import error_cards, run_page
 from worker.api.filters import OPERATIONS, STATUSES
@@ -63,6 +65,7 @@ def render_dashboard(
     with ctx.db.connect() as conn:
         page = run_page(conn, filters)
         cards = error_cards(conn, filters.feed)
+    usage = budget.usage_by_destination(ctx)
     return page_response(
         request,
         "dashboard.html",
@@ -78,7 +81,8 @@ def render_dashboard(
             "statuses": STATUSES,
             "notices": list(notices),
             "problems": [*problems, *filter_problems],
-            "usage": budget.usage_by_destination(ctx),
+            "usage": usage,
+            "usage_charts": usage_charts(ctx, usage),
             "shown_url": public_destination,
             "max_resync": MAX_RESYNC_ERRORS,
             "csv_url": "/dashboard/errors.csv",
@@ -89,6 +93,18 @@ def render_dashboard(
         },
         status_code=status_code,
     )
+
+
+def usage_charts(ctx: Context, usage: Sequence[budget.Usage]) -> dict[str, Markup]:
+    """The API calls per hour over the 24-hour window of each destination that counts them."""
+    return {
+        u.destination: call_bars(
+            budget.calls_per_hour(ctx, u.destination),
+            f"API calls per hour to {public_destination(u.destination)}, last 24 hours",
+        )
+        for u in usage
+        if u.counted
+    }
 
 
 def page_response(
