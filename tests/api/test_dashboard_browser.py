@@ -455,3 +455,48 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
             assert outline != "none"
         finally:
             browser.close()
+
+
+def test_times_show_in_the_viewers_time_zone_and_filters_take_a_local_time_of_day(
+    lib: Context,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    now = utcnow().replace(microsecond=0)
+    seed_history(lib, now)  # runs started 1 h 45 min apart, the newest 1 h ago
+    _, admin_key = apikeys.create_key(lib.db, "viewer", ["sync.admin"])
+    kolkata = timedelta(hours=5, minutes=30)  # Asia/Kolkata: UTC+05:30 all year
+
+    with serving(create_app(lib.settings)) as base, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, timezone_id="Asia/Kolkata"
+            )
+            page = context.new_page()
+            page.goto(f"{base}/dashboard/login")
+            page.fill("#api_key", admin_key)
+            page.keyboard.press("Enter")
+            expect(page.locator(".tz-note")).to_have_text(  # ICU may say the zone's old name
+                re.compile(r"Times are in your time zone \(Asia/(Kolkata|Calcutta)\); hover a time")
+            )
+            newest = now - timedelta(hours=1)
+            first = page.locator("table.runs tbody tr").first.locator("td").first.locator("time")
+            expect(first).to_have_text(f"{newest + kolkata:%Y-%m-%d %H:%M:%S}")
+            expect(first).to_have_attribute("title", f"{newest:%Y-%m-%d %H:%M:%S} UTC")
+
+            # "From" a local time of day: sent as the UTC moment, the runs from then on shown.
+            fourth = now - timedelta(hours=1, minutes=135)  # the seeded run n=3
+            local_from = (fourth + kolkata).replace(second=0)
+            page.get_by_label("Started from").fill(f"{local_from:%Y-%m-%dT%H:%M}")
+            page.click("#filters button[type=submit]")
+            utc_from = local_from - kolkata
+            expect(page).to_have_url(
+                re.compile(rf"from={utc_from:%Y-%m-%dT%H}%3A{utc_from:%M}%3A00Z")
+            )
+            expect(page.locator("#run-count")).to_have_text("4 runs")
+            # The form shows the filter back in local time.
+            expect(page.get_by_label("Started from")).to_have_value(f"{local_from:%Y-%m-%dT%H:%M}")
+            page.screenshot(path=str(ARTIFACTS / "local-times.png"), full_page=True)
+        finally:
+            browser.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS
 from feeds.state.runtime_settings import CACHE_S
 from worker.api.apikeys import Permission
 from worker.api.dashboard.charts import call_bars
-from worker.api.dashboard.filters import number, parse_filters
+from worker.api.dashboard.filters import input_value, number, parse_filters
 from worker.api.dashboard.queries import error_cards, run_page
 from worker.api.filters import OPERATIONS, STATUSES
 from worker.api.session import Session
@@ -37,8 +38,24 @@ FREQUENCY_LABEL = {
     Frequency.DAILY: "Daily digest",
     Frequency.WEEKLY: "Weekly digest",
 }
-# What every template may use: the item statuses in their order, their URL keys and names, ages.
+
+
+def utc(moment: datetime | None, precision: str = "second", suffix: bool = False) -> Markup:
+    """A UTC time as `<time datetime="…Z">`, which the page's script shows in the viewer's time
+    zone (UTC in its tooltip); "—" for none. `suffix` writes " UTC" for a browser without it."""
+    if moment is None:
+        return Markup("—")
+    text = moment.strftime("%Y-%m-%d %H:%M" if precision == "minute" else "%Y-%m-%d %H:%M:%S")
+    return Markup('<time datetime="{}Z" data-precision="{}" title="{} UTC">{}{}</time>').format(
+        moment.isoformat(timespec="seconds"), precision, text, text, " UTC" if suffix else ""
+    )
+
+
+# What every template may use: UTC times, the item statuses in their order, their URL keys and
+# names, ages.
 SHARED: dict[str, Any] = {
+    "utc": utc,
+    "input_value": input_value,
     "item_statuses": ITEM_STATUSES,
     "status_key": status_key,
     "status_label": ITEM_STATUS_LABEL,
