@@ -66,6 +66,8 @@ class ErrorRow:
     attempts: int
     resolved: bool
     resolved_at: datetime | None
+    field: str | None = None  # what the destination named: the field it refused
+    value: str | None = None  # the rejected value, or the record a missing association names
 
 
 def _runs(rows: Iterable[RowMapping]) -> list[RunRow]:

@@ -188,6 +188,10 @@ class SyncError(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The field the destination named (picklist, property errors) and the value: the rejected
+    # one, or the record a missing association points to.
+    field: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    value: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 sync_runs = cast(Table, SyncRun.__table__)

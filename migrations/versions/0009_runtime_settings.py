@@ -1,5 +1,6 @@
 """Runtime settings: values changed from the dashboard or the API for the whole fleet (the daily
-API-call allocation), the environment's value being only their default.
+API-call allocation), the environment's value being only their default; and the field and value
+a destination names in a rejection (sync_errors.field, sync_errors.value).
 
 Revision ID: 0009
 Revises: 0008
@@ -23,7 +24,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime, nullable=False),
         sa.Column("updated_by", sa.String(200), nullable=True),
     )
+    with op.batch_alter_table("sync_errors") as batch:
+        batch.add_column(sa.Column("field", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("value", sa.String(500), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sync_errors") as batch:
+        batch.drop_column("value")
+        batch.drop_column("field")
     op.drop_table("runtime_settings")

@@ -500,3 +500,62 @@ def test_times_show_in_the_viewers_time_zone_and_filters_take_a_local_time_of_da
             page.screenshot(path=str(ARTIFACTS / "local-times.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_error_details_group_by_field_list_held_back_records_and_link_them(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    require_browser()
+    lib = library_context(
+        db_url,
+        destination.url,
+        tmp_path,
+        books=20,
+        extra='record_url = "https://shop.example/admin/book/{entity}"\n'
+        'destination_url = "https://crm.example/objects/books/{id}"\n',
+    )
+    try:
+        destination.reject(
+            ["book-1", "book-2"], "INVALID_ENUM_VALUE", field="genre", value="poetry"
+        )
+        destination.reject(["book-3"], "TYPE_MISMATCH", "Property 'pages' expects a number")
+        destination.reject(["book-5", "book-6"], "MISSING_ASSOCIATION", field="author", value="9")
+        indexer.reindex(lib, lib.registry.get("books"))
+        _, admin_key = apikeys.create_key(lib.db, "details", ["sync.admin"])
+        with serving(create_app(lib.settings)) as base, sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{base}/dashboard/login")
+                page.fill("#api_key", admin_key)
+                page.keyboard.press("Enter")
+                picklists = page.locator("#card-picklists table.by-field")
+                expect(picklists.locator("caption")).to_have_text(
+                    "By field, as the destination named it"
+                )
+                expect(picklists.locator("tbody tr td")).to_have_text(["genre", "2", "2", "poetry"])
+                expect(
+                    page.locator("#card-property_mappings table.by-field td.field")
+                ).to_have_text(["pages"])
+                held = page.locator("#card-associations .held-back li.group")
+                expect(held).to_have_count(1)
+                expect(held).to_contain_text("author 9 is missing at the destination")
+                expect(held).to_contain_text("holds back 2 records")
+                expect(held.locator("a")).to_have_count(2)
+                source = page.get_by_label("book-5 in the source application")
+                expect(source).to_have_attribute("href", "https://shop.example/admin/book/5")
+                expect(page.get_by_label("book-5 in the destination")).to_have_attribute(
+                    "href", "https://crm.example/objects/books/book-5"
+                )
+                page.screenshot(path=str(ARTIFACTS / "error-details.png"), full_page=True)
+                # A held-back record opens the item lookup, which links the record too.
+                held.locator("a", has_text="book-6").click()
+                expect(page.locator(".item-report .source-link")).to_have_attribute(
+                    "href", "https://shop.example/admin/book/6"
+                )
+            finally:
+                browser.close()
+    finally:
+        lib.close()

@@ -19,6 +19,7 @@ from feeds.export import allocation, budget
 from feeds.history.feed_health import feed_health
 from feeds.history.health import ITEM_STATUS_LABEL, ITEM_STATUSES, age, lag_text, status_key
 from feeds.history.integrations import public_destination
+from feeds.history.record_links import url_templates
 from feeds.notify.settings import Frequency, current_settings
 from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS
 from feeds.state.runtime_settings import CACHE_S
@@ -81,7 +82,7 @@ def render_dashboard(
     health = feed_health(ctx, now, counts=request.app.state.status_counts)
     with ctx.db.connect() as conn:
         page = run_page(conn, filters)
-        cards = error_cards(conn, filters.feed)
+        cards = error_cards(conn, filters.feed, url_templates(ctx))
     usage = budget.usage_by_destination(ctx)
     return page_response(
         request,
