@@ -87,6 +87,8 @@ def feed_plan(settings: Settings, name: str) -> FeedPlan:
         export_mode=configured.export_mode,
         collect_batch_size=configured.collect_batch_size,
         reindex_processes=configured.reindex_processes,
+        record_url=configured.record_url,
+        destination_url=configured.destination_url,
     )
 
 

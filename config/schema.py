@@ -25,6 +25,7 @@ from config.checks import (
     _without_trailing_slash,
 )
 from feeds.definitions import ExportMode, IndexerMode
+from feeds.history.record_links import TEMPLATE_FORM, template_problem
 from feeds.schedule import JobGroup
 from feeds.urls import http_url_problem
 
@@ -49,6 +50,19 @@ class FeedSettings(_Strict):
     # Processes sharing a full reindex; None = one per core (max 4) for feeds of 5+ chunks.
     reindex_processes: StrictInt | None = Field(default=None, ge=1, le=64)
     destination: str | None = None
+    # Links from an item to its record in the source application and in the destination.
+    record_url: str | None = None
+    destination_url: str | None = None
+
+    @field_validator("record_url", "destination_url")
+    @classmethod
+    def _record_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = template_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}; accepted: {TEMPLATE_FORM}")
+        return value
 
     @field_validator("destination")
     @classmethod

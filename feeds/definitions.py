@@ -285,6 +285,9 @@ class FeedPlan:
     collect_batch_size: int = 2000
     # Processes sharing a full reindex; None = one per core (max 4) for feeds of 5+ chunks.
     reindex_processes: int | None = None
+    # URL templates of an item's record in the source application and in the destination.
+    record_url: str | None = None
+    destination_url: str | None = None
 
     @property
     def collect_only(self) -> bool:

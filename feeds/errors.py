@@ -55,6 +55,10 @@ class NotifyError(FeedsyncError):
     """`notify()` was given ids it cannot record."""
 
 
+class WebhookError(FeedsyncError):
+    """The notification webhook did not take a POST (a test send); the sentence says why."""
+
+
 class LockedError(FeedsyncError):
     """The lock is held by another process."""
 

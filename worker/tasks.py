@@ -32,7 +32,12 @@ from worker.beat import jobs_of, task_name
 from worker.fanout import RANGE_TASK
 from worker.fleet import Verdict, run_scheduled
 from worker.fleet_lock import stop_key
-from worker.sync_requests import INTEGRATION_SYNC_TASK, run_requested_sync
+from worker.sync_requests import (
+    INTEGRATION_SYNC_TASK,
+    RequestedSync,
+    SyncKind,
+    run_requested_sync,
+)
 
 log = structlog.get_logger("worker.tasks")
 
@@ -142,9 +147,15 @@ def resync_range(
 
 @app.task(name=INTEGRATION_SYNC_TASK, bind=True)
 def integration_sync(
-    self: Task, feed: str, request_lock: str, request_owner: str
+    self: Task,
+    feed: str,
+    request_lock: str,
+    request_owner: str,
+    kind: str = SyncKind.REINDEX.value,
+    category: str | None = None,
 ) -> dict[str, Any]:
-    """A sync requested through `POST /cdi/integrations/{id}/sync`; frees the API's request lock.
+    """A sync requested through the API (`POST /cdi/integrations/{id}/sync`, an operator action:
+    reindex, full resync, resync of a category's errors); frees the API's request lock.
 
     A failed sync fails the task (Flower, AsyncResult), not only its run row."""
     ctx = context()
@@ -152,10 +163,11 @@ def integration_sync(
     with structlog.contextvars.bound_contextvars(feed=feed, task_id=self.request.id):
         try:
             definition = ctx.registry.get(feed)
-        except FeedsyncError:
-            request.release()  # the feed is gone since the request: free it all the same
+            job = RequestedSync(SyncKind(kind), category)
+        except (FeedsyncError, ValueError):
+            request.release()  # the feed is gone since the request (or a bad kind): free it
             raise
-        outcome = run_requested_sync(ctx, definition, request)
-    if outcome is None:
+        run_ids = run_requested_sync(ctx, definition, request, job)
+    if run_ids is None:
         return {"feed": feed, "skipped": "locked by another process"}
-    return {"feed": feed, "run_id": outcome.run_id}
+    return {"feed": feed, "kind": kind, "run_ids": run_ids}

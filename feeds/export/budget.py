@@ -22,8 +22,9 @@ from sqlalchemy import DateTime, Engine, Integer, String, bindparam, func, liter
 from sqlalchemy.engine import Connection
 
 from feeds.clock import utcnow
-from feeds.context import Context, Plan
+from feeds.context import Context
 from feeds.definitions import Feed
+from feeds.export import allocation
 from feeds.state.database import insert_for
 from feeds.state.tables import buckets, limits
 
@@ -79,7 +80,7 @@ def exhausted_reason(used: int, cap: int, capped_by_destination: bool, resumes: 
     source = (
         "the destination's X-RateLimit-Limit-Day"
         if capped_by_destination
-        else f"{ALLOCATION_SETTING} = {cap}"
+        else f"the daily API-call allocation of {cap} (dashboard, or {ALLOCATION_SETTING})"
     )
     return (
         f"the API-call budget is used up ({used} of {cap} calls in the last 24 hours, {source}); "
@@ -121,7 +122,7 @@ def is_counted(destination: str) -> bool:
 def usage(ctx: Context, destination: str | None = None) -> Usage:
     """API-call usage of a destination (default: EXPORT_URL) in the last 24 hours, for the fleet."""
     name = destination or ctx.plan.export_url
-    return CallBudget.for_plan(ctx.db, name, ctx.plan).usage()
+    return CallBudget.for_context(ctx, name).usage()
 
 
 def usage_by_destination(ctx: Context) -> list[Usage]:
@@ -130,10 +131,34 @@ def usage_by_destination(ctx: Context) -> list[Usage]:
     return [usage(ctx, destination) for destination in destinations]
 
 
+def calls_per_hour(
+    ctx: Context, destination: str, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """API calls to `destination` per hour (UTC) over the 24-hour window, oldest hour first, empty
+    hours included: the hour holding the window's first minute to the current one (24 or 25
+    hours), so that the hours add up to the window's count."""
+    now = now or clock()
+    start = window_start(now)
+    first = start.replace(minute=0)
+    hours = int((minute_of(now) - first) / timedelta(hours=1)) + 1
+    per_hour = {first + timedelta(hours=n): 0 for n in range(hours)}
+    with ctx.db.connect() as conn:
+        rows = conn.execute(
+            select(buckets.c.minute, buckets.c.calls).where(
+                buckets.c.destination == destination, buckets.c.minute >= start
+            )
+        )
+        for minute, calls in rows:
+            hour = minute.replace(minute=0, second=0, microsecond=0)
+            if hour in per_hour:
+                per_hour[hour] += calls
+    return list(per_hour.items())
+
+
 def exhausted(ctx: Context, feed: Feed) -> str | None:
     """Why nothing can be sent to the feed's destination now, or None when calls are left."""
     name = ctx.plan.feed(feed.name).destination
-    if not is_counted(name) or ctx.plan.call_allocation is None:
+    if not is_counted(name) or allocation.calls(ctx) is None:
         return None
     current = usage(ctx, name)
     if not current.paused or current.cap is None or current.resumes_at is None:
@@ -171,12 +196,13 @@ class CallBudget:
         self,
         engine: Engine,
         destination: str,
-        allocation: int | None,
+        allocation: int | None | Callable[[], int | None],
         configured_limit: int | None = None,
     ) -> None:
         self.engine = engine
         self.destination = destination
-        self.allocation = allocation
+        # A callable is asked at each call: the allocation can change while a run sends.
+        self._allocation = allocation
         self.configured_limit = configured_limit
         self._seen_limit: int | None = None
         self._limit_loaded = False
@@ -186,13 +212,14 @@ class CallBudget:
         self._lock_key = zlib.crc32(destination.encode())  # advisory lock id (PostgreSQL)
 
     @classmethod
-    def for_plan(cls, engine: Engine, destination: str, plan: Plan) -> CallBudget:
-        return cls(
-            engine,
-            destination,
-            plan.call_allocation,
-            plan.call_limit,
-        )
+    def for_context(cls, ctx: Context, destination: str) -> CallBudget:
+        """The gate with the allocation in force (stored at runtime, else the environment's)."""
+        return cls(ctx.db, destination, lambda: allocation.calls(ctx), ctx.plan.call_limit)
+
+    @property
+    def allocation(self) -> int | None:
+        chosen = self._allocation
+        return chosen() if callable(chosen) else chosen
 
     def acquire(self) -> str | None:
         """Count one call now and return None; or, when the budget is used up, return why not."""
@@ -320,7 +347,7 @@ def gate_for(ctx: Context, destination: str) -> CallBudget | None:
     """The budget a run asks before each request to `destination`; None for a file destination."""
     if not is_counted(destination):
         return None
-    return CallBudget.for_plan(ctx.db, destination, ctx.plan)
+    return CallBudget.for_context(ctx, destination)
 
 
 @functools.cache

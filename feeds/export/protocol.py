@@ -6,12 +6,14 @@ Pure functions: no sockets, no clock.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from hashlib import blake2b
+from typing import Any
 
 import orjson
 
@@ -56,6 +58,10 @@ class ItemResult:
     status: ItemStatus
     code: str | None = None
     message: str | None = None
+    # What the destination named, when it did: the field (property) it refused, and the value
+    # (the rejected value, or the record a missing association points to).
+    field: str | None = None
+    value: str | None = None
 
     @property
     def category(self) -> ErrorCategory | None:
@@ -200,17 +206,45 @@ def _per_item(body: bytes, ids: Sequence[str]) -> list[ItemResult]:
         elif entry.get("status") == "rejected":
             error = entry.get("error")
             error = error if isinstance(error, dict) else {}
+            message = str(error.get("message") or "")[:MAX_ERROR_TEXT]
             by_id[entry["id"]] = ItemResult(
                 entry["id"],
                 ItemStatus.REJECTED,
                 str(error.get("code") or "UNKNOWN"),
-                str(error.get("message") or "")[:MAX_ERROR_TEXT],
+                message,
+                *named_field(error, message),
             )
     missing = "missing from the destination's results"
     return [
         by_id.get(item_id) or ItemResult(item_id, ItemStatus.RETRYABLE, "MISSING_RESULT", missing)
         for item_id in ids
     ]
+
+
+# "property 'color'", 'field "category_id"', "Property color": the name a message gives.
+_FIELD_IN_MESSAGE = re.compile(r"""\b(?:field|property)\s+['"`]?([A-Za-z_][\w.\-]{0,99})""", re.I)
+
+
+def named_field(error: Mapping[str, Any], message: str) -> tuple[str | None, str | None]:
+    """The field and value a rejection names: `error.field` and `error.value` (protocol v1), or
+    HubSpot's `context.propertyName` and `context.value`, else a field named in the message."""
+    context = error.get("context")
+    context = context if isinstance(context, Mapping) else {}
+    field = _text(error.get("field")) or _text(context.get("propertyName"))
+    value = _text(error.get("value")) or _text(context.get("value"))
+    if field is None:
+        found = _FIELD_IN_MESSAGE.search(message)
+        field = found.group(1) if found else None
+    return (field[:200] if field else None), (value[:500] if value else None)
+
+
+def _text(value: object) -> str | None:
+    """A string, or the first of a list of them (HubSpot's context lists); None otherwise."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    return str(value).strip() or None
 
 
 def _all(ids: Sequence[str], status: ItemStatus, code: str, message: str) -> list[ItemResult]:

@@ -22,6 +22,8 @@ ERROR_CSV_COLUMNS = [
     "attempts",
     "resolved",
     "run_id",
+    "field",
+    "value",
 ]
 
 

@@ -66,6 +66,8 @@ class ErrorRow:
     attempts: int
     resolved: bool
     resolved_at: datetime | None
+    field: str | None = None  # what the destination named: the field it refused
+    value: str | None = None  # the rejected value, or the record a missing association names
 
 
 def _runs(rows: Iterable[RowMapping]) -> list[RunRow]:
@@ -287,6 +289,21 @@ def error_summary(
         CategorySummary(str(cat), int(n), int(records.get(cat, 0))) for cat, n in errors.items()
     ]
     return sorted(rows, key=lambda s: (-s.errors, s.category))
+
+
+def error_feeds(conn: Connection, *, feed: str | None = None) -> dict[str, list[tuple[str, int]]]:
+    """Current errors per category and feed: {category: [(feed, errors), …]} by feed name."""
+    c = sync_errors.c
+    query = (
+        select(c.category, c.feed, func.count())
+        .where(*_error_conditions(feed, None, False, None))
+        .group_by(c.category, c.feed)
+        .order_by(c.category, c.feed)
+    )
+    found: dict[str, list[tuple[str, int]]] = {}
+    for category, name, errors in conn.execute(query).all():
+        found.setdefault(str(category), []).append((str(name), int(errors)))
+    return found
 
 
 def latest_run(conn: Connection, feed: str, statuses: Collection[str]) -> RunRow | None:

@@ -204,6 +204,8 @@ def record_errors(conn: Connection, run_id: str, feed: str, results: Sequence[It
                 "category": str(r.category or "other"),
                 "code": r.code,
                 "message": r.message,
+                "field": r.field,
+                "value": r.value,
                 "first_seen": earlier.get(r.id, (now, 0))[0],
                 "last_seen": now,
                 "attempts": earlier.get(r.id, (now, 0))[1] + 1,

@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 from feeds.clock import utcnow
 from feeds.context import Context
+from feeds.errors import ConfigError, WebhookError
 from feeds.notify.messages import json_default, notice_body
 from feeds.notify.settings import EVENT_KINDS, Frequency, NoticeKind, current_settings
 from feeds.notify.tracking import (
@@ -216,6 +217,31 @@ def _post_once(
     report.posts += 1
     log.info("notifications.sent", webhook=host_of(url), type=body.get("type"), notices=len(ids))
     return True
+
+
+def send_test(ctx: Context, post: Post | None = None) -> str:
+    """POST a test notice to the webhook in force (whatever the frequency); the sentence saying it
+    was taken. ConfigError without a webhook URL, WebhookError when it did not answer 2xx."""
+    url = current_settings(ctx).webhook_url
+    if url is None:
+        raise ConfigError(
+            "No webhook URL is set: save one in the notification settings, then send the test."
+        )
+    now = utcnow()
+    body = {
+        "type": "test",
+        "generated_at": now.isoformat(timespec="seconds") + "Z",
+        "text": "A test notification from Feedsync: this webhook receives its error notifications.",
+    }
+    try:
+        (post or post_json)(url, body)
+    except (httpx.HTTPError, OSError) as exc:
+        log.warning("notifications.test_failed", webhook=host_of(url), error=_describe(exc))
+        raise WebhookError(
+            f"The test notification to {host_of(url)} failed: {_describe(exc)}."
+        ) from None
+    log.info("notifications.test_sent", webhook=host_of(url))
+    return f"A test notification was sent to {host_of(url)}, which answered 2xx."
 
 
 def _describe(exc: Exception) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import structlog
 from sqlalchemy import select, update
 
 from feeds.clock import utcnow
 from feeds.context import Context
-from feeds.definitions import Keys, Operation
+from feeds.definitions import Feed, Keys, Operation
 from feeds.errors import FeedsyncError
 from feeds.pipeline.batch import process_batch
 from feeds.pipeline.run import (
@@ -19,6 +20,8 @@ from feeds.pipeline.run import (
 )
 from feeds.state import feed_items as store
 from feeds.state.tables import sync_errors
+
+log = structlog.get_logger("feeds.pipeline.resync_errors")
 
 MAX_RESYNC_ERRORS = 100
 
@@ -106,6 +109,47 @@ def resync_errors(
             outcome.still_failing.extend(i for i in selected if i not in cleared)
     outcome.resolved.sort()
     outcome.still_failing.sort()
+    return outcome
+
+
+def current_error_ids(ctx: Context, feed: Feed, category: str) -> list[int]:
+    """The ids of the current (unresolved) errors of one category of `feed`, oldest first."""
+    c = sync_errors.c
+    with ctx.db.connect() as conn:
+        return list(
+            conn.scalars(
+                select(c.id)
+                .where(c.feed == feed.name, c.category == category, c.resolved.is_(False))
+                .order_by(c.id)
+            )
+        )
+
+
+def resync_category(
+    ctx: Context, feed: Feed, category: str, *, lock_wait_s: float = LOCK_WAIT_S
+) -> ErrorResync:
+    """Resync every current error of one category of `feed`: `resync_errors` on chunks of
+    MAX_RESYNC_ERRORS ids, one run per chunk, oldest errors first.
+
+    The errors are those current when it starts: an item that fails again gets a new error row,
+    which this does not chase (it would never end against a destination that keeps rejecting).
+    """
+    ids = current_error_ids(ctx, feed, category)
+    if not ids:
+        raise FeedsyncError(f"{feed.name} has no current {category} errors; nothing to resync.")
+    outcome = ErrorResync()
+    for start in range(0, len(ids), MAX_RESYNC_ERRORS):
+        part = resync_errors(ctx, ids[start : start + MAX_RESYNC_ERRORS], lock_wait_s=lock_wait_s)
+        outcome.run_ids.extend(part.run_ids)
+        outcome.resolved.extend(part.resolved)
+        outcome.still_failing.extend(part.still_failing)
+        log.info(
+            "resync_errors.chunk",
+            feed=feed.name,
+            category=category,
+            done=min(start + MAX_RESYNC_ERRORS, len(ids)),
+            of=len(ids),
+        )
     return outcome
 
 

@@ -224,6 +224,10 @@ class SyncError(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The field the destination named (picklist, property errors) and the value: the rejected
+    # one, or the record a missing association points to.
+    field: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    value: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 sync_runs = cast(Table, SyncRun.__table__)
@@ -360,3 +364,18 @@ class AuditRow(Base):
 
 
 audit_log = cast(Table, AuditRow.__table__)
+
+
+class RuntimeSettingRow(Base):
+    """A setting changed at runtime for the whole fleet (e.g. the daily API-call allocation): its
+    JSON value, when and by which key. No row: the environment's value is in force."""
+
+    __tablename__ = "runtime_settings"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+runtime_settings = cast(Table, RuntimeSettingRow.__table__)

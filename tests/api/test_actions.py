@@ -17,6 +17,7 @@ from feeds.state import indexer_state
 from tests.api.test_dashboard import csrf, login
 from tests.conftest import bearer, make_api_key
 from worker.api.app import create_app
+from worker.sync_requests import REINDEX, RequestedSync, SyncKind
 
 
 class RecordingTrigger:
@@ -24,12 +25,14 @@ class RecordingTrigger:
 
     def __init__(self) -> None:
         self.feeds: list[str] = []
+        self.jobs: list[RequestedSync] = []
         self.locked = False
 
-    def __call__(self, ctx: Context, feed: Feed) -> None:
+    def __call__(self, ctx: Context, feed: Feed, job: RequestedSync = REINDEX) -> None:
         if self.locked:
             raise LockedError(f"{feed.title} index is locked by another process.")
         self.feeds.append(feed.name)
+        self.jobs.append(job)
 
 
 @pytest.fixture
@@ -125,6 +128,85 @@ def test_reindex_queues_a_sync_and_a_held_feed_is_refused_and_audited(
     assert last["outcome"] == "Refused: Product Feed index is locked by another process."
 
 
+def test_resync_queues_a_full_resync_of_the_feed_and_is_audited(
+    client: TestClient, trigger: RecordingTrigger
+) -> None:
+    queued = client.post("/sync/feeds/prices/actions", json={"action": "resync"})
+    assert queued.status_code == 200
+    assert trigger.jobs == [RequestedSync(SyncKind.RESYNC)] and trigger.feeds == ["prices"]
+    assert queued.json()["outcome"].startswith(
+        "A full resync of Prices Feed was queued (every item is sent again, as "
+        "saas:resync --feed prices does)"
+    )
+    trigger.locked = True
+    refused = client.post("/sync/feeds/prices/actions", json={"action": "resync"})
+    assert refused.status_code == 409
+    assert client.get("/sync/audit").json()["results"][0]["outcome"].startswith("Refused: ")
+
+
+def add_errors(ctx: Context, feed: str, category: str, n: int) -> None:
+    """`n` current errors of one category, as a run that the destination partly rejected leaves."""
+    from feeds.clock import utcnow
+    from feeds.state.tables import sync_errors, sync_runs
+
+    now = utcnow()
+    with ctx.db.begin() as conn:
+        conn.execute(
+            sync_runs.insert(),
+            [
+                {
+                    "id": f"r-{category}",
+                    "feed": feed,
+                    "operation": "full_sync",
+                    "status": "partial",
+                    "started_at": now,
+                    "finished_at": now,
+                }
+            ],
+        )
+        conn.execute(
+            sync_errors.insert(),
+            [
+                {
+                    "run_id": f"r-{category}",
+                    "feed": feed,
+                    "item_id": f"item-{i}",
+                    "category": category,
+                    "code": "X",
+                    "message": "m",
+                    "first_seen": now,
+                    "last_seen": now,
+                    "attempts": 1,
+                    "resolved": False,
+                }
+                for i in range(n)
+            ],
+        )
+
+
+def test_resync_errors_queues_every_current_error_of_one_category(
+    client: TestClient, trigger: RecordingTrigger
+) -> None:
+    add_errors(ctx_of(client), "prices", "associations", 250)
+    add_errors(ctx_of(client), "prices", "picklists", 2)
+    body = {"action": "resync_errors", "category": "associations"}
+    queued = client.post("/sync/feeds/prices/actions", json=body).json()
+    assert trigger.jobs == [RequestedSync(SyncKind.RESYNC_ERRORS, "associations")]
+    assert queued["detail"] == "associations"
+    assert queued["outcome"] == (
+        "A resync of the 250 current associations errors of prices was queued: 3 resync_errors "
+        "runs of at most 100; they show in Sync runs as they start."
+    )
+    none = client.post(
+        "/sync/feeds/categories/actions", json={"action": "resync_errors", "category": "picklists"}
+    )
+    assert none.status_code == 400
+    assert (
+        none.json()["message"] == "categories has no current picklists errors; nothing to resync."
+    )
+    assert len(trigger.jobs) == 1
+
+
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
@@ -141,6 +223,16 @@ def test_reindex_queues_a_sync_and_a_held_feed_is_refused_and_audited(
             "The request body 'mode' = 'fast'",
         ),
         ("/sync/feeds/prices/actions", {}, "The request body 'action' is not accepted"),
+        (
+            "/sync/feeds/prices/actions",
+            {"action": "resync_errors"},
+            "resync_errors needs a category; accepted: associations, custom_code",
+        ),
+        (
+            "/sync/feeds/prices/actions",
+            {"action": "resync_errors", "category": "typos"},
+            "The request body 'category' = 'typos'",
+        ),
     ],
 )
 def test_a_bad_action_gets_one_sentence(
@@ -191,3 +283,28 @@ def test_the_dashboard_form_suspends_a_feed_with_a_token_and_shows_the_audit(
         assert "admin" in audit and "1 action" in audit
         # The notice is read from the audit log by id: a URL cannot put words on the page.
         assert "acted" not in client.get("/dashboard?acted=999").text.split("<main>")[1][:300]
+
+
+def test_the_error_card_resyncs_every_error_of_its_category_per_feed(
+    settings: Settings, trigger: RecordingTrigger
+) -> None:
+    with TestClient(create_app(settings, trigger=trigger)) as client:
+        login(client, ctx_of(client))
+        add_errors(ctx_of(client), "prices", "associations", 3)
+        page = client.get("/dashboard").text
+        card = re.search(
+            r'<article class="card" id="card-associations">(.*?)</article>', page, re.S
+        )
+        assert card and "Resync all 3 associations errors of prices" in card.group(1)
+        assert 'value="resync"' in page  # the health row's full resync
+        form = {"csrf_token": csrf(page), "action": "resync_errors", "category": "associations"}
+        refused = client.post("/dashboard/feeds/prices/action", data={**form, "csrf_token": "0"})
+        assert refused.status_code == 403 and trigger.jobs == []
+        unknown = client.post("/dashboard/feeds/prices/action", data={**form, "category": "x"})
+        assert unknown.status_code == 400 and "no error category" in unknown.text
+        done = client.post("/dashboard/feeds/prices/action", data=form)
+        assert done.status_code == 200
+        assert "A resync of the 3 current associations errors of prices was queued" in done.text
+        assert trigger.jobs == [RequestedSync(SyncKind.RESYNC_ERRORS, "associations")]
+        audit = client.get("/dashboard/audit").text
+        assert re.findall(r'<td class="action">(\w+)', audit) == ["resync_errors"]

@@ -265,7 +265,7 @@ def test_errors_csv_has_a_header_and_one_row_per_error(
     lines = response.text.splitlines()
     assert (
         lines[0]
-        == "feed,item_id,category,code,message,first_seen,last_seen,attempts,resolved,run_id"
+        == "feed,item_id,category,code,message,first_seen,last_seen,attempts,resolved,run_id,field,value"
     )
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert sorted((r["item_id"], r["category"], r["code"]) for r in rows) == [

@@ -135,6 +135,7 @@ def test_the_readme_curl_examples_work_as_written(
     assert '{"message":"success"}' in out  # the queued sync
     assert '"resolved":[1,2],"still_failing":[]' in out
     assert '"frequency":"daily","webhook_url":"https://hooks.example.com/feedsync"' in out
+    assert '"allocation":{"calls":5000,"source":"database"' in out
     assert '"feed":"products","indexer_id":"catalog_data_exporter_products"' in out
     assert '"items_recorded":false' in out and '"document_kept":false' in out
     assert '"window":"5d","step":"day","feed":"products"' in out

@@ -1,4 +1,5 @@
-"""Resync of selected sync errors (`feeds.resync.resync_errors`), against the real test destination."""
+"""Resync of selected sync errors (`feeds.resync.resync_errors`) and of every error of a category
+(`resync_category`, 100 per run), against the real test destination."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from feeds.context import Context
 from feeds.errors import FeedsyncError, LockedError
 from feeds.history import read_model
 from feeds.pipeline import indexer
-from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_errors
+from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_category, resync_errors
 from feeds.pipeline.run import lock_name
 from feeds.state.locks import Lock
 from tests.conftest import as_dicts, library_context
@@ -100,3 +101,33 @@ def test_a_locked_feed_is_reported_not_waited_for_forever(
 def test_ids_beyond_the_column_range_are_unknown_not_a_crash(lib: Context) -> None:
     with pytest.raises(FeedsyncError, match="no sync errors with these ids"):
         resync_errors(lib, [2**64, -1])
+
+
+def test_resync_of_a_whole_category_goes_in_runs_of_100_and_leaves_other_categories(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    ctx = library_context(
+        db_url, destination.url, tmp_path, books=230, batch_size=100, collect_batch_size=100
+    )
+    try:
+        books = ctx.registry.get("books")
+        associations = [f"book-{n}" for n in range(1, 211)]  # 210 errors: three runs
+        destination.reject(associations, code="MISSING_ASSOCIATION")
+        destination.reject(["book-220"], code="INVALID_VALUE")
+        indexer.reindex(ctx, books)
+        destination.clear_faults()
+        destination.reset()
+        outcome = resync_category(ctx, books, "associations")
+        assert len(outcome.run_ids) == 3 and len(outcome.resolved) == 210
+        assert outcome.still_failing == []
+        assert destination.accepted_ids("books") == set(associations)
+        with ctx.db.connect() as conn:
+            runs = read_model.runs_by_ids(conn, outcome.run_ids)
+            assert sorted(r.rows_synced for r in runs) == [10, 100, 100]
+            assert {r.operation for r in runs} == {"resync_errors"}
+            left = read_model.list_errors(conn, feed="books")
+        assert [(e.item_id, e.category) for e in left] == [("book-220", "property_values")]
+        with pytest.raises(FeedsyncError, match="books has no current associations errors"):
+            resync_category(ctx, books, "associations")
+    finally:
+        ctx.close()

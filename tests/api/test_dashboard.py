@@ -296,7 +296,10 @@ def test_filters_by_date_range_feed_operation_and_status(
     assert f"{len(expected)} runs · page 1 of 2" in page.text
     assert run_ids(client.get(f"/dashboard?{query}&page=2").text) == by_start(expected)[50:]
     # The form shows the state the URL holds, and the sort links keep it.
-    assert f'name="from" value="{day}"' in page.text and f'name="to" value="{day}"' in page.text
+    # (datetime-local inputs, in UTC here; the page's script shows them in the viewer's zone)
+    after = day + timedelta(days=1)
+    assert f'name="from" value="{day}T00:00" data-utc="{day}T00:00:00Z"' in page.text
+    assert f'name="to" value="{after}T00:00" data-utc="{after}T00:00:00Z"' in page.text
     assert '<option value="prices" selected>' in page.text
     assert '<option value="partial_sync" selected>' in page.text
     sort_link = re.search(r'id="sort-end" href="([^"]+)"', page.text)
@@ -327,7 +330,8 @@ def test_bad_filter_values_are_explained_and_ignored(
     page = client.get("/dashboard?from=yesterday&feed=nope&status=done&sort=size&page=x")
     assert page.status_code == 200
     for sentence in (
-        "from 'yesterday' is not a date; use YYYY-MM-DD.",
+        "from 'yesterday' is not a date; use YYYY-MM-DD, or a date and time (YYYY-MM-DDTHH:MM, "
+        "UTC unless it carries an offset such as Z or +01:00).",
         "feed 'nope' is not known; accepted values are",
         "status 'done' is not known; accepted values are running, success,",
         "sort 'size' is not accepted; sort by 'start' or 'end'.",
@@ -346,21 +350,44 @@ def test_bad_filter_values_are_explained_and_ignored(
 def test_parse_filters_defaults_and_query_round_trip() -> None:
     today = datetime(2026, 11, 23).date()
     filters, problems = parse_filters({}, ["products"], today)
-    assert (filters.since.isoformat(), filters.until, filters.sort, filters.page, problems) == (
-        "2026-11-18",
+    assert (filters.since, filters.until, filters.sort, filters.page, problems) == (
+        datetime(2026, 11, 18),
         None,
         "start",
         1,
         [],
     )
-    again, problems = parse_filters(
-        dict(re.findall(r"([^&=]+)=([^&]*)", RunFilters(today, today, "products").query(page=4))),
-        ["products"],
-        today,
+    for since, until in (
+        (datetime(2026, 11, 23), datetime(2026, 11, 24)),  # whole days: from=…&to=… (included)
+        (datetime(2026, 11, 23, 8, 30), datetime(2026, 11, 23, 17, 45)),  # moments, UTC
+    ):
+        state = RunFilters(since, until, "products")
+        query = state.query(page=4)
+        again, problems = parse_filters(
+            dict(re.findall(r"([^&=]+)=([^&]*)", query.replace("%3A", ":"))), ["products"], today
+        )
+        assert again == RunFilters(since, until, "products", page=4) and problems == []
+    assert (
+        "from=2026-11-23&to=2026-11-23"
+        in RunFilters(datetime(2026, 11, 23), datetime(2026, 11, 24)).query()
     )
-    assert again == RunFilters(today, today, "products", page=4) and problems == []
     reversed_range, problems = parse_filters({"from": "2026-11-20", "to": "2026-11-10"}, [], today)
     assert reversed_range.until is None and "ends (2026-11-10) before it starts" in problems[0]
+
+
+def test_a_moment_with_an_offset_is_the_viewers_time_converted_to_utc() -> None:
+    today = datetime(2026, 11, 23).date()
+    # What the page's script sends for 09:30 and 18:00 in Paris (UTC+1), and without the script.
+    filters, problems = parse_filters(
+        {"from": "2026-11-23T09:30+01:00", "to": "2026-11-23T17:00:00Z"}, [], today
+    )
+    assert (filters.since, filters.until, problems) == (
+        datetime(2026, 11, 23, 8, 30),
+        datetime(2026, 11, 23, 17, 0),
+        [],
+    )
+    naive, _ = parse_filters({"from": "2026-11-23T09:30"}, [], today)
+    assert naive.since == datetime(2026, 11, 23, 9, 30)  # no offset: UTC
 
 
 # --- error cards and resync, against the real destination ------------------------------------

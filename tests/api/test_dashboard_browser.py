@@ -32,6 +32,7 @@ from feeds.context import Context
 from feeds.pipeline import indexer
 from feeds.state.tables import sync_runs
 from tests.conftest import IN_CI, library_context
+from tests.notify.test_notifications import WebhookReceiver
 from worker.api import apikeys
 from worker.api.app import create_app
 from worker.testing.destination_server import DestinationServer
@@ -127,6 +128,16 @@ def lib(db_url: str, destination: DestinationServer, tmp_path: Path) -> Iterator
     )
     yield ctx
     ctx.close()
+
+
+def reload_until(page: Any, done: Any, timeout_s: float = 20) -> None:
+    """Reload the page until `done()` holds: for work the dashboard queued in the background."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{page.url} did not show the queued work done")
+        time.sleep(0.2)
+        page.reload()
 
 
 def column(page: Any, index: int) -> list[str]:
@@ -246,6 +257,12 @@ def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
             )
             expect(gauge.locator(".usage-allocation")).to_have_text("20")
             expect(gauge.locator(".usage-limit")).to_have_text("1,000")
+            # The same calls per hour, as a server-side SVG chart under the gauge.
+            total = calls + len(destination.requests)
+            expect(gauge.locator("svg.calls-chart")).to_have_attribute(
+                "aria-label",
+                re.compile(rf"last 24 hours: {total} calls, at most {total} in an hour$"),
+            )
 
             # Export CSV (authenticated by the session cookie): the current errors.
             with page.expect_download() as download_info:
@@ -262,6 +279,44 @@ def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+            # Resync every error of a category of a feed: queued, run in the background, cleared.
+            destination.reset()
+            page.get_by_role("button", name="Resync all 1 property values error of books").click()
+            expect(page.locator("#message")).to_have_text(
+                "A resync of the 1 current property_values error of books was queued: "
+                "1 resync_errors run of at most 100; they show in Sync runs as they start."
+            )
+            reload_until(page, lambda: page.locator("#card-property_values").count() == 0)
+            assert destination.accepted_ids("books") == {"book-7"}
+
+            # Settings for every worker: the allocation (a bad value says what is accepted), the
+            # notifications, and a test notification to a real webhook; labelled fields.
+            allocation_field = page.get_by_label("Calls per 24 hours (empty: unlimited)")
+            expect(allocation_field).to_have_value("20")
+            allocation_field.fill("twenty")
+            page.get_by_role("button", name="Save allocation").click()
+            expect(page.locator("#message")).to_contain_text(
+                "The daily API-call allocation 'twenty' is not accepted; accepted: a whole number"
+            )
+            page.get_by_label("Calls per 24 hours (empty: unlimited)").fill("5000")
+            page.get_by_role("button", name="Save allocation").click()
+            expect(page.locator("#message")).to_have_text(
+                "The daily API-call allocation is now 5,000 calls a day, for every worker."
+            )
+            expect(page.locator("#usage .usage-allocation")).to_have_text("5,000")
+            with WebhookReceiver() as hook:
+                page.get_by_label("Send", exact=True).select_option("daily")
+                page.get_by_label("Webhook URL (JSON POSTs)").fill(hook.url)
+                page.get_by_role("button", name="Save notifications").click()
+                expect(page.locator("#message")).to_have_text(
+                    "Notification settings saved: daily to " + hook.url.split("/")[2] + "."
+                )
+                page.get_by_role("button", name="Send a test notification").click()
+                expect(page.locator("#message")).to_contain_text("A test notification was sent")
+                assert [body["type"] for body in hook.bodies] == ["test"]
+            page.locator("#settings").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
 
             # Log out: the session is gone.
             page.click("header button.link")
@@ -356,6 +411,9 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
                 "aria-label", "All feeds, per hour, last 24 hours: 37 synced, 3 failed, 0 skipped"
             )
             expect(page.locator("#trend-all-day figure[data-feed=books]")).to_be_visible()
+            expect(page.locator("#trend-calls svg.calls-chart")).to_have_attribute(
+                "aria-label", re.compile(r"last 24 hours: 4 calls, at most 4 in an hour$")
+            )
             page.screenshot(path=str(ARTIFACTS / "trends.png"), full_page=True)
 
             # Suspend the feed from its health row: the row says so, the audit list names the key.
@@ -369,10 +427,26 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
             expect(row.locator(".indexer-status")).to_have_text("Suspended")
             expect(row.locator(".reasons")).to_contain_text("The indexer is suspended")
             page.screenshot(path=str(ARTIFACTS / "feed-suspended.png"), full_page=True)
+
+            # A full resync from the health row: every item is sent again, in the background.
+            destination.reset()
+            row.get_by_label("Action on books").select_option("resume")
+            row.get_by_label("Apply the action to books").click()
+            row.get_by_label("Action on books").select_option("resync")
+            row.get_by_label("Apply the action to books").click()
+            expect(page.locator("#message")).to_contain_text(
+                "A full resync of Book Feed was queued"
+            )
+            reload_until(page, lambda: len(destination.accepted_ids("books")) == 40)
+            reload_until(
+                page, lambda: column(page, 3)[0] == "full_sync" and column(page, 4)[0] == "success"
+            )
             page.click("#audit-link")
-            expect(page.locator("table.audit tbody tr")).to_have_count(1)
-            expect(page.locator("table.audit .key-name")).to_contain_text("operator")
-            expect(page.locator("table.audit .action")).to_have_text("suspend")
+            expect(page.locator("table.audit tbody tr")).to_have_count(3)
+            expect(page.locator("table.audit .key-name").first).to_contain_text("operator")
+            expect(page.locator("table.audit .action")).to_have_text(
+                ["resync", "resume", "suspend"]
+            )
 
             # Keyboard focus is visible: the search field takes the focus ring.
             page.goto(f"{base}/dashboard")
@@ -381,3 +455,107 @@ def test_operator_drills_from_feed_health_to_items_runs_and_an_item_in_a_real_br
             assert outline != "none"
         finally:
             browser.close()
+
+
+def test_times_show_in_the_viewers_time_zone_and_filters_take_a_local_time_of_day(
+    lib: Context,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    now = utcnow().replace(microsecond=0)
+    seed_history(lib, now)  # runs started 1 h 45 min apart, the newest 1 h ago
+    _, admin_key = apikeys.create_key(lib.db, "viewer", ["sync.admin"])
+    kolkata = timedelta(hours=5, minutes=30)  # Asia/Kolkata: UTC+05:30 all year
+
+    with serving(create_app(lib.settings)) as base, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, timezone_id="Asia/Kolkata"
+            )
+            page = context.new_page()
+            page.goto(f"{base}/dashboard/login")
+            page.fill("#api_key", admin_key)
+            page.keyboard.press("Enter")
+            expect(page.locator(".tz-note")).to_have_text(  # ICU may say the zone's old name
+                re.compile(r"Times are in your time zone \(Asia/(Kolkata|Calcutta)\); hover a time")
+            )
+            newest = now - timedelta(hours=1)
+            first = page.locator("table.runs tbody tr").first.locator("td").first.locator("time")
+            expect(first).to_have_text(f"{newest + kolkata:%Y-%m-%d %H:%M:%S}")
+            expect(first).to_have_attribute("title", f"{newest:%Y-%m-%d %H:%M:%S} UTC")
+
+            # "From" a local time of day: sent as the UTC moment, the runs from then on shown.
+            fourth = now - timedelta(hours=1, minutes=135)  # the seeded run n=3
+            local_from = (fourth + kolkata).replace(second=0)
+            page.get_by_label("Started from").fill(f"{local_from:%Y-%m-%dT%H:%M}")
+            page.click("#filters button[type=submit]")
+            utc_from = local_from - kolkata
+            expect(page).to_have_url(
+                re.compile(rf"from={utc_from:%Y-%m-%dT%H}%3A{utc_from:%M}%3A00Z")
+            )
+            expect(page.locator("#run-count")).to_have_text("4 runs")
+            # The form shows the filter back in local time.
+            expect(page.get_by_label("Started from")).to_have_value(f"{local_from:%Y-%m-%dT%H:%M}")
+            page.screenshot(path=str(ARTIFACTS / "local-times.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_error_details_group_by_field_list_held_back_records_and_link_them(
+    db_url: str, destination: DestinationServer, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    require_browser()
+    lib = library_context(
+        db_url,
+        destination.url,
+        tmp_path,
+        books=20,
+        extra='record_url = "https://shop.example/admin/book/{entity}"\n'
+        'destination_url = "https://crm.example/objects/books/{id}"\n',
+    )
+    try:
+        destination.reject(
+            ["book-1", "book-2"], "INVALID_ENUM_VALUE", field="genre", value="poetry"
+        )
+        destination.reject(["book-3"], "TYPE_MISMATCH", "Property 'pages' expects a number")
+        destination.reject(["book-5", "book-6"], "MISSING_ASSOCIATION", field="author", value="9")
+        indexer.reindex(lib, lib.registry.get("books"))
+        _, admin_key = apikeys.create_key(lib.db, "details", ["sync.admin"])
+        with serving(create_app(lib.settings)) as base, sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{base}/dashboard/login")
+                page.fill("#api_key", admin_key)
+                page.keyboard.press("Enter")
+                picklists = page.locator("#card-picklists table.by-field")
+                expect(picklists.locator("caption")).to_have_text(
+                    "By field, as the destination named it"
+                )
+                expect(picklists.locator("tbody tr td")).to_have_text(["genre", "2", "2", "poetry"])
+                expect(
+                    page.locator("#card-property_mappings table.by-field td.field")
+                ).to_have_text(["pages"])
+                held = page.locator("#card-associations .held-back li.group")
+                expect(held).to_have_count(1)
+                expect(held).to_contain_text("author 9 is missing at the destination")
+                expect(held).to_contain_text("holds back 2 records")
+                expect(held.locator("a")).to_have_count(2)
+                source = page.get_by_label("book-5 in the source application")
+                expect(source).to_have_attribute("href", "https://shop.example/admin/book/5")
+                expect(page.get_by_label("book-5 in the destination")).to_have_attribute(
+                    "href", "https://crm.example/objects/books/book-5"
+                )
+                page.screenshot(path=str(ARTIFACTS / "error-details.png"), full_page=True)
+                # A held-back record opens the item lookup, which links the record too.
+                held.locator("a", has_text="book-6").click()
+                expect(page.locator(".item-report .source-link")).to_have_attribute(
+                    "href", "https://shop.example/admin/book/6"
+                )
+            finally:
+                browser.close()
+    finally:
+        lib.close()

@@ -59,7 +59,10 @@ def test_feed_health_is_the_first_section_with_counts_linking_to_the_items(
     assert row is not None
     cells = text_of(row.group(1))
     assert cells.startswith("amber 2 items rejected by the destination (400).")
-    assert "Book Feed Reindex Suspend Set Update on Save Apply Ready Schedule idle 0 —" in cells
+    assert (
+        "Book Feed Reindex Full resync (send every item again) Suspend Set Update on Save Apply Ready Schedule idle 0 —"
+        in cells
+    )
     assert cells.endswith("immediate 7 2 3 0 0 0")
     assert f'href="/dashboard/runs/{run_id}"' in row.group(1)
     assert 'href="/dashboard/feeds/books/items?status=400"' in row.group(1)

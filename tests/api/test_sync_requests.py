@@ -10,10 +10,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from feeds.context import Context
+from feeds.history import read_model
 from tests.conftest import library_context
 from worker.sync_requests import (
     BackgroundSync,
+    RequestedSync,
     RequestedSyncFailed,
+    SyncKind,
     run_requested_sync,
     take_request_lock,
     trigger_for,
@@ -38,13 +41,33 @@ def test_a_requested_sync_the_destination_refuses_raises_once_its_request_is_fre
     take_request_lock(library, books).release()  # free: a new request is accepted
 
 
-def test_a_requested_sync_that_succeeds_returns_its_outcome(
+def test_a_requested_sync_that_succeeds_returns_its_run(
     library: Context, destination: DestinationServer
 ) -> None:
     books = library.registry.get("books")
-    outcome = run_requested_sync(library, books, take_request_lock(library, books))
-    assert outcome is not None and outcome.counts.rows_synced == 12
+    run_ids = run_requested_sync(library, books, take_request_lock(library, books))
+    assert run_ids is not None and len(run_ids) == 1
+    with library.db.connect() as conn:
+        run = read_model.get_run(conn, run_ids[0])
+    assert run is not None and run.rows_synced == 12 and run.operation == "full_sync"
     assert len(destination.accepted_ids("books")) == 12
+
+
+def test_a_requested_full_resync_sends_every_item_again_where_a_reindex_sends_none(
+    library: Context, destination: DestinationServer
+) -> None:
+    books = library.registry.get("books")
+    run_requested_sync(library, books, take_request_lock(library, books))
+    destination.reset()
+    run_requested_sync(library, books, take_request_lock(library, books))
+    assert destination.accepted_ids("books") == set()  # a reindex: nothing changed, nothing sent
+    resync = RequestedSync(SyncKind.RESYNC)
+    [run_id] = run_requested_sync(library, books, take_request_lock(library, books), resync) or []
+    assert len(destination.accepted_ids("books")) == 12
+    with library.db.connect() as conn:
+        run = read_model.get_run(conn, run_id)
+    assert run is not None and (run.status, run.rows_synced) == ("success", 12)
+    take_request_lock(library, books).release()  # the request lock was freed
 
 
 def test_the_embedded_trigger_logs_a_failed_sync(

@@ -103,7 +103,7 @@ def test_sync_status_and_errors_show_runs_and_categorised_errors(
     }
     _, out, _ = run(capsys, "sync:errors", "--category", "duplicates", "--csv")
     assert out.splitlines() == [
-        "feed,item_id,category,code,message,first_seen,last_seen,attempts,resolved,run_id"
+        "feed,item_id,category,code,message,first_seen,last_seen,attempts,resolved,run_id,field,value"
     ]
 
 

@@ -122,7 +122,7 @@ def test_bad_environment_value_is_refused_naming_setting_and_accepted_values(
         ),
         (
             '[feeds.products]\nexport_mod = "legacy"\n',
-            "the setting feeds.products.export_mod is unknown; accepted keys: export_mode, indexer_mode, batch_size, collect_batch_size, reindex_processes, destination",
+            "the setting feeds.products.export_mod is unknown; accepted keys: export_mode, indexer_mode, batch_size, collect_batch_size, reindex_processes, destination, record_url, destination_url",
         ),
         ("[retry]\nmax_attempts = 0\n", "retry.max_attempts = 0 is not accepted"),
         ("[feeds.products\n", "is not valid TOML"),
@@ -388,3 +388,56 @@ def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> N
     path = tmp_path / "feedsync.toml"
     path.write_text("[feeds.products]\nbatch_size = 50\n", encoding="utf-8-sig")
     assert load_settings({"FEEDSYNC_CONFIG": str(path)}).batch_size("products") == 50
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            'record_url = "https://shop.example/admin/product"',
+            "feeds.products.record_url = 'https://shop.example/admin/product' is not accepted: "
+            "it has no placeholder; accepted: an http(s):// URL with {entity} (the entity key in "
+            "the source) and/or {id} (the feed item id), such as "
+            "'https://shop.example/admin/product/{entity}'.",
+        ),
+        (
+            'record_url = "https://shop.example/p/{sku}"',
+            "feeds.products.record_url = 'https://shop.example/p/{sku}' is not accepted: {sku} is "
+            "not a placeholder; accepted: an http(s):// URL with {entity}",
+        ),
+        (
+            'destination_url = "crm.example/{id}"',
+            "feeds.products.destination_url = 'crm.example/{id}' is not accepted: it does not start "
+            "with http:// or https://; accepted:",
+        ),
+        (
+            'destination_url = "https://crm.example/{id"',
+            "feeds.products.destination_url = 'https://crm.example/{id' is not accepted: its braces "
+            "do not parse",
+        ),
+        (
+            'record_url = "https://shop.example/{entity!r}"',
+            "{entity} takes no format or conversion",
+        ),
+    ],
+)
+def test_a_record_url_template_is_checked_at_load(tmp_path: Path, line: str, expected: str) -> None:
+    assert expected in refused(toml(tmp_path, f"[feeds.products]\n{line}\n"))
+
+
+def test_record_url_templates_reach_the_feed_plan(tmp_path: Path) -> None:
+    from config.context import feed_plan
+    from feeds.history.record_links import links
+
+    settings = load_settings(
+        toml(
+            tmp_path,
+            '[feeds.products]\nrecord_url = "https://shop.example/admin/product/{entity}"\n'
+            'destination_url = "https://crm.example/objects/products/{id}"\n',
+        )
+    )
+    plan = feed_plan(settings, "products")
+    found = links(plan.record_url, plan.destination_url, "sku/12 a", 12)
+    assert found.source == "https://shop.example/admin/product/12"
+    assert found.destination == "https://crm.example/objects/products/sku%2F12%20a"
+    assert feed_plan(settings, "prices").record_url is None

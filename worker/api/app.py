@@ -79,4 +79,5 @@ def create_app(
     app.include_router(dashboard.drilldown_router)
     app.include_router(dashboard.trends_router)
     app.include_router(dashboard.actions_router)
+    app.include_router(dashboard.settings_router)
     return app

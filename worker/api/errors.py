@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from feeds.errors import FeedsyncError, LockedError
+from feeds.errors import FeedsyncError, LockedError, WebhookError
 
 log = structlog.get_logger("worker.api")
 
@@ -24,6 +24,7 @@ log = structlog.get_logger("worker.api")
 # conflict to retry later; any other refusal is one sentence about the request itself.
 STATUS_OF_ERROR: tuple[tuple[type[FeedsyncError], int], ...] = (
     (LockedError, 409),
+    (WebhookError, 502),  # the webhook, not the request, failed
     (FeedsyncError, 400),
 )
 INTERNAL_ERROR = "Internal error; the server log has the details."

@@ -10,7 +10,7 @@ what is accepted) and the caller says it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BeforeValidator, WithJsonSchema
@@ -58,14 +58,3 @@ def _moment(*, end_of_day: bool) -> BeforeValidator:
 # end of a range includes that day. Documented as the strings they are sent as.
 StartMoment = Annotated[datetime, _moment(end_of_day=False), WithJsonSchema({"type": "string"})]
 EndMoment = Annotated[datetime, _moment(end_of_day=True), WithJsonSchema({"type": "string"})]
-
-
-def day_range(since: date, until: date | None) -> tuple[datetime, datetime | None]:
-    """The moments of a range of whole days: from the midnight starting `since` to the one ending
-    `until` (open when there is no end, or it is the last representable day)."""
-    end = _midnight(until + timedelta(days=1)) if until and until < date.max else None
-    return _midnight(since), end
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day)

@@ -1,4 +1,4 @@
-"""`POST /sync/feeds/{feed}/actions` (reindex, suspend, resume, set_mode; recorded in the audit log
+"""`POST /sync/feeds/{feed}/actions` (reindex, resync, resync_errors, suspend, resume, set_mode; recorded in the audit log
 with the key's name) and `GET /sync/audit` (the log, newest first)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from feeds.definitions import IndexerMode
+from feeds.export.protocol import ErrorCategory
 from feeds.history import audit
 from feeds.history.audit import AuditEntry
 from worker.api.actions import Action, ActionRequest, perform
@@ -20,9 +21,15 @@ router = APIRouter()
 
 
 class ActionIn(BaseModel):
-    action: Action = Field(description="reindex, suspend, resume or set_mode")
+    action: Action = Field(
+        description="reindex, resync, resync_errors, suspend, resume or set_mode"
+    )
     mode: IndexerMode | None = Field(
         default=None, description="set_mode only: realtime or schedule"
+    )
+    category: ErrorCategory | None = Field(
+        default=None,
+        description="resync_errors only: the category whose current errors are all resynced",
     )
 
 
@@ -50,15 +57,22 @@ class AuditList(BaseModel):
     response_model=AuditOut,
     responses={
         **ERRORS,
-        409: {"model": Message, "description": "A job of the feed is in progress (reindex)"},
+        409: {
+            "model": Message,
+            "description": "A job of the feed is in progress (reindex, resync, resync_errors)",
+        },
     },
-    summary="Reindex, suspend, resume a feed or set its indexer's mode; recorded in the audit log",
+    summary="Reindex or resync a feed, resync every error of a category, suspend, resume, set "
+    "the indexer's mode; recorded in the audit log",
 )
 def feed_action(request: Request, key: Admin, feed: str, body: ActionIn) -> AuditOut:
     ctx = get_context(request)
     chosen = ctx.registry.get(feed_name(ctx, feed) or "")
     entry_id = perform(
-        ctx, request.app.state.trigger, key, ActionRequest(body.action, chosen, body.mode)
+        ctx,
+        request.app.state.trigger,
+        key,
+        ActionRequest(body.action, chosen, body.mode, body.category),
     )
     with ctx.db.connect() as conn:
         done = audit.entry(conn, entry_id)

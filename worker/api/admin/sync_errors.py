@@ -13,9 +13,10 @@ from pydantic import BaseModel, Field, StrictInt
 
 from feeds.context import Context
 from feeds.export.protocol import ErrorCategory
-from feeds.history import csv_export, read_model
+from feeds.history import csv_export, error_details, read_model
 from feeds.history.categories import help_for
 from feeds.history.read_model import ErrorRow
+from feeds.history.record_links import RecordLinks, record_links, url_templates
 from feeds.pipeline.resync_errors import MAX_RESYNC_ERRORS, resync_errors
 from worker.api.admin.endpoint import ERRORS, Admin, feed_name, iso_time, offset_links
 from worker.api.auth import get_context
@@ -40,6 +41,26 @@ class ErrorOut(BaseModel):
     last_seen: str
     attempts: int
     resolved: bool
+    field: str | None = Field(default=None, description="the field the destination named")
+    value: str | None = Field(
+        default=None,
+        description="the value it refused, or (associations) the associated record it lacks",
+    )
+    source_url: str | None = Field(
+        default=None, description="the record in the source application (feeds.F.record_url)"
+    )
+    destination_url: str | None = Field(
+        default=None, description="the record in the destination (feeds.F.destination_url)"
+    )
+
+
+class GroupOut(BaseModel):
+    field: str | None
+    value: str | None
+    errors: int
+    records: int
+    item_ids: list[str]
+    values: list[str]
 
 
 class CategoryOut(BaseModel):
@@ -48,6 +69,10 @@ class CategoryOut(BaseModel):
     errors: int
     records: int
     resolution: str
+    groups: list[GroupOut] = Field(
+        description="picklists and property errors by field; associations by the missing "
+        "associated record, with the records it holds back"
+    )
 
 
 class ErrorList(BaseModel):
@@ -102,6 +127,8 @@ def list_errors(
             limit=limit,
             offset=offset,
         )
+        found_groups = {s.category: error_details.groups(conn, s.category, name) for s in summary}
+        links = record_links(conn, rows, url_templates(ctx))
     offset_links(request, response, limit, offset, total)
     categories = [
         CategoryOut(
@@ -110,13 +137,14 @@ def list_errors(
             errors=s.errors,
             records=s.records,
             resolution=help_for(s.category).resolution,
+            groups=[GroupOut.model_validate(asdict(g)) for g in found_groups[s.category]],
         )
         for s in summary
         if category is None or s.category == category.value
     ]
     return ErrorList(
         categories=categories,
-        results=[error_out(r) for r in rows],
+        results=[error_out(r, links.get(r.id)) for r in rows],
         total=total,
         limit=limit,
         offset=offset,
@@ -191,12 +219,14 @@ def resync_selected_errors(request: Request, body: ResyncIn, key: Admin) -> Resy
     )
 
 
-def error_out(row: ErrorRow) -> ErrorOut:
+def error_out(row: ErrorRow, links: RecordLinks | None = None) -> ErrorOut:
     return ErrorOut.model_validate(
         {
             **asdict(row),
             "first_seen": iso_time(row.first_seen),
             "last_seen": iso_time(row.last_seen),
             "resolved": row.resolved,
+            "source_url": links.source if links else None,
+            "destination_url": links.destination if links else None,
         }
     )

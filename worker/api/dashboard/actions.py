@@ -1,5 +1,5 @@
-"""The dashboard's actions on a feed (the health table's form: reindex, suspend, resume, set the
-mode) and the audit list. Every form carries the session's form token (CSRF)."""
+"""The dashboard's actions on a feed (the health table's form: reindex, resync, suspend, resume,
+set the mode; an error card's "Resync all" of a category) and the audit list. Every form carries the session's form token (CSRF)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from feeds.definitions import IndexerMode
 from feeds.errors import FeedsyncError
+from feeds.export.protocol import ErrorCategory
 from feeds.history import audit
 from worker.api.actions import Action, ActionRequest, perform
 from worker.api.auth import get_context
@@ -27,6 +28,8 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 # The choices of the health table's action menu: value → (action, mode).
 CHOICES: dict[str, tuple[Action, IndexerMode | None]] = {
     "reindex": (Action.REINDEX, None),
+    "resync": (Action.RESYNC, None),
+    "resync_errors": (Action.RESYNC_ERRORS, None),
     "suspend": (Action.SUSPEND, None),
     "resume": (Action.RESUME, None),
     "mode:realtime": (Action.SET_MODE, IndexerMode.REALTIME),
@@ -41,6 +44,7 @@ def feed_action(
     feed: str,
     csrf_token: Annotated[str, Form()] = "",
     action: Annotated[str, Form()] = "",
+    category: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = get_context(request)
     session = admin_form(request, ctx, csrf_token)
@@ -50,16 +54,21 @@ def feed_action(
         message = f"There is no action {action!r} on a feed {feed!r}; reload the dashboard."
         return message_page(request, "Unknown action", message, session, 400)
     chosen, mode = CHOICES[action]
+    categories = {c.value: c for c in ErrorCategory}
+    if chosen is Action.RESYNC_ERRORS and category not in categories:
+        message = f"There is no error category {category!r}; reload the dashboard."
+        return message_page(request, "Unknown category", message, session, 400)
     try:
         entry_id = perform(
             ctx,
             request.app.state.trigger,
             session.key,
-            ActionRequest(chosen, ctx.registry.get(feed), mode),
+            ActionRequest(chosen, ctx.registry.get(feed), mode, categories.get(category)),
         )
     except FeedsyncError as exc:
         return message_page(request, "Action refused", str(exc), session, status_for(exc))
-    return RedirectResponse(f"/dashboard?acted={entry_id}#health", status_code=303)
+    where = "errors" if chosen is Action.RESYNC_ERRORS else "health"
+    return RedirectResponse(f"/dashboard?acted={entry_id}#{where}", status_code=303)
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -1,9 +1,10 @@
 """Charts drawn on the server as SVG: no script, no request leaving the machine (the pages' CSP
-allows none). Pure: buckets in, markup out."""
+allows none). Pure: buckets in, markup out: the trends' stacked bars, and API calls per hour."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from html import escape
 
 from markupsafe import Markup
@@ -11,6 +12,7 @@ from markupsafe import Markup
 from feeds.history.trends import Bucket, Step
 
 WIDTH, HEIGHT = 720, 200
+CALLS_COLOUR = "#2458d6"  # the dashboard's accent: 5.7:1 on white
 LEFT, BOTTOM, TOP = 48, 24, 10
 # Colours with a 4.5:1 contrast on white for the legend text; the bars also carry a <title>.
 SERIES = (("synced", "#1f7a3a"), ("failed", "#b42318"), ("skipped", "#6b7280"))
@@ -56,6 +58,48 @@ def stacked_bars(buckets: Sequence[Bucket], step: Step, title: str) -> Markup:
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle" '
                 f'font-size="11" fill="#4b5563">{label}</text>'
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def call_bars(hours: Sequence[tuple[datetime, int]], title: str) -> Markup:
+    """API calls per hour: a bar per hour, a y axis with the busiest hour, x labels every 3 hours."""
+    peak = max((calls for _, calls in hours), default=0)
+    scale = max(peak, 1)
+    plot_h = HEIGHT - BOTTOM - TOP
+    slot = (WIDTH - LEFT) / max(len(hours), 1)
+    bar = max(slot * 0.7, 1)
+    total = sum(calls for _, calls in hours)
+    summary = f"{title}: {total:,} call{'' if total == 1 else 's'}, at most {peak:,} in an hour"
+    parts = [
+        f'<svg class="chart calls-chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
+        f'aria-label="{escape(summary)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH}" y2="{TOP + plot_h}" stroke="#9aa3b2"/>',
+        f'<text x="{LEFT - 6}" y="{TOP + 8}" text-anchor="end" font-size="11" fill="#4b5563">'
+        f"{peak:,}</text>",
+        f'<text x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end" font-size="11" '
+        'fill="#4b5563">0</text>',
+    ]
+    for n, (start, calls) in enumerate(hours):
+        x = LEFT + n * slot + (slot - bar) / 2
+        height = plot_h * calls / scale
+        parts.append(
+            f'<g class="bar" data-start="{start.isoformat()}" data-calls="{calls}">'
+            f"<title>{start:%Y-%m-%d %H:00} UTC: {calls:,} call{'' if calls == 1 else 's'}</title>"
+        )
+        if height > 0:
+            parts.append(
+                f'<rect class="calls" x="{x:.1f}" y="{TOP + plot_h - height:.1f}" '
+                f'width="{bar:.1f}" height="{height:.1f}" fill="{CALLS_COLOUR}"/>'
+            )
+        parts.append("</g>")
+        if (len(hours) - 1 - n) % 3 == 0:  # the current hour always labelled
+            last = n == len(hours) - 1  # anchored at its end: not cut by the chart's edge
+            parts.append(
+                f'<text x="{WIDTH if last else x + bar / 2:.1f}" y="{HEIGHT - 6}" '
+                f'text-anchor="{"end" if last else "middle"}" font-size="11" '
+                f'fill="#4b5563">{start:%H:00}</text>'
             )
     parts.append("</svg>")
     return Markup("".join(parts))

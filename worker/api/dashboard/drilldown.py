@@ -12,6 +12,7 @@ from feeds.history import read_model, runs
 from feeds.history.categories import help_for
 from feeds.history.health import STATUS_KEYS, status_of_key
 from feeds.history.lookup import lookup_item
+from feeds.history.record_links import links, url_templates
 from feeds.state import item_lookup
 from worker.api.auth import get_context
 from worker.api.dashboard.filters import number
@@ -102,6 +103,10 @@ def lookup_page(request: Request, q: str = "") -> Response:
         return session
     text = q.strip()[:255]
     reports = lookup_item(ctx, text) if text else []
+    templates = url_templates(ctx)
+    record_links = [links(*templates[r.item.feed], r.item.id, r.item.entity_key) for r in reports]
     return page_response(
-        request, "lookup.html", {"session": session, "q": text, "reports": reports}
+        request,
+        "lookup.html",
+        {"session": session, "q": text, "reports": reports, "record_links": record_links},
     )

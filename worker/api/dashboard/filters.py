@@ -1,17 +1,22 @@
-"""What the sync-status table shows, read from the page's URL: a date range, feed, operation,
-status, sort and page. A bad value is dropped and explained on the page, never a crash."""
+"""What the sync-status table shows, read from the page's URL: a time range, feed, operation,
+status, sort and page. A bad value is dropped and explained on the page, never a crash.
+
+`from` and `to` take a whole UTC day (`YYYY-MM-DD`, `to` included) or a moment: an ISO 8601 time
+with an offset (what the page's script sends, converted from the viewer's time zone) or without
+one (UTC: what a browser without the script sends)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from feeds.history.read_model import RunFilter, RunSort
-from worker.api.filters import OPERATIONS, SORTS, STATUSES, NotAccepted, choice, day_range
+from feeds.history.read_model import RunFilter, RunSort, parse_moment
+from worker.api.filters import OPERATIONS, SORTS, STATUSES, NotAccepted, choice
 
 DEFAULT_DAYS = 5
 MAX_PAGE = 1_000_000
@@ -40,10 +45,11 @@ class DashboardQuery(BaseModel):
 
 @dataclass(frozen=True)
 class RunFilters:
-    """What the sync-status table shows: runs started in [since, until), filtered, sorted, one page."""
+    """What the sync-status table shows: runs started in [since, until) (UTC), filtered, sorted,
+    one page."""
 
-    since: date
-    until: date | None = None
+    since: datetime
+    until: datetime | None = None
     feed: str | None = None
     operation: str | None = None
     status: str | None = None
@@ -53,8 +59,8 @@ class RunFilters:
     def query(self, **changes: object) -> str:
         """This state as a query string (the URL keeps it), with some values changed."""
         values: dict[str, object] = {
-            "from": self.since.isoformat(),
-            "to": self.until.isoformat() if self.until else None,
+            "from": _moment_text(self.since),
+            "to": None if self.until is None else _moment_text(self.until, end=True),
             "feed": self.feed,
             "operation": self.operation,
             "status": self.status,
@@ -67,10 +73,25 @@ class RunFilters:
         return urlencode({k: v for k, v in values.items() if v is not None and v != ""})
 
     def where(self) -> RunFilter:
-        since, until = day_range(self.since, self.until)
         return RunFilter(
-            since=since, until=until, feed=self.feed, operation=self.operation, status=self.status
+            since=self.since,
+            until=self.until,
+            feed=self.feed,
+            operation=self.operation,
+            status=self.status,
         )
+
+
+def input_value(moment: datetime | None) -> str:
+    """A moment as a `datetime-local` input's value (UTC; the page's script shows it local)."""
+    return "" if moment is None else moment.strftime("%Y-%m-%dT%H:%M")
+
+
+def _moment_text(moment: datetime, *, end: bool = False) -> str:
+    """A whole day as `YYYY-MM-DD` (an end: the day before the midnight), else ISO 8601 UTC."""
+    if moment.time() == datetime.min.time():
+        return (moment.date() - timedelta(days=1) if end else moment.date()).isoformat()
+    return moment.isoformat(timespec="seconds") + "Z"
 
 
 def parse_filters(
@@ -78,15 +99,16 @@ def parse_filters(
 ) -> tuple[RunFilters, list[str]]:
     """Filters from the query string; a bad value is dropped and explained, never a crash."""
     problems: list[str] = []
-    since = today - timedelta(days=DEFAULT_DAYS)
-    until: date | None = None
+    since = _midnight(today - timedelta(days=DEFAULT_DAYS))
+    until: datetime | None = None
     if params.get("from"):
-        since = _date(params["from"], "from", problems) or since
+        since = _moment(params["from"], "from", problems) or since
     if params.get("to"):
-        until = _date(params["to"], "to", problems)
-    if until is not None and until < since:
+        until = _moment(params["to"], "to", problems, end=True)
+    if until is not None and until <= since:
         problems.append(
-            f"The date range ends ({until}) before it starts ({since}); showing runs from {since}."
+            f"The time range ends ({_moment_text(until, end=True)}) before it starts "
+            f"({_moment_text(since)}); showing runs from {_moment_text(since)}."
         )
         until = None
     chosen: dict[str, str | None] = {}
@@ -120,9 +142,25 @@ def number(text: str) -> int | None:
     return int(text)
 
 
-def _date(text: str, name: str, problems: list[str]) -> date | None:
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+def _moment(text: str, name: str, problems: list[str], *, end: bool = False) -> datetime | None:
+    """A day (as its first moment; an end day as the midnight after it) or a moment, in UTC."""
     try:
-        return date.fromisoformat(text)
+        if _DAY.fullmatch(text):
+            day = date.fromisoformat(text)
+            if end:
+                return None if day == date.max else _midnight(day + timedelta(days=1))
+            return _midnight(day)
+        return parse_moment(text)
     except ValueError:
-        problems.append(f"{name} {text!r} is not a date; use YYYY-MM-DD.")
+        problems.append(
+            f"{name} {text!r} is not a date; use YYYY-MM-DD, or a date and time "
+            "(YYYY-MM-DDTHH:MM, UTC unless it carries an offset such as Z or +01:00)."
+        )
         return None

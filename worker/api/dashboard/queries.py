@@ -9,7 +9,9 @@ from sqlalchemy.engine import Connection
 
 from feeds.history import read_model
 from feeds.history.categories import help_for
+from feeds.history.error_details import ErrorGroup, groups
 from feeds.history.read_model import ErrorRow, RunRow, RunSort
+from feeds.history.record_links import RecordLinks, Templates, record_links
 from worker.api.dashboard.filters import RunFilters
 
 RUNS_PER_PAGE = 50
@@ -47,12 +49,19 @@ class ErrorCard:
     records: int
     resolution: str
     items: list[ErrorRow] = field(default_factory=list)
+    feeds: list[tuple[str, int]] = field(default_factory=list)  # current errors per feed
+    groups: list[ErrorGroup] = field(default_factory=list)  # by field, or by missing record
+    links: dict[int, RecordLinks] = field(default_factory=dict)  # by error id, when configured
 
 
-def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
-    """The current errors per category: counts of errors and affected records, what to do, and the
-    most recent records (the CSV export has them all)."""
+def error_cards(
+    conn: Connection, feed: str | None = None, templates: Templates | None = None
+) -> list[ErrorCard]:
+    """The current errors per category: counts of errors and affected records, what to do, the
+    errors grouped by field or missing record, and the most recent records with their links (the
+    CSV export has them all)."""
     cards = []
+    per_feed = read_model.error_feeds(conn, feed=feed)
     for summary in read_model.error_summary(conn, feed=feed):
         items, _ = read_model.errors_page(
             conn, feed=feed, category=summary.category, limit=RECORDS_PER_CARD
@@ -66,6 +75,9 @@ def error_cards(conn: Connection, feed: str | None = None) -> list[ErrorCard]:
                 summary.records,
                 guide.resolution,
                 items,
+                per_feed.get(summary.category, []),
+                groups(conn, summary.category, feed),
+                record_links(conn, items, templates or {}),
             )
         )
     return cards

@@ -1,5 +1,6 @@
 """The dashboard's trends page: items synced, failed and skipped per hour over 24 hours and per
-day over 5 days, for all feeds and for each, as server-side SVG charts."""
+day over 5 days, for all feeds and for each, and the API calls per hour over the 24-hour window
+of each destination, as server-side SVG charts."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from feeds.clock import utcnow
+from feeds.export import budget
 from feeds.history import trends
+from feeds.history.integrations import public_destination
 from worker.api.auth import get_context
 from worker.api.dashboard.charts import stacked_bars
-from worker.api.dashboard.pages import page_response
+from worker.api.dashboard.pages import page_response, usage_charts
 from worker.api.dashboard.routes import admin_session
 from worker.api.session import Session
 
@@ -50,4 +53,8 @@ def trends_page(request: Request) -> Response:
                     ],
                 }
             )
-    return page_response(request, "trends.html", {"session": session, "charts": charts, "now": now})
+    drawn = usage_charts(ctx, budget.usage_by_destination(ctx))
+    calls = [(public_destination(destination), svg) for destination, svg in drawn.items()]
+    return page_response(
+        request, "trends.html", {"session": session, "charts": charts, "now": now, "calls": calls}
+    )

@@ -24,6 +24,15 @@ class Rejection:
     predicate: ItemPredicate | None
     code: str
     message: str
+    field: str | None = None
+    value: str | None = None
+
+    def error(self) -> dict[str, str]:
+        """The `error` object of a rejected result: code, message, and field/value when set."""
+        named = {"field": self.field, "value": self.value}
+        return {"code": self.code, "message": self.message} | {
+            k: v for k, v in named.items() if v is not None
+        }
 
     def matches(self, item: Mapping[str, Any]) -> bool:
         if self.predicate is not None:
@@ -216,17 +225,22 @@ class FaultSwitches:
         ids_or_predicate: Iterable[str] | ItemPredicate,
         code: str = "VALIDATION_RULE",
         message: str | None = None,
+        *,
+        field: str | None = None,
+        value: str | None = None,
     ) -> None:
-        """Answer `rejected` with `code` for these ids, or for envelopes the predicate is true of.
+        """Answer `rejected` with `code` for these ids, or for envelopes the predicate is true of;
+        the error names `field` and `value` when given (as a CRM names the property it refused,
+        or the record a missing association points to).
 
         Rules add up; the first one that matches an item gives its code.
         """
         text = message or f"rejected by the test destination ({code})"
         if callable(ids_or_predicate):
-            rule = Rejection(None, ids_or_predicate, code, text)
+            rule = Rejection(None, ids_or_predicate, code, text, field, value)
         else:
             ids = [ids_or_predicate] if isinstance(ids_or_predicate, str) else ids_or_predicate
-            rule = Rejection(frozenset(ids), None, code, text)
+            rule = Rejection(frozenset(ids), None, code, text, field, value)
         with self._lock:
             self._faults.rejections.append(rule)
 

@@ -292,7 +292,7 @@ class DestinationServer(FaultSwitches):
                 continue
             rejection = faults.rejection_for(item)
             if rejection is not None:
-                error = {"code": rejection.code, "message": rejection.message}
+                error = rejection.error()
                 self._injected["rejected"] += 1
                 results.append({"id": item_id, "status": "rejected", "error": error})
                 continue
