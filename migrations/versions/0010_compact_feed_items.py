@@ -3,7 +3,7 @@ status and attempts, fixed-width columns first, and no stored sent hash where st
 it. Every hash keeps its value, so no unchanged item is sent again after the upgrade.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

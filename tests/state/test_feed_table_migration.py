@@ -21,7 +21,7 @@ from tests.conftest import library_context
 from worker.testing.destination_server import DestinationServer
 from worker.testing.reconcile import reconcile
 
-BEFORE = "0008"  # the last revision with the earlier feed-table layout
+BEFORE = "0009"  # the last revision with the earlier feed-table layout
 
 
 @pytest.fixture
