@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from dataclasses import field as attribute
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -33,7 +33,9 @@ class ErrorGroup:
     value: str | None  # associations: the associated record the destination does not have
     errors: int
     records: int
-    item_ids: list[str] = attribute(default_factory=list)  # newest first, up to ITEMS_SHOWN
+    item_ids: list[str] = attribute(
+        default_factory=list
+    )  # associations: newest first, ≤ ITEMS_SHOWN
     values: list[str] = attribute(
         default_factory=list
     )  # by field: rejected values, up to VALUES_SHOWN
@@ -53,6 +55,11 @@ def groups(conn: Connection, category: str, feed: str | None = None) -> list[Err
     current = [c.resolved.is_(False), c.category == category]
     if feed is not None:
         current.append(c.feed == feed)
+    # When the destination named nothing, one group of everything says nothing: skip the
+    # grouping (the probe stops at the first named error).
+    named = select(c.id).where(*current, or_(c.field.is_not(None), c.value.is_not(None)))
+    if conn.execute(named.limit(1)).first() is None:
+        return []
     errors = func.count().label("errors")
     rows = conn.execute(
         select(*keys, errors, func.count(func.distinct(c.item_id)))
@@ -67,18 +74,13 @@ def groups(conn: Connection, category: str, feed: str | None = None) -> list[Err
         same = [*current, _is(c.field, name)]
         if len(keys) == 2:
             same.append(_is(c.value, value))
-        items = list(
-            dict.fromkeys(
-                conn.scalars(
-                    select(c.item_id)
-                    .where(*same)
-                    .order_by(c.last_seen.desc(), c.id.desc())
-                    .limit(ITEMS_SHOWN * 2)
-                )
-            )
-        )[:ITEMS_SHOWN]
+        items: list[str] = []
+        if len(keys) == 2:  # the records held back are listed for associations only
+            newest = select(c.item_id).where(*same).order_by(c.last_seen.desc(), c.id.desc())
+            items = list(dict.fromkeys(conn.scalars(newest.limit(ITEMS_SHOWN * 2))))
+            items = items[:ITEMS_SHOWN]
         values: list[str] = []
-        if len(keys) == 1:
+        if len(keys) == 1 and name is not None:
             values = [
                 v
                 for v in conn.scalars(

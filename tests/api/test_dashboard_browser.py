@@ -315,6 +315,12 @@ def test_admin_logs_in_filters_sorts_resyncs_and_exports_in_a_real_browser(
                 page.get_by_role("button", name="Send a test notification").click()
                 expect(page.locator("#message")).to_contain_text("A test notification was sent")
                 assert [body["type"] for body in hook.bodies] == ["test"]
+            # The settings fields take the keyboard focus ring too.
+            page.focus("#allocation")
+            assert (
+                page.eval_on_selector("#allocation", "e => getComputedStyle(e).outlineStyle")
+                != "none"
+            )
             page.locator("#settings").scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
 
@@ -497,6 +503,16 @@ def test_times_show_in_the_viewers_time_zone_and_filters_take_a_local_time_of_da
             expect(page.locator("#run-count")).to_have_text("4 runs")
             # The form shows the filter back in local time.
             expect(page.get_by_label("Started from")).to_have_value(f"{local_from:%Y-%m-%dT%H:%M}")
+            # An end typed into the empty "until" is converted too: runs before it, local time.
+            third = now - timedelta(hours=1, minutes=90)  # the seeded run n=2
+            local_until = (third + kolkata).replace(second=0)
+            page.get_by_label("until", exact=True).fill(f"{local_until:%Y-%m-%dT%H:%M}")
+            page.click("#filters button[type=submit]")
+            utc_until = local_until - kolkata
+            expect(page).to_have_url(
+                re.compile(rf"to={utc_until:%Y-%m-%dT%H}%3A{utc_until:%M}%3A00Z")
+            )
+            expect(page.locator("#run-count")).to_have_text("1 run")
             page.screenshot(path=str(ARTIFACTS / "local-times.png"), full_page=True)
         finally:
             browser.close()

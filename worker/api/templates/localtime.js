@@ -17,9 +17,9 @@
   for (const note of document.querySelectorAll(".tz-note")) {
     note.textContent = `Times are in your time zone (${zone}); hover a time for UTC.`;
   }
-  const inputs = document.querySelectorAll("input[type=datetime-local][data-utc]");
+  const inputs = document.querySelectorAll("input[type=datetime-local]");
   for (const input of inputs) {
-    const d = new Date(input.dataset.utc);
+    const d = new Date(input.dataset.utc || "");
     if (!Number.isNaN(d.getTime())) input.value = local(d, false).replace(" ", "T");
     input.title = `In your time zone (${zone})`;
   }
