@@ -43,6 +43,7 @@ from feeds.commerce.schema import (
     products,
 )
 from feeds.errors import FeedsyncError
+from feeds.state import database
 
 _CHUNK = 20_000  # products per transaction while seeding
 _IN_CHUNK = 5_000  # ids per IN list (PostgreSQL takes at most 65535 parameters)
@@ -188,6 +189,7 @@ def seed(engine: Engine, products: int, seed: int = 1) -> dict[str, int]:
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             _advance_sequences(conn)
+    database.refresh_statistics(engine, sorted(added))  # as an application's tables have them
     return {table: count for table, count in added.items() if count}
 
 

@@ -34,7 +34,7 @@ from feeds.pipeline.run import (
     outcome_of,
     skipped,
 )
-from feeds.state import indexer_state
+from feeds.state import database, indexer_state
 from feeds.state.locks import is_locked
 from feeds.tracking import changelog
 
@@ -231,6 +231,7 @@ def reindex(
             _end_rebuild(ctx, feed, rebuilt=False)
             raise
         _end_rebuild(ctx, feed, rebuilt=run.status in SUCCEEDED, version=version)
+    database.refresh_statistics(ctx.db, ["feed_items"])  # it may have written every row
     return outcome_of(run)
 
 

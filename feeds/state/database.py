@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,20 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 def insert_for(dialect: str, table: Table) -> Any:
     """An INSERT for `table` that supports ON CONFLICT upserts on PostgreSQL and on SQLite."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def refresh_statistics(engine: Engine, tables: Sequence[str]) -> None:
+    """ANALYZE tables a bulk write has just filled (PostgreSQL). Until autovacuum gets to them, the
+    planner plans with the statistics of nearly empty tables: a partial sync of 1,000 items right
+    after a full reindex of a million then scans the whole feed table (0.7 s instead of 0.1 s).
+    Best effort: a role that may not analyze a table is logged, not failed."""
+    if engine.dialect.name != "postgresql" or not tables:
+        return
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+    except DBAPIError as exc:
+        log.warning("database.analyze_failed", tables=list(tables), error=one_line(exc))
 
 
 def connect(url: str, setting: str) -> Engine:
