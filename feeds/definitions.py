@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from feeds.errors import ConfigError, FeedDefinitionError, UnknownIndexerError
+from feeds.id_lists import AmongIds
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -54,7 +55,7 @@ class Keys:
     def match(self, column: Any) -> ColumnElement[bool]:
         """The SQL condition selecting this batch's entities on `column` (an entity-id column)."""
         if self.ids is not None:
-            return column.in_(self.ids)
+            return AmongIds(column, self.ids)
         bounds = [
             c
             for c in (
