@@ -70,13 +70,10 @@ def _usable_ids(
     documents: list[D],
     broken: dict[int, str],
     stored: Mapping[str, StoredItem],
-    elsewhere: Mapping[str, int] | None = None,
 ) -> tuple[list[D], dict[int, str]]:
     """Leave out, as broken, the entities with an item id that is not a non-empty string of at most
     MAX_ITEM_ID characters, or that another entity builds too. Of the entities building one id,
     the one the feed table records it for keeps it while it still builds it; otherwise the first.
-    `elsewhere`, when the caller knows it, holds every built id the feed table records for an
-    entity outside `keys` (spares a query).
     """
     bad: dict[int, str] = {}
     claims: dict[str, list[int]] = {}
@@ -94,9 +91,7 @@ def _usable_ids(
             claimants.append(doc.entity)
     owners = {item_id: item.entity for item_id, item in stored.items()}
     # Only an id new to the batch's entities (rare but in a first sync) may be another entity's.
-    if elsewhere is None:
-        elsewhere = _owners(ctx, feed, [item_id for item_id in claims if item_id not in owners])
-    owners.update(elsewhere)
+    owners.update(_owners(ctx, feed, [item_id for item_id in claims if item_id not in owners]))
     for item_id, claimants in claims.items():
         owner = owners.get(item_id)
         if owner in claimants or (

@@ -308,8 +308,6 @@ class Compared:
 
     built: list[tuple[int, str, datetime | None, bytes, str]]
     stored: dict[str, StoredItem]
-    # Built ids that the feed table records for an entity outside the batch: id → that entity.
-    owners: dict[str, int]
     skipped: int
     newest_update: datetime | None
 
@@ -355,12 +353,6 @@ def compare_built(
         c.attempts,
         sent_hash_of(),
     )
-    elsewhere = items.alias("elsewhere")
-    owner = (
-        select(elsewhere.c.entity_key)
-        .where(elsewhere.c.feed == feed, elsewhere.c.id == hashed.c.id)
-        .scalar_subquery()
-    )
     with_stored = select(
         hashed.c.entity,
         hashed.c.id,
@@ -368,11 +360,11 @@ def compare_built(
         body_bytes(dialect, hashed.c.body).label("body"),
         hashed.c.hash,
         *stored_columns,
-        # The entity another batch's row of this id belongs to: the id is then taken (see
-        # build._usable_ids), known here without another query. A primary-key lookup per new id.
-        case((c.id.is_(None), owner), else_=None).label("owner"),
     ).select_from(hashed.outerjoin(items, and_(in_keys, c.id == hashed.c.id)))
-    built_ids = select(hashed.c.id).where(hashed.c.id.is_not(None))
+    # NOT IN: PostgreSQL hashes the built ids once (their estimate comes from the source query, not
+    # from the feed table's statistics), SQLite builds the list once; a correlated NOT EXISTS was
+    # planned as a rescan of the built items per stored row.
+    built_again = c.id.in_(select(hashed.c.id).where(hashed.c.id.is_not(None)))
     gone = select(
         literal(None, BigInteger).label("entity"),
         literal(None, String).label("id"),
@@ -380,8 +372,7 @@ def compare_built(
         literal(None, LargeBinary).label("body"),
         literal(None, Digest()).label("hash"),
         *stored_columns,
-        literal(None, BigInteger).label("owner"),
-    ).where(in_keys, c.id.not_in(built_ids))
+    ).where(in_keys, ~built_again)
     pairs = union_all(with_stored, gone).subquery("pairs")
     p = pairs.c
     settled: ColumnElement[bool] = p.status.in_([int(s) for s in _SETTLED])
@@ -413,7 +404,6 @@ def compare_built(
     rows = conn.execute(query).all()
     built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
     stored_rows: dict[str, StoredItem] = {}
-    owners: dict[str, int] = {}
     skipped = 0
     newest: datetime | None = None
     for row in rows:
@@ -422,8 +412,6 @@ def compare_built(
             continue
         if row.id is not None:
             built_rows.append((row.entity, row.id, row.updated_at, bytes(row.body), row.hash))
-            if row.owner is not None:
-                owners[row.id] = row.owner
         if row.stored_id is not None:
             stored_rows[row.stored_id] = StoredItem(
                 row.entity_key,
@@ -435,7 +423,7 @@ def compare_built(
             )
     if isinstance(newest, str):  # SQLite: a window's result has no type to convert it by
         newest = datetime.fromisoformat(newest)
-    return Compared(built_rows, stored_rows, owners, skipped, newest)
+    return Compared(built_rows, stored_rows, skipped, newest)
 
 
 _SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)
