@@ -27,15 +27,7 @@ def stacked_bars(buckets: Sequence[Bucket], step: Step, title: str) -> Markup:
     bar = max(slot * 0.7, 1)
     totals = {name: sum(getattr(b, name) for b in buckets) for name, _ in SERIES}
     summary = f"{title}: " + ", ".join(f"{totals[n]:,} {n}" for n, _ in SERIES)
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-        f'aria-label="{escape(summary)}" xmlns="http://www.w3.org/2000/svg">',
-        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH}" y2="{TOP + plot_h}" stroke="#9aa3b2"/>',
-        f'<text x="{LEFT - 6}" y="{TOP + 8}" text-anchor="end" font-size="11" fill="#4b5563">'
-        f"{peak:,}</text>",
-        f'<text x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end" font-size="11" '
-        'fill="#4b5563">0</text>',
-    ]
+    parts = _frame("chart", summary, peak, plot_h)
     every = 3 if step is Step.HOUR else 1
     for n, b in enumerate(buckets):
         x = LEFT + n * slot + (slot - bar) / 2
@@ -72,15 +64,7 @@ def call_bars(hours: Sequence[tuple[datetime, int]], title: str) -> Markup:
     bar = max(slot * 0.7, 1)
     total = sum(calls for _, calls in hours)
     summary = f"{title}: {total:,} call{'' if total == 1 else 's'}, at most {peak:,} in an hour"
-    parts = [
-        f'<svg class="chart calls-chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-        f'aria-label="{escape(summary)}" xmlns="http://www.w3.org/2000/svg">',
-        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH}" y2="{TOP + plot_h}" stroke="#9aa3b2"/>',
-        f'<text x="{LEFT - 6}" y="{TOP + 8}" text-anchor="end" font-size="11" fill="#4b5563">'
-        f"{peak:,}</text>",
-        f'<text x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end" font-size="11" '
-        'fill="#4b5563">0</text>',
-    ]
+    parts = _frame("chart calls-chart", summary, peak, plot_h)
     for n, (start, calls) in enumerate(hours):
         x = LEFT + n * slot + (slot - bar) / 2
         height = plot_h * calls / scale
@@ -103,3 +87,17 @@ def call_bars(hours: Sequence[tuple[datetime, int]], title: str) -> Markup:
             )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _frame(css_class: str, summary: str, peak: int, plot_h: float) -> list[str]:
+    """The opening of a bar chart: the svg element with its accessible summary, the x axis, and
+    the y axis labels (0 and the peak)."""
+    return [
+        f'<svg class="{css_class}" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
+        f'aria-label="{escape(summary)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH}" y2="{TOP + plot_h}" stroke="#9aa3b2"/>',
+        f'<text x="{LEFT - 6}" y="{TOP + 8}" text-anchor="end" font-size="11" fill="#4b5563">'
+        f"{peak:,}</text>",
+        f'<text x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end" font-size="11" '
+        'fill="#4b5563">0</text>',
+    ]
