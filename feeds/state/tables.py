@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -135,9 +135,9 @@ states = cast(Table, IndexerState.__table__)
 items = cast(Table, FeedItemRow.__table__)
 
 
-def sent_hash_of(table: Any = items) -> ColumnElement[str]:
+def sent_hash_of() -> ColumnElement[str]:
     """The hash the destination last accepted: stored, or the item's own hash in status 200."""
-    c = table.c
+    c = items.c
     implied = case((c.status == int(ItemStatus.SENT), c.hash), else_=None)
     return type_coerce(func.coalesce(c.sent_hash, implied), Digest()).label("sent_hash")
 
