@@ -118,7 +118,7 @@ def _compare_in_database(ctx: Context, run: Run, keys: Keys, resend: Collection[
             resend_all=run.options.resend_all,
         )
     stored = found.stored
-    built = [Built(*row) for row in found.built]
+    built = list(map(Built._make, found.built))
     items, broken = _usable_ids(ctx, feed, keys, built, {}, stored)
     diff = Diff(skipped=found.skipped, newest_update=found.newest_update)
     return _classified(ctx, run, keys, resend, diff, items, broken, stored)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -86,8 +87,7 @@ def entity_keys(conn: Connection, feed: str, ids: Sequence[str]) -> dict[str, in
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class ItemRecord:
+class ItemRecord(NamedTuple):
     """What to write for one item after collection (and export, in immediate mode)."""
 
     id: str
@@ -327,52 +327,59 @@ def compare_built(
 
     A built item stored with the same hash, not deleted, and settled (or not `sending`) is only
     counted; so is a stored tombstone not built again. Everything else comes back, the body as
-    bytes. The window functions run before the filter, so the count covers every row.
+    bytes and the hashes as hex. The window functions run before the filter, so the count covers
+    every row; bytes and hex are made only for the rows that come back.
     """
     dialect = conn.dialect.name
     c = items.c
     documents = built.cte("documents").prefix_with("MATERIALIZED")
     hashed = (
-        select(
-            documents,
-            type_coerce(content_hash(dialect, documents.c.body), Digest()).label("hash"),
-        )
+        select(documents, content_hash(dialect, documents.c.body).label("hash"))
         .cte("hashed")
         .prefix_with("MATERIALIZED")
     )
-    # The built items with their stored rows (through the primary key), then the stored rows of
-    # the same entities that were not built again: two indexed halves. (A FULL JOIN of the two
+    # The stored rows of the batch's entities, read once through the entity index; then the built
+    # items with their stored row, and the stored rows not built again. (A FULL JOIN of the two
     # sets has no index on either side: SQLite compared a batch in O(n²).)
-    in_keys = and_(c.feed == feed, keys.match(c.entity_key))
-    stored_columns = (
-        c.id.label("stored_id"),
-        c.entity_key,
-        c.hash.label("stored_hash"),
-        c.deleted,
-        c.status,
-        c.attempts,
-        sent_hash_of(),
+    implied_sent = case((c.status == _SENT, c.hash), else_=None)
+    stored = (
+        select(
+            c.id.label("stored_id"),
+            c.entity_key,
+            c.hash.label("stored_hash"),
+            c.deleted,
+            c.status,
+            c.attempts,
+            func.coalesce(c.sent_hash, implied_sent).label("sent_hash"),
+        )
+        .where(c.feed == feed, keys.match(c.entity_key))
+        .cte("stored")
+        .prefix_with("MATERIALIZED")
     )
+    s = stored.c
+    stored_columns = (s.stored_id, s.entity_key, s.stored_hash, s.deleted, s.status, s.attempts)
     with_stored = select(
         hashed.c.entity,
         hashed.c.id,
         hashed.c.updated_at,
-        body_bytes(dialect, hashed.c.body).label("body"),
+        hashed.c.body,
         hashed.c.hash,
         *stored_columns,
-    ).select_from(hashed.outerjoin(items, and_(in_keys, c.id == hashed.c.id)))
+        s.sent_hash,
+    ).select_from(hashed.outerjoin(stored, s.stored_id == hashed.c.id))
     # NOT IN: PostgreSQL hashes the built ids once (their estimate comes from the source query, not
     # from the feed table's statistics), SQLite builds the list once; a correlated NOT EXISTS was
     # planned as a rescan of the built items per stored row.
-    built_again = c.id.in_(select(hashed.c.id).where(hashed.c.id.is_not(None)))
+    built_again = s.stored_id.in_(select(hashed.c.id).where(hashed.c.id.is_not(None)))
     gone = select(
         literal(None, BigInteger).label("entity"),
         literal(None, String).label("id"),
         literal(None, DateTime).label("updated_at"),
-        literal(None, LargeBinary).label("body"),
-        literal(None, Digest()).label("hash"),
+        literal(None, String).label("body"),
+        literal(None, LargeBinary).label("hash"),
         *stored_columns,
-    ).where(in_keys, ~built_again)
+        s.sent_hash,
+    ).where(~built_again)
     pairs = union_all(with_stored, gone).subquery("pairs")
     p = pairs.c
     settled: ColumnElement[bool] = p.status.in_([int(s) for s in _SETTLED])
@@ -400,30 +407,49 @@ def compare_built(
         func.row_number().over().label("n"),
     ).subquery("joined")
     j = joined.c
-    query = select(joined).where(or_(j.skip == 0, j.n == 1))
-    rows = conn.execute(query).all()
+    query = select(
+        j.skip,
+        j.skipped,
+        j.newest,
+        j.entity,
+        j.id,
+        j.updated_at,
+        body_bytes(dialect, j.body),
+        _hex(dialect, j.hash),
+        j.stored_id,
+        j.entity_key,
+        _hex(dialect, j.stored_hash),
+        j.deleted,
+        j.status,
+        j.attempts,
+        _hex(dialect, j.sent_hash),
+    ).where(or_(j.skip == 0, j.n == 1))
     built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
     stored_rows: dict[str, StoredItem] = {}
     skipped = 0
     newest: datetime | None = None
-    for row in rows:
-        skipped, newest = int(row.skipped or 0), row.newest
-        if row.skip:
+    for row in conn.execute(query):
+        (skip, skipped, newest, entity, item_id, updated_at, body, hashed_hex) = row[:8]
+        if skip:
             continue
-        if row.id is not None:
-            built_rows.append((row.entity, row.id, row.updated_at, bytes(row.body), row.hash))
-        if row.stored_id is not None:
-            stored_rows[row.stored_id] = StoredItem(
-                row.entity_key,
-                row.stored_hash,
-                bool(row.deleted),
-                row.status,
-                row.attempts,
-                row.sent_hash,
+        if item_id is not None:
+            built_rows.append((entity, item_id, updated_at, body, hashed_hex))
+        stored_id, entity_key, stored_hash, deleted, status, attempts, sent = row[8:]
+        if stored_id is not None:
+            stored_rows[stored_id] = StoredItem(
+                entity_key, stored_hash, bool(deleted), status, attempts, sent
             )
     if isinstance(newest, str):  # SQLite: a window's result has no type to convert it by
         newest = datetime.fromisoformat(newest)
-    return Compared(built_rows, stored_rows, skipped, newest)
+    return Compared(built_rows, stored_rows, int(skipped or 0), newest)
+
+
+def _hex(dialect: str, value: ColumnElement[Any]) -> ColumnElement[str]:
+    """A hash as lowercase hex text, NULL for NULL (SQLite's hex() gives '' for NULL, and for the
+    empty hash of an item that never built)."""
+    if dialect == "postgresql":
+        return func.encode(value, literal_column("'hex'"), type_=String)
+    return type_coerce(case((value.is_(None), None), else_=func.lower(func.hex(value))), String)
 
 
 _SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)
