@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from hashlib import blake2b
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -50,8 +50,7 @@ def category_of(code: str | None) -> ErrorCategory:
     return CATEGORY_OF_CODE.get(code or "", ErrorCategory.OTHER)
 
 
-@dataclass(frozen=True, slots=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     """What the destination said about one item: `status` is the code stored in the feed table."""
 
     id: str

@@ -75,6 +75,12 @@ def _usable_ids(
     MAX_ITEM_ID characters, or that another entity builds too. Of the entities building one id,
     the one the feed table records it for keeps it while it still builds it; otherwise the first.
     """
+    ids = [doc.id for doc in documents]
+    # The ids known to the feed table for other entities: only an id new to the batch's entities
+    # (rare but in a first sync) may be another entity's.
+    outside = _owners(ctx, feed, [i for i in ids if isinstance(i, str) and i not in stored])
+    if not outside and _plain(ids):
+        return documents, broken  # the usual batch: valid ids, each built once, none elsewhere
     bad: dict[int, str] = {}
     claims: dict[str, list[int]] = {}
     for doc in documents:
@@ -90,8 +96,7 @@ def _usable_ids(
         elif doc.entity not in (claimants := claims.setdefault(doc.id, [])):
             claimants.append(doc.entity)
     owners = {item_id: item.entity for item_id, item in stored.items()}
-    # Only an id new to the batch's entities (rare but in a first sync) may be another entity's.
-    owners.update(_owners(ctx, feed, [item_id for item_id in claims if item_id not in owners]))
+    owners.update(outside)
     for item_id, claimants in claims.items():
         owner = owners.get(item_id)
         if owner in claimants or (
@@ -109,6 +114,16 @@ def _usable_ids(
     if not bad:
         return documents, broken
     return [d for d in documents if d.entity not in bad], {**broken, **bad}
+
+
+def _plain(ids: Sequence[object]) -> bool:
+    """Whether every id is a string of 1 to MAX_ITEM_ID characters, and none repeats."""
+    if not all(type(i) is str for i in ids):
+        return False
+    lengths = [len(i) for i in ids]  # type: ignore[arg-type]
+    return (not ids or (min(lengths) > 0 and max(lengths) <= MAX_ITEM_ID)) and len(set(ids)) == len(
+        ids
+    )
 
 
 def _owners(ctx: Context, feed: Feed, wanted: Sequence[str]) -> dict[str, int]:
