@@ -361,7 +361,9 @@ def compare_built(
         )
         .where(c.feed == feed, keys.match(c.entity_key))
         .cte("stored")
-        .prefix_with("MATERIALIZED")
+        # SQLite joins a materialized CTE by scanning it per built row: there it stays a view of
+        # the table, its two uses two index lookups.
+        .prefix_with("MATERIALIZED" if dialect == "postgresql" else "NOT MATERIALIZED")
     )
     s = stored.c
     stored_columns = (s.stored_id, s.entity_key, s.stored_hash, s.deleted, s.status, s.attempts)
