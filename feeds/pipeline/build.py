@@ -118,12 +118,12 @@ def _usable_ids(
 
 def _plain(ids: Sequence[object]) -> bool:
     """Whether every id is a string of 1 to MAX_ITEM_ID characters, and none repeats."""
+    if not ids:
+        return True
     if not all(type(i) is str for i in ids):
         return False
     lengths = [len(i) for i in ids]  # type: ignore[arg-type]
-    return (not ids or (min(lengths) > 0 and max(lengths) <= MAX_ITEM_ID)) and len(set(ids)) == len(
-        ids
-    )
+    return min(lengths) > 0 and max(lengths) <= MAX_ITEM_ID and len(set(ids)) == len(ids)
 
 
 def _owners(ctx: Context, feed: Feed, wanted: Sequence[str]) -> dict[str, int]:
