@@ -329,15 +329,57 @@ def compare_built(
     resend: Collection[str] = (),
     resend_all: bool = False,
 ) -> Compared:
-    """One statement: the feed's documents built for `keys` (`built`: entity, id, updated_at,
-    body), hashed and joined with the feed-table rows of the same entities.
+    """The feed's documents built for `keys` (`built`: entity, id, updated_at, body), hashed and
+    joined with the feed-table rows of the same entities, in one statement (`compare_statement`).
 
     A built item stored with the same hash, not deleted, and settled (or not `sending`) is only
     counted; so is a stored tombstone not built again. Everything else comes back, the body as
-    bytes and the hashes as hex. The window functions run before the filter, so the count covers
-    every row; bytes and hex are made only for the rows that come back.
+    bytes and the hashes as hex.
     """
-    dialect = conn.dialect.name
+    query = compare_statement(
+        conn.dialect.name,
+        feed,
+        built,
+        keys,
+        sending=sending,
+        resend=resend,
+        resend_all=resend_all,
+    )
+    built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
+    stored_rows: dict[str, StoredItem] = {}
+    skipped = 0
+    newest: datetime | None = None
+    for row in conn.execute(query):
+        (skip, skipped, newest, entity, item_id, updated_at, body, hashed_hex) = row[:8]
+        if skip:
+            continue
+        if item_id is not None:
+            built_rows.append((entity, item_id, updated_at, body, hashed_hex))
+        stored_id, entity_key, stored_hash, deleted, status, attempts, sent = row[8:]
+        if stored_id is not None:
+            stored_rows[stored_id] = StoredItem(
+                entity_key, stored_hash, bool(deleted), status, attempts, sent
+            )
+    if isinstance(newest, str):  # SQLite: a window's result has no type to convert it by
+        newest = datetime.fromisoformat(newest)
+    return Compared(built_rows, stored_rows, int(skipped or 0), newest)
+
+
+def compare_statement(
+    dialect: str,
+    feed: str,
+    built: Select[Any],
+    keys: Keys,
+    *,
+    sending: bool,
+    resend: Collection[str] = (),
+    resend_all: bool = False,
+) -> Select[Any]:
+    """The statement `compare_built` runs: per row skip, skipped, newest, then the built item
+    (entity, id, updated_at, body, hash) and its stored row (id, entity, hash, deleted, status,
+    attempts, sent hash). The window functions run before the filter, so the count covers every
+    row; bytes and hex are made only for the rows that come back.
+    """
     c = items.c
     documents = built.cte("documents").prefix_with("MATERIALIZED")
     hashed = (
@@ -416,7 +458,7 @@ def compare_built(
         func.row_number().over().label("n"),
     ).subquery("joined")
     j = joined.c
-    query = select(
+    return select(
         j.skip,
         j.skipped,
         j.newest,
@@ -433,24 +475,6 @@ def compare_built(
         j.attempts,
         _hex(dialect, j.sent_hash),
     ).where(or_(j.skip == 0, j.n == 1))
-    built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
-    stored_rows: dict[str, StoredItem] = {}
-    skipped = 0
-    newest: datetime | None = None
-    for row in conn.execute(query):
-        (skip, skipped, newest, entity, item_id, updated_at, body, hashed_hex) = row[:8]
-        if skip:
-            continue
-        if item_id is not None:
-            built_rows.append((entity, item_id, updated_at, body, hashed_hex))
-        stored_id, entity_key, stored_hash, deleted, status, attempts, sent = row[8:]
-        if stored_id is not None:
-            stored_rows[stored_id] = StoredItem(
-                entity_key, stored_hash, bool(deleted), status, attempts, sent
-            )
-    if isinstance(newest, str):  # SQLite: a window's result has no type to convert it by
-        newest = datetime.fromisoformat(newest)
-    return Compared(built_rows, stored_rows, int(skipped or 0), newest)
 
 
 def _hex(dialect: str, value: ColumnElement[Any]) -> ColumnElement[str]:
