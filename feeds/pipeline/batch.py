@@ -108,8 +108,8 @@ def _compare_in_database(ctx: Context, run: Run, keys: Keys, resend: Collection[
     feed = run.feed
     assert feed.query is not None
     with ctx.db.connect() as conn:
-        found = store.compare_built(
-            conn,
+        statement = store.compare_statement(
+            conn.dialect.name,
             feed.name,
             feed.query(keys, Json(conn.dialect.name)),
             keys,
@@ -117,6 +117,7 @@ def _compare_in_database(ctx: Context, run: Run, keys: Keys, resend: Collection[
             resend=resend,
             resend_all=run.options.resend_all,
         )
+        found = store.compare_built(conn, statement)
     stored = found.stored
     built = list(map(Built._make, found.built))
     items, broken = _usable_ids(ctx, feed, keys, built, {}, stored)

@@ -319,37 +319,19 @@ class Compared:
     newest_update: datetime | None
 
 
-def compare_built(
-    conn: Connection,
-    feed: str,
-    built: Select[Any],
-    keys: Keys,
-    *,
-    sending: bool,
-    resend: Collection[str] = (),
-    resend_all: bool = False,
-) -> Compared:
-    """The feed's documents built for `keys` (`built`: entity, id, updated_at, body), hashed and
-    joined with the feed-table rows of the same entities, in one statement (`compare_statement`).
+def compare_built(conn: Connection, statement: Select[Any]) -> Compared:
+    """Run a `compare_statement`: the feed's documents built for a batch, hashed and joined with
+    the feed-table rows of the same entities.
 
     A built item stored with the same hash, not deleted, and settled (or not `sending`) is only
     counted; so is a stored tombstone not built again. Everything else comes back, the body as
     bytes and the hashes as hex.
     """
-    query = compare_statement(
-        conn.dialect.name,
-        feed,
-        built,
-        keys,
-        sending=sending,
-        resend=resend,
-        resend_all=resend_all,
-    )
     built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
     stored_rows: dict[str, StoredItem] = {}
     skipped = 0
     newest: datetime | None = None
-    for row in conn.execute(query):
+    for row in conn.execute(statement):
         (skip, skipped, newest, entity, item_id, updated_at, body, hashed_hex) = row[:8]
         if skip:
             continue
@@ -375,10 +357,13 @@ def compare_statement(
     resend: Collection[str] = (),
     resend_all: bool = False,
 ) -> Select[Any]:
-    """The statement `compare_built` runs: per row skip, skipped, newest, then the built item
-    (entity, id, updated_at, body, hash) and its stored row (id, entity, hash, deleted, status,
-    attempts, sent hash). The window functions run before the filter, so the count covers every
-    row; bytes and hex are made only for the rows that come back.
+    """One statement for `compare_built`: the feed's documents built for `keys` (`built`: entity,
+    id, updated_at, body), hashed and joined with the stored rows of the same entities.
+
+    Per row: skip, skipped, newest, the built item (entity, id, updated_at, body, hash) and its
+    stored row (id, entity, hash, deleted, status, attempts, sent hash). The window functions run
+    before the filter, so the count covers every row; bytes and hex are made only for the rows
+    that come back.
     """
     c = items.c
     documents = built.cte("documents").prefix_with("MATERIALIZED")
