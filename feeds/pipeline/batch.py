@@ -23,6 +23,7 @@ from feeds.pipeline.build import _built_at_source, _usable_ids, build_documents
 from feeds.pipeline.diff import Built, Change, Diff, FeedItem, canonical_items, compare
 from feeds.pipeline.run import Run
 from feeds.state import feed_items as store
+from feeds.state.compare_built import compare_built, compare_statement
 from feeds.state.feed_items import ItemRecord
 
 log = structlog.get_logger("feeds.pipeline.batch")
@@ -108,7 +109,7 @@ def _compare_in_database(ctx: Context, run: Run, keys: Keys, resend: Collection[
     feed = run.feed
     assert feed.query is not None
     with ctx.db.connect() as conn:
-        statement = store.compare_statement(
+        statement = compare_statement(
             conn.dialect.name,
             feed.name,
             feed.query(keys, Json(conn.dialect.name)),
@@ -117,7 +118,7 @@ def _compare_in_database(ctx: Context, run: Run, keys: Keys, resend: Collection[
             resend=resend,
             resend_all=run.options.resend_all,
         )
-        found = store.compare_built(conn, statement)
+        found = compare_built(conn, statement)
     stored = found.stored
     built = list(map(Built._make, found.built))
     items, broken = _usable_ids(ctx, feed, keys, built, {}, stored)

@@ -18,7 +18,7 @@ from feeds.context import Context
 from feeds.definitions import Keys
 from feeds.documents import Json
 from feeds.pipeline import indexer
-from feeds.state import feed_items
+from feeds.state.compare_built import compare_statement
 
 BATCHES = {
     "key range": Keys(lo=2_000, hi=2_200),
@@ -48,7 +48,7 @@ def plan_of(ctx: Context, keys: Keys) -> list[str]:
     assert feed.query is not None
     with ctx.db.connect() as conn:
         dialect = conn.dialect.name
-        statement = feed_items.compare_statement(
+        statement = compare_statement(
             dialect, "products", feed.query(keys, Json(dialect)), keys, sending=True
         )
         with explained(conn):
