@@ -256,6 +256,10 @@ class ItemStatus(IntEnum):
     SKIPPED = -1
 
 
+# A stored item in one of these states needs nothing more for its current version.
+SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)
+
+
 class ExportMode(StrEnum):
     IMMEDIATE = "immediate"
     LEGACY = "legacy"

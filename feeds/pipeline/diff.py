@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from feeds.definitions import Document, ItemStatus, StoredItem
+from feeds.definitions import SETTLED, Document, StoredItem
 from feeds.documents import NOT_FINITE_BYTE
 
 NULL = b"null"
@@ -154,10 +154,6 @@ class Diff:
 
     def count(self, change: Change) -> int:
         return sum(1 for item in self.changed if item.change is change)
-
-
-# A stored item in one of these states needs nothing more for its current version.
-SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)
 
 
 def canonical_items(documents: Iterable[Document], diff: Diff) -> Iterator[Built]:

@@ -30,11 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from feeds.definitions import ItemStatus, Keys, StoredItem
+from feeds.definitions import SETTLED, Keys, StoredItem
 from feeds.documents import body_bytes, content_hash
-from feeds.state.tables import items
-
-_SENT = int(ItemStatus.SENT)
+from feeds.state.tables import items, sent_hash_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +51,8 @@ def compare_built(conn: Connection, statement: Select[Any]) -> Compared:
     """Run a `compare_statement`: the feed's documents built for a batch, hashed and joined with
     the feed-table rows of the same entities.
 
-    A built item stored with the same hash, not deleted, and settled (or not `sending`) is only
-    counted; so is a stored tombstone not built again. Everything else comes back, the body as
-    bytes and the hashes as hex.
+    What the statement skips (unchanged and settled items, settled tombstones) is only counted;
+    everything else comes back, the body as bytes and the hashes as hex.
     """
     built_rows: list[tuple[int, str, datetime | None, bytes, str]] = []
     stored_rows: dict[str, StoredItem] = {}
@@ -90,7 +87,8 @@ def compare_statement(
     """One statement for `compare_built`: the feed's documents built for `keys` (`built`: entity,
     id, updated_at, body), hashed and joined with the stored rows of the same entities.
 
-    Per row: skip, skipped, newest, the built item (entity, id, updated_at, body, hash) and its
+    A built item stored with the same hash, not deleted, and settled (or not `sending`) is
+    skipped; so is a stored tombstone not built again. Per row: skip, skipped, newest, the built item (entity, id, updated_at, body, hash) and its
     stored row (id, entity, hash, deleted, status, attempts, sent hash). The window functions run
     before the filter, so the count covers every row; bytes and hex are made only for the rows
     that come back.
@@ -105,7 +103,6 @@ def compare_statement(
     # The stored rows of the batch's entities, read once through the entity index; then the built
     # items with their stored row, and the stored rows not built again. (A FULL JOIN of the two
     # sets has no index on either side: SQLite compared a batch in O(n²).)
-    implied_sent = case((c.status == _SENT, c.hash), else_=None)
     stored = (
         select(
             c.id.label("stored_id"),
@@ -114,7 +111,7 @@ def compare_statement(
             c.deleted,
             c.status,
             c.attempts,
-            func.coalesce(c.sent_hash, implied_sent).label("sent_hash"),
+            sent_hash_of(),
         )
         .where(c.feed == feed, keys.match(c.entity_key))
         .cte("stored")
@@ -148,7 +145,7 @@ def compare_statement(
     ).where(~built_again)
     pairs = union_all(with_stored, gone).subquery("pairs")
     p = pairs.c
-    settled: ColumnElement[bool] = p.status.in_([int(s) for s in _SETTLED])
+    settled: ColumnElement[bool] = p.status.in_([int(s) for s in SETTLED])
     if not sending:
         settled = or_(settled, true())
     asked = (
@@ -198,6 +195,3 @@ def _hex(dialect: str, value: ColumnElement[Any]) -> ColumnElement[str]:
     if dialect == "postgresql":
         return func.encode(value, literal_column("'hex'"), type_=String)
     return type_coerce(case((value.is_(None), None), else_=func.lower(func.hex(value))), String)
-
-
-_SETTLED = (ItemStatus.SENT, ItemStatus.REJECTED)

@@ -91,11 +91,10 @@ assert _COLUMNS == [
     "entity_key", "modified_at", "updated_at", "next_attempt_at", "status", "attempts", "deleted",
     "feed", "id", "hash", "sent_hash", "error_code", "error_category", "error_message", "payload",
 ]  # fmt: skip
-# The PostgreSQL types of those columns, for binary COPY.
+# The PostgreSQL type of each of those columns, for binary COPY: read off the table, not kept by hand.
 _COPY_TYPES = [
-    "int8", "timestamp", "timestamp", "timestamp", "int2", "int2", "bool",
-    "varchar", "varchar", "bytea", "bytea", "varchar", "varchar", "text", "bytea",
-]  # fmt: skip
+    str(c.type.compile(dialect=postgresql.dialect())).split("(")[0].lower() for c in items.columns
+]
 _SENT = int(ItemStatus.SENT)
 # A failed send of a newer version keeps the hash the destination last accepted: the stored sent
 # hash, or the hash itself while the item was in status 200. In status 200 none is stored.
